@@ -1,0 +1,60 @@
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class SinusoidalPositionEncoding(keras.layers.Layer):
+    """The paper's fixed position encoding (section 3.5).
+
+    `PE(pos, 2i) = sin(pos / max_wavelength^(2i / d_model))` on even dimensions
+    and `PE(pos, 2i + 1) = cos(pos / max_wavelength^(2i / d_model))` on odd
+    ones. The layer has no weights, so it works for any sequence length.
+
+    Args:
+        max_wavelength: the base of the geometric progression of wavelengths,
+            10000 in the paper.
+
+    Call arguments:
+        inputs: `(B, T, d_model)` embeddings; only their shape is used.
+        start_index: position of the first element (non-zero when decoding
+            step by step). May be a tensor.
+
+    Returns:
+        `(B, T, d_model)` encodings, to be added to `inputs`.
+
+    Example:
+    >>> x = keras.random.normal((2, 10, 64))
+    >>> x = x + keras_transformer.layers.SinusoidalPositionEncoding()(x)
+    """
+
+    def __init__(self, max_wavelength=10000, **kwargs):
+        super().__init__(**kwargs)
+        if max_wavelength <= 1:
+            raise ValueError(
+                f"`max_wavelength` must be greater than 1. Received: max_wavelength={max_wavelength}"
+            )
+        self.max_wavelength = max_wavelength
+        self.supports_masking = True
+        self.built = True
+
+    def call(self, inputs, start_index=0):
+        shape = ops.shape(inputs)
+        length, dim = shape[-2], shape[-1]
+        positions = ops.cast(ops.arange(length) + start_index, self.compute_dtype)  # (T,)
+        dims = ops.arange(dim)
+        even_dims = ops.cast(dims - dims % 2, self.compute_dtype)  # 2i, repeated
+        timescales = ops.power(
+            ops.cast(self.max_wavelength, self.compute_dtype),
+            even_dims / ops.cast(dim, self.compute_dtype),
+        )
+        angles = ops.expand_dims(positions, 1) / ops.expand_dims(timescales, 0)  # (T, D)
+        encoding = ops.where(ops.expand_dims(dims % 2 == 0, 0), ops.sin(angles), ops.cos(angles))
+        return ops.broadcast_to(ops.cast(encoding, self.compute_dtype), shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"max_wavelength": self.max_wavelength})
+        return config

@@ -1,0 +1,119 @@
+import keras
+
+from keras_transformer.layers.position_embedding import PositionEmbedding
+from keras_transformer.layers.sinusoidal_position_encoding import SinusoidalPositionEncoding
+from keras_transformer.layers.token_embedding import TokenEmbedding
+from keras_transformer.layers.utils import check_positive_int, check_rate
+
+ABSOLUTE_POSITIONS = ("sinusoidal", "learned", "none")
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class TransformerEmbedding(keras.layers.Layer):
+    """Input embedding of a stack: scaled tokens + positions, then dropout.
+
+    `Dropout(TokenEmbedding(ids) * sqrt(d_model) + PE)` as in sections 3.4,
+    3.5 and 5.4. Relative and rotary positions live inside attention; for
+    them use `position="none"` here.
+
+    Args:
+        vocabulary_size: number of token ids.
+        hidden_dim: `d_model`.
+        max_sequence_length: positions a learned table holds.
+        position: `"sinusoidal"`, `"learned"` or `"none"`.
+        dropout: dropout on the sum.
+        tie_weights: share the token matrix with the output projection.
+        embeddings_initializer: token embedding initializer (see
+            `TokenEmbedding`).
+
+    Call arguments:
+        token_ids: `(B, T)` int ids.
+        start_index: position of the first token (cached decoding).
+        training: whether dropout is active.
+
+    Returns:
+        `(B, T, d_model)`.
+
+    Example:
+    >>> embed = keras_transformer.layers.TransformerEmbedding(1000, 64, 128)
+    >>> embed(keras.ops.ones((2, 7), "int32")).shape
+    (2, 7, 64)
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        hidden_dim,
+        max_sequence_length,
+        position="sinusoidal",
+        dropout=0.0,
+        tie_weights=True,
+        embeddings_initializer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_positive_int(max_sequence_length, "max_sequence_length")
+        check_rate(dropout, "dropout")
+        if position not in ABSOLUTE_POSITIONS:
+            raise ValueError(
+                f"`position` must be one of {ABSOLUTE_POSITIONS}. Received: position={position!r}"
+            )
+        self.vocabulary_size = vocabulary_size
+        self.hidden_dim = hidden_dim
+        self.max_sequence_length = max_sequence_length
+        self.position = position
+        self.dropout = dropout
+        self.tie_weights = tie_weights
+        self.embeddings_initializer = (
+            None if embeddings_initializer is None else keras.initializers.get(embeddings_initializer)
+        )
+        self.token_embedding = TokenEmbedding(
+            vocabulary_size,
+            hidden_dim,
+            tie_weights=tie_weights,
+            embeddings_initializer=self.embeddings_initializer,
+            dtype=self.dtype_policy,
+            name="token_embedding",
+        )
+        self.position_encoding = None
+        if position == "sinusoidal":
+            self.position_encoding = SinusoidalPositionEncoding(
+                dtype=self.dtype_policy, name="position_encoding"
+            )
+        elif position == "learned":
+            self.position_encoding = PositionEmbedding(
+                max_sequence_length, dtype=self.dtype_policy, name="position_embedding"
+            )
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+
+    def build(self, token_ids_shape):
+        self.token_embedding.build(token_ids_shape)
+        if self.position_encoding is not None:
+            self.position_encoding.build(tuple(token_ids_shape) + (self.hidden_dim,))
+        self.built = True
+
+    def call(self, token_ids, start_index=0, training=None):
+        x = self.token_embedding(token_ids)  # (B, T, d_model)
+        if self.position_encoding is not None:
+            x = x + self.position_encoding(x, start_index=start_index)
+        return self.dropout_layer(x, training=training)
+
+    def compute_output_shape(self, token_ids_shape):
+        return tuple(token_ids_shape) + (self.hidden_dim,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "hidden_dim": self.hidden_dim,
+                "max_sequence_length": self.max_sequence_length,
+                "position": self.position,
+                "dropout": self.dropout,
+                "tie_weights": self.tie_weights,
+                "embeddings_initializer": None
+                if self.embeddings_initializer is None
+                else keras.initializers.serialize(self.embeddings_initializer),
+            }
+        )
+        return config

@@ -1,0 +1,309 @@
+import keras
+from keras import ops
+
+from keras_transformer.layers.masks import padding_mask
+from keras_transformer.layers.transformer_embedding import TransformerEmbedding
+from keras_transformer.layers.utils import check_positive_int, check_rate
+from keras_transformer.models.presets import preset_config
+from keras_transformer.models.transformer_decoder import TransformerDecoder
+from keras_transformer.models.transformer_encoder import TransformerEncoder
+
+POSITIONS = ("sinusoidal", "learned", "relative", "rotary")
+INPUT_KEYS = ("encoder_token_ids", "decoder_token_ids")
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class Transformer(keras.Model):
+    """The encoder-decoder Transformer of "Attention Is All You Need".
+
+    Source ids are embedded (`* sqrt(d_model)`, plus positions, dropout),
+    encoded by `N` encoder layers; target ids, shifted right behind the start
+    token, are embedded the same way and decoded by `N` decoder layers that
+    attend causally to themselves and to the encoder output; a final linear
+    layer gives logits over the target vocabulary (softmax is left to the
+    loss and to decoding). Token id 0 is padding everywhere.
+
+    Args:
+        source_vocabulary_size: source vocabulary size.
+        target_vocabulary_size: target vocabulary size.
+        num_layers: `N`, layers in each of the encoder and decoder stacks.
+        hidden_dim: `d_model`.
+        num_heads: `h`.
+        intermediate_dim: `d_ff`.
+        dropout: `P_drop`, on embedding sums and every sub-block output.
+        max_sequence_length: longest source or target sequence; the size of
+            learned position tables.
+        position: `"sinusoidal"` (the paper), `"learned"`, `"relative"`
+            (Shaw et al. 2018, in self-attention) or `"rotary"` (RoPE).
+        normalize_first: pre-norm layers instead of the paper's post-norm.
+        tie_embeddings: share the target embedding with the pre-softmax
+            linear layer.
+        share_embeddings: one embedding matrix for source and target (a joint
+            vocabulary; both sizes must match). With `tie_embeddings` this is
+            the paper's three-way sharing.
+        attention_dropout: dropout on attention weights (0 in the paper).
+        activation: feed-forward activation (`"relu"` in the paper).
+        layer_norm_epsilon: LayerNorm epsilon.
+        max_relative_position: clipping distance `k` for `"relative"`.
+
+    Call arguments:
+        inputs: dict with `"encoder_token_ids"` `(B, S)` and
+            `"decoder_token_ids"` `(B, T)`, int32.
+        training: whether dropout is active.
+
+    Returns:
+        `(B, T, target_vocabulary_size)` logits.
+
+    Example:
+    >>> model = keras_transformer.Transformer.from_preset(
+    ...     "tiny", source_vocabulary_size=100, target_vocabulary_size=120)
+    >>> logits = model({"encoder_token_ids": keras.ops.ones((2, 9), "int32"),
+    ...                 "decoder_token_ids": keras.ops.ones((2, 7), "int32")})
+    >>> logits.shape
+    (2, 7, 120)
+    """
+
+    def __init__(
+        self,
+        source_vocabulary_size,
+        target_vocabulary_size,
+        num_layers=6,
+        hidden_dim=512,
+        num_heads=8,
+        intermediate_dim=2048,
+        dropout=0.1,
+        max_sequence_length=256,
+        position="sinusoidal",
+        normalize_first=False,
+        tie_embeddings=False,
+        share_embeddings=False,
+        attention_dropout=0.0,
+        activation="relu",
+        layer_norm_epsilon=1e-5,
+        max_relative_position=16,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in [
+            ("source_vocabulary_size", source_vocabulary_size),
+            ("target_vocabulary_size", target_vocabulary_size),
+            ("num_layers", num_layers),
+            ("hidden_dim", hidden_dim),
+            ("num_heads", num_heads),
+            ("intermediate_dim", intermediate_dim),
+            ("max_sequence_length", max_sequence_length),
+            ("max_relative_position", max_relative_position),
+        ]:
+            check_positive_int(value, name)
+        check_rate(dropout, "dropout")
+        if hidden_dim % num_heads:
+            raise ValueError(
+                "`hidden_dim` (d_model) must be divisible by `num_heads` (h). "
+                f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
+            )
+        if position not in POSITIONS:
+            raise ValueError(f"`position` must be one of {POSITIONS}. Received: position={position!r}")
+        if share_embeddings and source_vocabulary_size != target_vocabulary_size:
+            raise ValueError(
+                "`share_embeddings=True` needs one joint vocabulary. Received: "
+                f"source_vocabulary_size={source_vocabulary_size}, "
+                f"target_vocabulary_size={target_vocabulary_size}"
+            )
+        self.source_vocabulary_size = source_vocabulary_size
+        self.target_vocabulary_size = target_vocabulary_size
+        self.num_layers = num_layers
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.dropout = dropout
+        self.max_sequence_length = max_sequence_length
+        self.position = position
+        self.normalize_first = normalize_first
+        self.tie_embeddings = tie_embeddings
+        self.share_embeddings = share_embeddings
+        self.attention_dropout = attention_dropout
+        self.activation = activation
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.max_relative_position = max_relative_position
+
+        def embedding(vocabulary_size, tie_weights, name):
+            return TransformerEmbedding(
+                vocabulary_size,
+                hidden_dim,
+                max_sequence_length,
+                position=position if position in ("sinusoidal", "learned") else "none",
+                dropout=dropout,
+                tie_weights=tie_weights,
+                dtype=self.dtype_policy,
+                name=name,
+            )
+
+        stack_kwargs = dict(
+            num_layers=num_layers,
+            intermediate_dim=intermediate_dim,
+            num_heads=num_heads,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            activation=activation,
+            layer_norm_epsilon=layer_norm_epsilon,
+            normalize_first=normalize_first,
+            max_relative_position=max_relative_position if position == "relative" else None,
+            use_rotary_embedding=position == "rotary",
+            dtype=self.dtype_policy,
+        )
+        if share_embeddings:
+            self.encoder_embedding = embedding(source_vocabulary_size, tie_embeddings, "shared_embedding")
+            self.decoder_embedding = self.encoder_embedding
+        else:
+            # The source matrix is never used in reverse, so it is always "tied".
+            self.encoder_embedding = embedding(source_vocabulary_size, True, "encoder_embedding")
+            self.decoder_embedding = embedding(target_vocabulary_size, tie_embeddings, "decoder_embedding")
+        self.encoder = TransformerEncoder(name="encoder", **stack_kwargs)
+        self.decoder = TransformerDecoder(name="decoder", **stack_kwargs)
+        # All weights exist from construction: shapes never depend on data.
+        self.build()
+
+    @classmethod
+    def from_preset(cls, preset, **kwargs):
+        """A model with preset `preset` ("tiny", "small", "base", "big").
+
+        Keyword arguments (vocabulary sizes at least) complete or override the
+        preset.
+        """
+        config = preset_config(preset)
+        config.update(kwargs)
+        return cls(**config)
+
+    def build(self, input_shape=None):
+        self.encoder_embedding.build((None, None))
+        self.decoder_embedding.build((None, None))
+        self.encoder.build((None, None, self.hidden_dim))
+        self.decoder.build((None, None, self.hidden_dim), (None, None, self.hidden_dim))
+        self.built = True
+
+    def encode(self, encoder_token_ids, training=None):
+        """Run the encoder: returns `(encoder_output (B, S, d_model), padding mask (B, S))`."""
+        mask = padding_mask(encoder_token_ids)
+        x = self.encoder_embedding(encoder_token_ids, training=training)
+        return self.encoder(x, padding_mask=mask, training=training), mask
+
+    def decode(self, decoder_token_ids, encoder_output, encoder_padding_mask, training=None):
+        """Run the decoder over a whole target prefix: `(B, T, V)` logits."""
+        x = self.decoder_embedding(decoder_token_ids, training=training)
+        x = self.decoder(
+            x,
+            encoder_output,
+            decoder_padding_mask=padding_mask(decoder_token_ids),
+            encoder_padding_mask=encoder_padding_mask,
+            training=training,
+        )
+        return self.logits(x)
+
+    def logits(self, hidden_states):
+        """The final linear layer: `(B, T, d_model)` to `(B, T, V)`."""
+        return self.decoder_embedding.token_embedding(hidden_states, reverse=True)
+
+    def initialize_cache(self, encoder_output, max_length):
+        """Caches for incremental decoding of up to `max_length` target tokens.
+
+        Returns:
+            `(self_attention_cache, cross_attention_cache)`, zeros of
+            `(B, N, 2, max_length, h, d_k)` and the encoder output's projected
+            keys and values `(B, N, 2, S, h, d_k)`.
+        """
+        batch_size = ops.shape(encoder_output)[0]
+        return (
+            self.decoder.initialize_self_attention_cache(batch_size, max_length),
+            self.decoder.compute_cross_attention_cache(encoder_output),
+        )
+
+    def call_with_cache(
+        self,
+        decoder_token_ids,
+        self_attention_cache,
+        cross_attention_cache,
+        cache_update_index,
+        encoder_padding_mask,
+    ):
+        """One decoding step: logits of `decoder_token_ids` at `cache_update_index`.
+
+        Each new token costs one step: keys and values of earlier positions
+        come from the cache.
+
+        Args:
+            decoder_token_ids: `(B, t)`, usually `t = 1`.
+            self_attention_cache, cross_attention_cache: from
+                `initialize_cache` or the previous step.
+            cache_update_index: position of the first of `decoder_token_ids`.
+            encoder_padding_mask: `(B, S)` from `encode`.
+
+        Returns:
+            `(logits (B, t, V), self_attention_cache, cross_attention_cache)`.
+        """
+        x = self.decoder_embedding(decoder_token_ids, start_index=cache_update_index)
+        x, self_attention_cache, cross_attention_cache = self.decoder(
+            x,
+            encoder_padding_mask=encoder_padding_mask,
+            self_attention_cache=self_attention_cache,
+            self_attention_cache_update_index=cache_update_index,
+            cross_attention_cache=cross_attention_cache,
+        )
+        return self.logits(x), self_attention_cache, cross_attention_cache
+
+    def call(self, inputs, training=None):
+        if not isinstance(inputs, dict) or any(key not in inputs for key in INPUT_KEYS):
+            received = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
+            raise ValueError(
+                f"`Transformer` takes a dict with keys {INPUT_KEYS}, int token ids with 0 as "
+                f"padding. Received: {received}"
+            )
+        encoder_output, encoder_padding_mask = self.encode(inputs["encoder_token_ids"], training)
+        return self.decode(inputs["decoder_token_ids"], encoder_output, encoder_padding_mask, training)
+
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", warmup_steps=4000, label_smoothing=0.1, **kwargs):
+        """`keras.Model.compile` with the paper's training set-up by default.
+
+        `"auto"` gives Adam (beta_2 0.98, epsilon 1e-9) on the warm-up schedule,
+        the padding-masked cross-entropy with label smoothing, and masked
+        token accuracy.
+        """
+        from keras_transformer import losses, metrics as metrics_module, optimizers
+
+        if optimizer == "auto":
+            optimizer = optimizers.transformer_adam(self.hidden_dim, warmup_steps=warmup_steps)
+        if loss == "auto":
+            loss = losses.MaskedSparseCategoricalCrossentropy(label_smoothing=label_smoothing)
+        if metrics == "auto":
+            metrics = [metrics_module.MaskedAccuracy()]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restore the compiled state saved in a `.keras` file."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "source_vocabulary_size": self.source_vocabulary_size,
+                "target_vocabulary_size": self.target_vocabulary_size,
+                "num_layers": self.num_layers,
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "intermediate_dim": self.intermediate_dim,
+                "dropout": self.dropout,
+                "max_sequence_length": self.max_sequence_length,
+                "position": self.position,
+                "normalize_first": self.normalize_first,
+                "tie_embeddings": self.tie_embeddings,
+                "share_embeddings": self.share_embeddings,
+                "attention_dropout": self.attention_dropout,
+                "activation": self.activation,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "max_relative_position": self.max_relative_position,
+            }
+        )
+        return config

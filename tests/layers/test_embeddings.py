@@ -1,0 +1,68 @@
+import math
+
+import numpy as np
+import pytest
+
+from keras_transformer.layers import TokenEmbedding, TransformerEmbedding
+from tests import reference
+from tests.test_case import assert_close, check_dropout_only_in_training, run_layer_test, to_numpy
+
+IDS = np.array([[5, 6, 7, 0], [1, 2, 3, 4]], "int32")
+
+
+def test_token_embedding_battery(tmp_path):
+    run_layer_test(TokenEmbedding, {"vocabulary_size": 10, "hidden_dim": 8}, IDS, (2, 4, 8), tmp_path=tmp_path)
+
+
+def test_token_embedding_is_scaled_by_sqrt_d_model():
+    layer = TokenEmbedding(10, 16)
+    table = None
+    out = to_numpy(layer(IDS))
+    table = to_numpy(layer.embeddings)
+    assert_close(out, table[IDS] * math.sqrt(16))
+    unscaled = TokenEmbedding(10, 16, scale_embeddings=False)
+    unscaled(IDS)
+    unscaled.set_weights(layer.get_weights())
+    assert_close(unscaled(IDS), table[IDS])
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_reverse_projection_tied_or_separate(tie):
+    layer = TokenEmbedding(10, 8, tie_weights=tie)
+    hidden = np.random.default_rng(0).normal(size=(2, 3, 8)).astype("float32")
+    layer(IDS)
+    logits = to_numpy(layer(hidden, reverse=True))
+    assert logits.shape == (2, 3, 10)
+    if tie:
+        assert_close(logits, hidden @ to_numpy(layer.embeddings).T, atol=1e-5)
+        assert len(layer.weights) == 1
+    else:
+        assert_close(logits, hidden @ to_numpy(layer.reverse_embeddings), atol=1e-5)
+        assert len(layer.weights) == 2
+
+
+@pytest.mark.parametrize("position", ["sinusoidal", "learned", "none"])
+def test_transformer_embedding_battery(position, tmp_path):
+    run_layer_test(
+        TransformerEmbedding,
+        {"vocabulary_size": 10, "hidden_dim": 8, "max_sequence_length": 6, "position": position},
+        IDS,
+        (2, 4, 8),
+        tmp_path=tmp_path,
+    )
+
+
+def test_transformer_embedding_adds_sinusoids_to_scaled_tokens():
+    layer = TransformerEmbedding(10, 8, 6)
+    out = to_numpy(layer(IDS))
+    tokens = to_numpy(layer.token_embedding.embeddings)[IDS] * math.sqrt(8)
+    assert_close(out, tokens + reference.sinusoid_table(4, 8)[None], atol=1e-5)
+
+
+def test_transformer_embedding_dropout_only_in_training():
+    check_dropout_only_in_training(TransformerEmbedding(10, 8, 6, dropout=0.5), IDS)
+
+
+def test_transformer_embedding_rejects_unknown_position():
+    with pytest.raises(ValueError, match="position"):
+        TransformerEmbedding(10, 8, 6, position="relative")

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from keras_transformer.layers import FeedForward, Residual
+from tests import reference
+from tests.test_case import assert_close, check_dropout_only_in_training, run_layer_test, to_numpy
+
+X = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_feed_forward_battery(activation, tmp_path):
+    run_layer_test(FeedForward, {"intermediate_dim": 16, "activation": activation}, X, (2, 5, 8), tmp_path=tmp_path)
+
+
+def test_feed_forward_equals_formula():
+    layer = FeedForward(intermediate_dim=16)
+    out = layer(X)
+    w1, b1, w2, b2 = (to_numpy(w) for w in layer.get_weights())
+    assert_close(out, np.maximum(0, X @ w1 + b1) @ w2 + b2, atol=1e-5)
+
+
+def test_feed_forward_inner_dropout_only_in_training():
+    check_dropout_only_in_training(FeedForward(16, dropout=0.5), X)
+
+
+def test_feed_forward_bad_arguments():
+    with pytest.raises(ValueError, match="intermediate_dim"):
+        FeedForward(0)
+
+
+@pytest.mark.parametrize("normalize_first", [False, True])
+def test_residual_battery(normalize_first, tmp_path):
+    # With pre-norm the LayerNorm acts in `normalize_input`, outside `call`,
+    # so a model of `call` alone has nothing to train.
+    run_layer_test(
+        Residual,
+        {"normalize_first": normalize_first, "dropout": 0.1},
+        (X, X * 2),
+        (2, 5, 8),
+        run_training_step=not normalize_first,
+        tmp_path=tmp_path,
+    )
+
+
+def test_post_norm_and_pre_norm_formulas():
+    sublayer = FeedForward(16)
+    post = Residual(normalize_first=False, layer_norm_epsilon=1e-6)
+    post_out = post(X, sublayer(post.normalize_input(X)))
+    gamma, beta = (to_numpy(w) for w in post.layer_norm.get_weights())
+    w1, b1, w2, b2 = (to_numpy(w) for w in sublayer.get_weights())
+    ffn = lambda x: np.maximum(0, x @ w1 + b1) @ w2 + b2  # noqa: E731
+    assert_close(post_out, reference.layer_norm(X + ffn(X), gamma, beta, 1e-6), atol=1e-5)
+
+    pre = Residual(normalize_first=True, layer_norm_epsilon=1e-6)
+    pre_out = pre(X, sublayer(pre.normalize_input(X)))
+    assert_close(pre_out, X + ffn(reference.layer_norm(X, gamma, beta, 1e-6)), atol=1e-5)
+
+
+def test_residual_dropout_only_in_training():
+    check_dropout_only_in_training(Residual(dropout=0.5), (X, X + 1))
