@@ -67,7 +67,9 @@ def parse_args(argv=None):
     output = parser.add_argument_group("output")
     output.add_argument("--out", default="runs", help="parent of run directories")
     output.add_argument("--name", help="run name (default: <task>-<preset>-<time>)")
-    output.add_argument("--resume", action="store_true", help="continue the run --name from its last epoch")
+    output.add_argument(
+        "--resume", action="store_true", help="continue the interrupted run --name from its last finished epoch"
+    )
     output.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress output")
     args = parser.parse_args(argv)
     if args.resume and not args.name:
@@ -110,7 +112,9 @@ def main(argv=None):
     if args.resume:
         saved = run.read_json("config.json")
         if saved["model"] != config:
-            sys.exit(f"--resume: the model flags differ from the run's config.json ({run.file('config.json')}).")
+            raise ValueError(f"--resume: the model flags differ from the run's {run.file('config.json')}.")
+        if not os.path.isdir(run.checkpoint_dir):
+            raise ValueError(f"--resume: {run.path} has no interrupted training to continue (it finished).")
     train_x, train_y = task.dataset(args.train_examples, seed=args.seed + 1)
     val_x, val_y = task.dataset(args.val_examples, seed=args.seed + 2)
     run.write_json(
@@ -130,15 +134,16 @@ def main(argv=None):
         f"Run directory: {run.path}\n"
         f"Task: synthetic translation, {args.train_examples} training / {args.val_examples} validation "
         f"sentences, vocabularies {task.source_vocabulary_size} / {task.target_vocabulary_size}\n"
-        f"Model: {args.preset} preset, {config['num_layers']} layers, d_model {config['hidden_dim']}, "
+        f"Model: {args.preset} preset, N={config['num_layers']} layers, d_model {config['hidden_dim']}, "
         f"{config['num_heads']} heads, d_ff {config['intermediate_dim']}, {config['position']} positions"
     )
     callbacks = [
         keras.callbacks.BackupAndRestore(run.checkpoint_dir),
         keras.callbacks.ModelCheckpoint(run.file("model.keras"), monitor="val_loss", save_best_only=True),
+        keras.callbacks.CSVLogger(run.file("history.csv"), append=args.resume),
     ]
     start = time.time()
-    history = model.fit(
+    model.fit(
         train_x,
         train_y,
         validation_data=(val_x, val_y),
@@ -148,7 +153,6 @@ def main(argv=None):
         verbose=args.verbose,
     )
     seconds = time.time() - start
-    run.write_json("history.json", {k: [float(x) for x in v] for k, v in history.history.items()})
 
     best = run.load_model()
     results = evaluate(best, val_x, val_y, args.batch_size)
@@ -163,5 +167,14 @@ def main(argv=None):
     return results
 
 
+def cli(argv=None):
+    try:
+        main(argv)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

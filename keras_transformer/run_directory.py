@@ -3,7 +3,7 @@
 Layout of `runs/<name>/`:
     config.json      model config, training arguments, task description
     model.keras      the trained model (best epoch by validation loss)
-    history.json     per-epoch metrics
+    history.csv      per-epoch metrics, appended as each epoch ends
     evaluation.json  final evaluation
     checkpoints/     per-epoch state for `--resume` (Keras BackupAndRestore)
 

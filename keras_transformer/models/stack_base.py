@@ -44,7 +44,8 @@ class StackBase(keras.layers.Layer):
 
     def build(self, inputs_shape, *args):
         for layer in self.transformer_layers:
-            layer.build(inputs_shape, *args)
+            if not layer.built:
+                layer.build(inputs_shape, *args)
         if self.final_layer_norm is not None:
             self.final_layer_norm.build(inputs_shape)
         self.built = True

@@ -1,0 +1,111 @@
+import csv
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_transformer as kt
+import train
+
+SMALL = [
+    "--train-examples", "256", "--val-examples", "64", "--num-layers", "1", "--hidden-dim", "16",
+    "--num-heads", "2", "--intermediate-dim", "32", "--batch-size", "64", "--verbose", "0",
+]  # fmt: skip
+
+
+def _history(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_train_writes_a_complete_run_directory(tmp_path):
+    results = train.main(SMALL + ["--epochs", "1", "--out", str(tmp_path), "--name", "run"])
+    run = tmp_path / "run"
+    assert {"config.json", "model.keras", "history.csv", "evaluation.json"} <= set(os.listdir(run))
+    assert not [name for name in os.listdir(run) if name.startswith(".tmp-")]
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["hidden_dim"] == 16 and config["task"]["name"] == "synthetic"
+    assert len(config["task"]["target_vocabulary"]) == config["model"]["target_vocabulary_size"]
+    assert json.loads((run / "evaluation.json").read_text())["token_accuracy"] == results["token_accuracy"]
+    model = keras.saving.load_model(run / "model.keras")
+    assert isinstance(model, kt.Transformer) and model.get_config()["hidden_dim"] == 16
+    assert len(_history(run / "history.csv")) == 1
+
+    # A second run with the same name is refused and the first run is untouched.
+    before = (run / "model.keras").read_bytes()
+    assert train.cli(SMALL + ["--epochs", "1", "--out", str(tmp_path), "--name", "run"]) == 2
+    assert (run / "model.keras").read_bytes() == before
+    # A finished run has nothing to resume.
+    assert train.cli(SMALL + ["--epochs", "2", "--out", str(tmp_path), "--name", "run", "--resume"]) == 2
+
+
+@pytest.mark.slow
+# The simulated crash skips CSVLogger's on_train_end, so its file is closed
+# by the garbage collector (a real crash ends the process instead).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
+    class Crash(Exception):
+        pass
+
+    class CrashAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise Crash()
+
+    original_fit = kt.Transformer.fit
+
+    def crashing_fit(self, *args, callbacks=(), **kwargs):
+        return original_fit(self, *args, callbacks=[*callbacks, CrashAfterFirstEpoch()], **kwargs)
+
+    monkeypatch.setattr(kt.Transformer, "fit", crashing_fit)
+    with pytest.raises(Crash):
+        train.main(SMALL + ["--epochs", "3", "--out", str(tmp_path), "--name", "run"])
+    monkeypatch.setattr(kt.Transformer, "fit", original_fit)
+    run = tmp_path / "run"
+    assert os.path.isdir(run / "checkpoints") and len(_history(run / "history.csv")) == 1
+
+    # Different model flags are refused; the same ones resume at epoch 2.
+    assert train.cli(SMALL + ["--epochs", "3", "--out", str(tmp_path), "--name", "run", "--resume", "--hidden-dim", "32"]) == 2
+    train.main(SMALL + ["--epochs", "3", "--out", str(tmp_path), "--name", "run", "--resume"])
+    epochs = [int(row["epoch"]) for row in _history(run / "history.csv")]
+    assert epochs == [0, 1, 2]
+    assert not os.path.exists(run / "checkpoints")
+
+
+def test_bad_cli_arguments_exit_with_usage_errors(tmp_path):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--resume"])
+    with pytest.raises(SystemExit):
+        train.parse_args(["--position", "absolute"])
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_the_builtin_task():
+    """>= 95% validation token accuracy within 376 training steps."""
+    keras.utils.set_random_seed(0)
+    task = kt.data.SyntheticTranslationTask(
+        num_nouns=16, num_adjectives=8, num_verbs=8, num_adverbs=4, num_prepositions=4, max_adjectives=1
+    )
+    train_x, train_y = task.dataset(3000, seed=1)
+    val_x, val_y = task.dataset(300, seed=2)
+    model = kt.Transformer(
+        task.source_vocabulary_size,
+        task.target_vocabulary_size,
+        num_layers=1,
+        hidden_dim=64,
+        num_heads=4,
+        intermediate_dim=128,
+        dropout=0.0,
+        max_sequence_length=32,
+    )
+    model.compile(optimizer=kt.optimizers.transformer_adam(64, warmup_steps=200))
+    model.fit(train_x, train_y, batch_size=32, epochs=4, verbose=0)
+    _, accuracy = model.evaluate(val_x, val_y, verbose=0)
+    assert accuracy >= 0.95
+    # Greedy arg-max under teacher forcing reproduces most whole sentences.
+    predictions = np.argmax(model.predict(val_x, verbose=0), -1)
+    real = val_y != 0
+    assert np.mean(((predictions == val_y) | ~real).all(1)) > 0.6

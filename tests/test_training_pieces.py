@@ -1,0 +1,109 @@
+import keras
+import numpy as np
+import pytest
+
+import keras_transformer as kt
+from tests import reference
+from tests.test_case import assert_close
+
+
+def _hand_loss(labels, logits, eps):
+    """Per-token -sum(q log p) with q = (1 - eps) one_hot + eps / V, averaged over real tokens."""
+    vocab = logits.shape[-1]
+    log_p = np.log(reference.softmax(logits.astype("float64")))
+    total, count = 0.0, 0
+    for b in range(labels.shape[0]):
+        for t in range(labels.shape[1]):
+            if labels[b, t] == 0:
+                continue
+            q = np.full(vocab, eps / vocab)
+            q[labels[b, t]] += 1 - eps
+            total += -(q * log_p[b, t]).sum()
+            count += 1
+    return total / count
+
+
+LABELS = np.array([[5, 3, 0, 0], [2, 7, 1, 0]])
+LOGITS = np.random.default_rng(0).normal(size=(2, 4, 9)).astype("float32")
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
+def test_loss_matches_hand_computation(eps):
+    loss = kt.losses.MaskedSparseCategoricalCrossentropy(label_smoothing=eps)
+    assert_close(loss(LABELS, LOGITS), _hand_loss(LABELS, LOGITS, eps), atol=1e-5)
+
+
+def test_loss_ignores_padding_positions_whatever_their_logits():
+    loss = kt.losses.MaskedSparseCategoricalCrossentropy(label_smoothing=0.1)
+    changed = LOGITS.copy()
+    changed[LABELS == 0] = 100.0
+    assert_close(loss(LABELS, changed), loss(LABELS, LOGITS), atol=1e-6)
+    # More padding columns do not dilute the mean.
+    padded_labels = np.pad(LABELS, ((0, 0), (0, 5)))
+    padded_logits = np.pad(LOGITS, ((0, 0), (0, 5), (0, 0)))
+    assert_close(loss(padded_labels, padded_logits), loss(LABELS, LOGITS), atol=1e-6)
+
+
+def test_loss_without_smoothing_equals_keras_sparse_crossentropy_on_real_tokens():
+    ours = kt.losses.MaskedSparseCategoricalCrossentropy()(LABELS, LOGITS)
+    real = LABELS != 0
+    keras_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(LABELS[real], LOGITS[real])
+    assert_close(ours, keras_loss, atol=1e-6)
+
+
+def test_loss_from_probabilities_and_reductions():
+    probabilities = reference.softmax(LOGITS)
+    from_probs = kt.losses.MaskedSparseCategoricalCrossentropy(from_logits=False)(LABELS, probabilities)
+    assert_close(from_probs, kt.losses.MaskedSparseCategoricalCrossentropy()(LABELS, LOGITS), atol=1e-5)
+    per_token = kt.losses.MaskedSparseCategoricalCrossentropy(reduction=None)(LABELS, LOGITS)
+    assert tuple(per_token.shape) == (2, 4)
+    assert np.all(np.asarray(per_token)[LABELS == 0] == 0)
+
+
+def test_loss_config_round_trip_and_bad_arguments():
+    loss = kt.losses.MaskedSparseCategoricalCrossentropy(label_smoothing=0.2, pad_id=5)
+    clone = kt.losses.MaskedSparseCategoricalCrossentropy.from_config(loss.get_config())
+    assert clone.label_smoothing == 0.2 and clone.pad_id == 5
+    with pytest.raises(ValueError, match="label_smoothing"):
+        kt.losses.MaskedSparseCategoricalCrossentropy(label_smoothing=1.0)
+    with pytest.raises(ValueError, match="predictions"):
+        kt.losses.MaskedSparseCategoricalCrossentropy()(LABELS, LOGITS[..., 0])
+
+
+def test_masked_accuracy_counts_only_real_tokens():
+    metric = kt.metrics.MaskedAccuracy()
+    predictions = np.argmax(LOGITS, -1)
+    metric.update_state(LABELS, LOGITS)
+    real = LABELS != 0
+    assert_close(metric.result(), (predictions == LABELS)[real].mean())
+    metric.reset_state()
+    one_hot = np.eye(9)[LABELS]
+    metric.update_state(LABELS, one_hot)
+    assert float(metric.result()) == 1.0
+    metric.update_state(LABELS, one_hot, sample_weight=np.array([0.0, 1.0]))
+    assert float(metric.result()) == 1.0
+
+
+def test_schedule_matches_the_papers_formula():
+    schedule = kt.schedules.TransformerSchedule(hidden_dim=512, warmup_steps=4000)
+    for step_num in [1, 100, 3999, 4000, 4001, 10000, 100000]:
+        expected = 512**-0.5 * min(step_num**-0.5, step_num * 4000**-1.5)
+        # Keras passes the iteration count, which starts at 0.
+        assert_close(schedule(step_num - 1), expected, rtol=1e-5)
+    peak = float(schedule(3999))
+    assert float(schedule(3000)) < peak and float(schedule(5000)) < peak
+
+
+def test_schedule_scale_config_and_bad_arguments():
+    schedule = kt.schedules.TransformerSchedule(64, 100, scale=2.0)
+    assert_close(schedule(9), 2.0 * 64**-0.5 * 10 * 100**-1.5, rtol=1e-5)
+    restored = kt.schedules.TransformerSchedule.from_config(schedule.get_config())
+    assert_close(restored(9), schedule(9))
+    with pytest.raises(ValueError, match="warmup_steps"):
+        kt.schedules.TransformerSchedule(64, 0)
+
+
+def test_default_optimizer_is_the_papers_adam():
+    optimizer = kt.optimizers.transformer_adam(512)
+    assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.9, 0.98, 1e-9)
+    assert isinstance(optimizer._learning_rate, kt.schedules.TransformerSchedule)
