@@ -183,10 +183,16 @@ class MultiHeadAttention(keras.layers.Layer):
         return ops.stack(self.project_key_value(value, key), axis=1)
 
     def _use_fused(self, return_attention_scores, training):
+        """Whether `ops.dot_product_attention` computes exactly what is asked.
+
+        It returns no weights, has no relative-position terms, no attention
+        dropout, and (on JAX) needs value heads as large as key heads.
+        """
         return not (
             return_attention_scores
             or self.max_relative_position is not None
             or (training and self.dropout > 0)
+            or self.value_dim != self.key_dim
         )
 
     def call(

@@ -48,7 +48,9 @@ class Transformer(keras.Model):
 
     Call arguments:
         inputs: dict with `"encoder_token_ids"` `(B, S)` and
-            `"decoder_token_ids"` `(B, T)`, int32.
+            `"decoder_token_ids"` `(B, T)`, integer ids below the vocabulary
+            sizes, `S, T <= max_sequence_length` (a `ValueError` otherwise;
+            ids out of range are an error on CPU). Map unknown words to id 1.
         training: whether dropout is active.
 
     Returns:
@@ -257,8 +259,25 @@ class Transformer(keras.Model):
                 f"`Transformer` takes a dict with keys {INPUT_KEYS}, int token ids with 0 as "
                 f"padding. Received: {received}"
             )
+        for key in INPUT_KEYS:
+            self._check_token_ids(key, inputs[key])
         encoder_output, encoder_padding_mask = self.encode(inputs["encoder_token_ids"], training)
         return self.decode(inputs["decoder_token_ids"], encoder_output, encoder_padding_mask, training)
+
+    def _check_token_ids(self, name, token_ids):
+        """Reject what the model cannot mean: wrong rank, float ids, too long."""
+        shape = token_ids.shape
+        dtype = keras.backend.standardize_dtype(getattr(token_ids, "dtype", "int32"))
+        if len(shape) != 2:
+            raise ValueError(f"`{name}` must be (batch, length) token ids. Received: shape={tuple(shape)}")
+        if "int" not in dtype:
+            raise ValueError(f"`{name}` must hold integer token ids. Received: dtype={dtype}")
+        if shape[1] is not None and shape[1] > self.max_sequence_length:
+            raise ValueError(
+                f"`{name}` has {shape[1]} positions, more than max_sequence_length="
+                f"{self.max_sequence_length}. Truncate the input or build a model with a larger "
+                "`max_sequence_length`."
+            )
 
     def compile(self, optimizer="auto", loss="auto", metrics="auto", warmup_steps=4000, label_smoothing=0.1, **kwargs):
         """`keras.Model.compile` with the paper's training set-up by default.

@@ -181,3 +181,17 @@ def test_wrong_inputs_raise(batch):
         model({"source": batch["encoder_token_ids"]})
     with pytest.raises(ValueError, match="takes a dict"):
         model(batch["encoder_token_ids"])
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda b: {**b, "encoder_token_ids": b["encoder_token_ids"].astype("float32")}, "integer token ids"),
+        (lambda b: {**b, "decoder_token_ids": b["decoder_token_ids"][0]}, "must be \\(batch, length\\)"),
+        (lambda b: {**b, "encoder_token_ids": np.ones((3, 17), "int32")}, "more than max_sequence_length=16"),
+    ],
+    ids=["float_ids", "rank_1", "too_long"],
+)
+def test_bad_token_ids_raise(change, match, batch):
+    with pytest.raises(ValueError, match=match):
+        make_model()(change(batch))
