@@ -108,9 +108,6 @@ class TransformerLayerBase(keras.layers.Layer):
         self.feed_forward.build(inputs_shape)
         self.feed_forward_residual = self._residual("feed_forward_residual", inputs_shape)
 
-    def compute_output_shape(self, inputs_shape, *args, **kwargs):
-        return inputs_shape
-
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -53,9 +53,6 @@ class StackBase(keras.layers.Layer):
     def _finalize(self, outputs):
         return self.final_layer_norm(outputs) if self.final_layer_norm is not None else outputs
 
-    def compute_output_shape(self, inputs_shape, *args, **kwargs):
-        return inputs_shape
-
     def get_config(self):
         config = super().get_config()
         layer_config = self.transformer_layers[0].get_config()

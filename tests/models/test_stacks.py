@@ -81,3 +81,25 @@ def test_stack_config_keeps_layer_arguments():
 def test_bad_num_layers_raises():
     with pytest.raises(ValueError, match="num_layers"):
         TransformerEncoder(0, 32, 4)
+
+
+def test_symbolic_calls_return_attention_scores_and_caches():
+    """Functional models see every output (scores for visualisation, caches for export)."""
+    import keras
+
+    from keras_transformer.layers import TransformerEncoderLayer
+
+    source = keras.Input((S, D))
+    out, scores = TransformerEncoderLayer(32, 4)(source, return_attention_scores=True)
+    assert tuple(scores.shape) == (None, 4, S, S)
+    out, all_scores = TransformerEncoder(2, 32, 4)(source, return_attention_scores=True)
+    assert len(all_scores) == 2 and tuple(all_scores[1].shape) == (None, 4, S, S)
+
+    decoder = TransformerDecoder(2, 32, 4)
+    token = keras.Input((1, D))
+    cache = keras.Input((2, 2, T, 4, 4))
+    cross = keras.Input((2, 2, S, 4, 4))
+    out, new_cache, new_cross = decoder(
+        token, self_attention_cache=cache, self_attention_cache_update_index=0, cross_attention_cache=cross
+    )
+    assert tuple(out.shape) == (None, 1, D) and tuple(new_cache.shape) == (None, 2, 2, T, 4, 4)

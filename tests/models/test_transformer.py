@@ -195,3 +195,23 @@ def test_wrong_inputs_raise(batch):
 def test_bad_token_ids_raise(change, match, batch):
     with pytest.raises(ValueError, match=match):
         make_model()(change(batch))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="XLA compilation through tf.function")
+@pytest.mark.parametrize("position", ["sinusoidal", "relative", "rotary"])
+def test_cached_step_compiles_under_xla_with_a_tensor_index(position, batch):
+    import tensorflow as tf
+
+    model = make_model(position=position, dropout=0.0)
+    logits = to_numpy(model(batch))
+    encoder_output, encoder_mask = model.encode(batch["encoder_token_ids"])
+    self_cache, cross_cache = model.initialize_cache(encoder_output, max_length=7)
+    step = tf.function(model.call_with_cache, jit_compile=True, reduce_retracing=True)
+    steps = []
+    for i in range(7):
+        token = batch["decoder_token_ids"][:, i : i + 1]
+        step_logits, self_cache, cross_cache = step(token, self_cache, cross_cache, tf.constant(i), encoder_mask)
+        steps.append(to_numpy(step_logits))
+    assert step.experimental_get_tracing_count() == 1  # one program for every position
+    real = batch["decoder_token_ids"] != 0
+    assert_close(np.concatenate(steps, 1)[real], logits[real], atol=1e-4)
