@@ -164,6 +164,7 @@ class Transformer(keras.Model):
         self.decoder = TransformerDecoder(name="decoder", **stack_kwargs)
         # All weights exist from construction: shapes never depend on data.
         self.build()
+        self._generate_functions = {}
 
     @classmethod
     def from_preset(cls, preset, **kwargs):
@@ -251,6 +252,50 @@ class Transformer(keras.Model):
             cross_attention_cache=cross_attention_cache,
         )
         return self.logits(x), self_attention_cache, cross_attention_cache
+
+    def generate(self, encoder_token_ids, max_length=None, method="greedy"):
+        """Decode target token ids for a batch of source ids.
+
+        Args:
+            encoder_token_ids: `(B, S)` int source ids, 0-padded.
+            max_length: the most target tokens (end token included);
+                defaults to `max_sequence_length`.
+            method: `"greedy"` (beam search and sampling come next).
+
+        Returns:
+            `(B, max_length)` int32 ids, each row ending with the end token
+            (unless cut at `max_length`) and padded with 0 after it.
+        """
+        from keras_transformer.decoding import greedy_search
+
+        max_length = max_length or self.max_sequence_length
+        if not 0 < max_length <= self.max_sequence_length:
+            raise ValueError(
+                f"`max_length` must be in [1, {self.max_sequence_length}] (max_sequence_length). "
+                f"Received: max_length={max_length}"
+            )
+        if method != "greedy":
+            raise ValueError(f"Unknown decoding method. Expected 'greedy'. Received: method={method!r}")
+        encoder_token_ids = ops.convert_to_tensor(encoder_token_ids)
+        self._check_token_ids("encoder_token_ids", encoder_token_ids)
+        key = (method, max_length)
+        if key not in self._generate_functions:
+            self._generate_functions[key] = self._compile_generate(
+                lambda ids: greedy_search(self, ids, max_length)
+            )
+        return self._generate_functions[key](encoder_token_ids)
+
+    def _compile_generate(self, function):
+        """Compile a decoding function on TensorFlow (one graph per shape).
+
+        Other backends run it eagerly for now (a stateless jit comes with the
+        decoding work).
+        """
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            return tf.function(function, reduce_retracing=True)
+        return function
 
     def call(self, inputs, training=None):
         if not isinstance(inputs, dict) or any(key not in inputs for key in INPUT_KEYS):

@@ -1,0 +1,3 @@
+"""Autoregressive decoding over the model's cached step (`call_with_cache`)."""
+
+from keras_transformer.decoding.greedy import greedy_search
