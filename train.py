@@ -1,10 +1,13 @@
 """Train a Transformer and write a run directory.
 
 With no arguments: trains the "tiny" preset on the built-in synthetic
-translation task (no files, no download) and writes `runs/<name>/`.
+translation task (no files, no download). With parallel text: trains
+subword tokenizers on it, trains the model, logs validation BLEU and chrF
+each epoch, keeps the best model and writes the validation translations.
 
     python train.py
-    python train.py --preset small --epochs 20 --name my-run
+    python train.py --train-src train.en.gz --train-tgt train.de.gz \\
+        --val-src val.en.gz --val-tgt val.de.gz --preset small --epochs 10
     python train.py --name my-run --resume        # continue an interrupted run
 """
 
@@ -12,6 +15,7 @@ import argparse
 import os
 import sys
 import time
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -19,7 +23,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_transformer as kt  # noqa: E402
-from keras_transformer.data import SyntheticTranslationTask  # noqa: E402
 from keras_transformer.models.presets import PRESETS  # noqa: E402
 from keras_transformer.run_directory import RunDirectory  # noqa: E402
 
@@ -33,7 +36,6 @@ MODEL_ARGUMENTS = (
     "normalize_first",
     "tie_embeddings",
     "share_embeddings",
-    "max_sequence_length",
 )
 
 
@@ -50,19 +52,30 @@ def parse_args(argv=None):
     model.add_argument("--normalize-first", action="store_true", help="pre-norm instead of post-norm")
     model.add_argument("--tie-embeddings", action="store_true", help="tie target embedding and output layer")
     model.add_argument("--share-embeddings", action="store_true", help="one embedding for source and target")
-    model.add_argument("--max-sequence-length", type=int, default=64)
+    model.add_argument("--max-length", type=int, default=64, help="most tokens per sentence (longer: truncated)")
 
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, default=10)
-    training.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    training.add_argument("--batch-size", type=int, default=64, help="sentences (or tokens) per batch")
+    training.add_argument("--batch-by", choices=["sentences", "tokens"], default="sentences")
     training.add_argument("--warmup-steps", type=int, default=1000, help="4000 in the paper")
     training.add_argument("--learning-rate-scale", type=float, default=2.0, help="factor on the paper's schedule")
     training.add_argument("--label-smoothing", type=float, default=0.1, help="eps_ls")
     training.add_argument("--seed", type=int, default=0)
 
-    data = parser.add_argument_group("data: the built-in synthetic translation task")
-    data.add_argument("--train-examples", type=int, default=20000)
-    data.add_argument("--val-examples", type=int, default=1000)
+    data = parser.add_argument_group("data: parallel text (without it, the built-in synthetic task)")
+    data.add_argument("--train-src", help="training source sentences, one per line (plain or .gz)")
+    data.add_argument("--train-tgt", help="training target sentences, aligned with --train-src")
+    data.add_argument("--train-tsv", help="training pairs as source<TAB>target lines")
+    data.add_argument("--val-src", help="validation source sentences")
+    data.add_argument("--val-tgt", help="validation target sentences")
+    data.add_argument("--val-tsv", help="validation pairs as source<TAB>target lines")
+    data.add_argument("--tokenizer", choices=["sentencepiece", "wordpiece"], default="sentencepiece")
+    data.add_argument("--vocab-size", type=int, default=8000, help="subword vocabulary size (per side)")
+    data.add_argument("--joint-vocabulary", action="store_true", help="one tokenizer for source and target")
+    data.add_argument("--max-line-chars", type=int, default=1000, help="longer lines are skipped (counted)")
+    data.add_argument("--train-examples", type=int, default=20000, help="synthetic task: training sentences")
+    data.add_argument("--val-examples", type=int, default=1000, help="synthetic task: validation sentences")
 
     output = parser.add_argument_group("output")
     output.add_argument("--out", default="runs", help="parent of run directories")
@@ -74,94 +87,182 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.resume and not args.name:
         parser.error("--resume needs the --name of the run to continue")
+    args.text = bool(args.train_src or args.train_tgt or args.train_tsv)
+    if args.text and not (args.train_tsv or (args.train_src and args.train_tgt)):
+        parser.error("give both --train-src and --train-tgt, or --train-tsv")
+    if not args.text and (args.val_src or args.val_tgt or args.val_tsv):
+        parser.error("validation files need training files (--train-src/--train-tgt or --train-tsv)")
     return args
 
 
-def model_config(args, task):
+def model_config(args, source_vocabulary_size, target_vocabulary_size):
     config = dict(PRESETS[args.preset])
     for name in MODEL_ARGUMENTS:
         value = getattr(args, name)
         if value is not None and not (isinstance(value, bool) and not value):
             config[name] = value
-    config["source_vocabulary_size"] = task.source_vocabulary_size
-    config["target_vocabulary_size"] = task.target_vocabulary_size
+    config["max_sequence_length"] = args.max_length
+    config["source_vocabulary_size"] = source_vocabulary_size
+    config["target_vocabulary_size"] = target_vocabulary_size
     return config
 
 
-def evaluate(model, inputs, labels, batch_size):
-    """Teacher-forced cross-entropy (no smoothing), token and sentence accuracy."""
-    logits = model.predict(inputs, batch_size=batch_size, verbose=0)
-    loss = kt.losses.MaskedSparseCategoricalCrossentropy()(labels, logits)
-    real = labels != kt.PAD_ID
-    correct = (np.argmax(logits, -1) == labels) & real
-    return {
-        "loss": float(loss),
-        "token_accuracy": float(correct.sum() / real.sum()),
-        "sentence_accuracy": float(np.mean(correct.sum(1) == real.sum(1))),
-    }
+def synthetic_task(args, run):
+    """The built-in task as arrays; evaluated by teacher-forced accuracy."""
+    task = kt.data.SyntheticTranslationTask()
+    train_x, train_y = task.dataset(args.train_examples, seed=args.seed + 1)
+    val_x, val_y = task.dataset(args.val_examples, seed=args.seed + 2)
+    if max(train_x["encoder_token_ids"].shape[1], train_y.shape[1]) > args.max_length:
+        raise ValueError(f"--max-length {args.max_length} is shorter than the synthetic sentences.")
+
+    def evaluate(model):
+        logits = model.predict(val_x, batch_size=args.batch_size, verbose=0)
+        real = val_y != kt.PAD_ID
+        correct = (np.argmax(logits, -1) == val_y) & real
+        return {
+            "cross_entropy": float(kt.losses.MaskedSparseCategoricalCrossentropy()(val_y, logits)),
+            "token_accuracy": float(correct.sum() / real.sum()),
+            "sentence_accuracy": float(np.mean(correct.sum(1) == real.sum(1))),
+        }
+
+    return types.SimpleNamespace(
+        description=(
+            f"synthetic translation, {args.train_examples} training / {args.val_examples} validation "
+            f"sentences"
+        ),
+        config={"name": "synthetic", **task.config()},
+        vocabulary_sizes=(task.source_vocabulary_size, task.target_vocabulary_size),
+        fit_kwargs=dict(x=train_x, y=train_y, batch_size=args.batch_size, validation_data=(val_x, val_y)),
+        make_callbacks=lambda model: [],
+        monitor=("val_loss", "min"),
+        evaluate=evaluate,
+    )
+
+
+def text_task(args, run):
+    """Parallel text: read, tokenize (trained here, reloaded on resume), tf.data."""
+    from keras_transformer.data.pipeline import make_dataset
+    from keras_transformer.data.readers import read_parallel
+    from keras_transformer.data.tokenizers import load_tokenizers, save_tokenizers, train_tokenizer
+    from keras_transformer.evaluation import BleuCallback, corpus_scores
+    from keras_transformer.translator import TOKENIZER_DIR, Translator
+
+    train_src, train_tgt, report = read_parallel(args.train_src, args.train_tgt, args.train_tsv, args.max_line_chars)
+    reports = [report.summary()]
+    val_src = val_tgt = None
+    if args.val_src or args.val_tgt or args.val_tsv:
+        val_src, val_tgt, val_report = read_parallel(args.val_src, args.val_tgt, args.val_tsv, args.max_line_chars)
+        reports.append(val_report.summary())
+    print("\n".join(reports))
+
+    tokenizer_dir = run.file(TOKENIZER_DIR)
+    if args.resume and os.path.isdir(tokenizer_dir):
+        source_tokenizer, target_tokenizer = load_tokenizers(tokenizer_dir)
+    else:
+        start = time.time()
+        if args.joint_vocabulary:
+            source_tokenizer = target_tokenizer = train_tokenizer(args.tokenizer, train_src + train_tgt, args.vocab_size)
+        else:
+            source_tokenizer = train_tokenizer(args.tokenizer, train_src, args.vocab_size)
+            target_tokenizer = train_tokenizer(args.tokenizer, train_tgt, args.vocab_size)
+        save_tokenizers(tokenizer_dir, source_tokenizer, target_tokenizer)
+        print(
+            f"Tokenizers ({args.tokenizer}): {source_tokenizer.vocabulary_size} source / "
+            f"{target_tokenizer.vocabulary_size} target subwords, {time.time() - start:.0f} s"
+        )
+
+    def dataset(sources, targets, shuffle):
+        return make_dataset(
+            sources, targets, source_tokenizer, target_tokenizer, args.max_length, args.batch_size,
+            batch_by=args.batch_by, shuffle=shuffle, seed=args.seed, count_batches=True,
+        )  # fmt: skip
+
+    def make_callbacks(model):
+        if val_src is None:
+            return []
+        translator = Translator(model, source_tokenizer, target_tokenizer)
+        return [BleuCallback(translator, val_src, val_tgt)]
+
+    def evaluate(model):
+        if val_src is None:
+            return {}
+        translator = Translator(model, source_tokenizer, target_tokenizer)
+        hypotheses = translator.translate(val_src)
+        kt.run_directory.write_text(run.file("hypotheses.txt"), "".join(h + "\n" for h in hypotheses))
+        return corpus_scores(hypotheses, val_tgt)
+
+    return types.SimpleNamespace(
+        description=f"parallel text, {len(train_src)} training / {len(val_src or [])} validation pairs",
+        config={
+            "name": "text",
+            "train": [args.train_src, args.train_tgt, args.train_tsv],
+            "validation": [args.val_src, args.val_tgt, args.val_tsv],
+            "tokenizer": args.tokenizer,
+            "joint_vocabulary": args.joint_vocabulary,
+            "read": reports,
+        },
+        vocabulary_sizes=(source_tokenizer.vocabulary_size, target_tokenizer.vocabulary_size),
+        fit_kwargs=dict(
+            x=dataset(train_src, train_tgt, shuffle=True),
+            shuffle=False,  # the dataset shuffles itself, anew each epoch
+            validation_data=None if val_src is None else dataset(val_src, val_tgt, shuffle=False),
+        ),
+        make_callbacks=make_callbacks,
+        monitor=("val_bleu", "max") if val_src is not None else ("loss", "min"),
+        evaluate=evaluate,
+    )
 
 
 def main(argv=None):
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
-    task = SyntheticTranslationTask()
-    name = args.name or f"synthetic-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    kind = "text" if args.text else "synthetic"
+    name = args.name or f"{kind}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDirectory(os.path.join(args.out, name), create=True, exist_ok=args.resume)
+    if args.resume and not os.path.isdir(run.checkpoint_dir):
+        raise ValueError(f"--resume: {run.path} has no interrupted training to continue (it finished).")
 
-    config = model_config(args, task)
-    if args.resume:
-        saved = run.read_json("config.json")
-        if saved["model"] != config:
-            raise ValueError(f"--resume: the model flags differ from the run's {run.file('config.json')}.")
-        if not os.path.isdir(run.checkpoint_dir):
-            raise ValueError(f"--resume: {run.path} has no interrupted training to continue (it finished).")
-    train_x, train_y = task.dataset(args.train_examples, seed=args.seed + 1)
-    val_x, val_y = task.dataset(args.val_examples, seed=args.seed + 2)
-    run.write_json(
-        "config.json",
-        {"model": config, "training": vars(args), "task": {"name": "synthetic", **task.config()}},
-    )
+    task = (text_task if args.text else synthetic_task)(args, run)
+    config = model_config(args, *task.vocabulary_sizes)
+    if args.resume and run.read_json("config.json")["model"] != config:
+        raise ValueError(f"--resume: the model flags differ from the run's {run.file('config.json')}.")
+    run.write_json("config.json", {"model": config, "training": vars(args), "task": task.config})
 
     model = kt.Transformer(**config)
-    optimizer = kt.optimizers.transformer_adam(
-        config["hidden_dim"],
-        learning_rate=kt.schedules.TransformerSchedule(
-            config["hidden_dim"], args.warmup_steps, scale=args.learning_rate_scale
-        ),
+    schedule = kt.schedules.TransformerSchedule(config["hidden_dim"], args.warmup_steps, args.learning_rate_scale)
+    model.compile(
+        optimizer=kt.optimizers.transformer_adam(config["hidden_dim"], learning_rate=schedule),
+        label_smoothing=args.label_smoothing,
     )
-    model.compile(optimizer=optimizer, label_smoothing=args.label_smoothing)
     print(
         f"Run directory: {run.path}\n"
-        f"Task: synthetic translation, {args.train_examples} training / {args.val_examples} validation "
-        f"sentences, vocabularies {task.source_vocabulary_size} / {task.target_vocabulary_size}\n"
+        f"Task: {task.description}, vocabularies {task.vocabulary_sizes[0]} / {task.vocabulary_sizes[1]}\n"
         f"Model: {args.preset} preset, N={config['num_layers']} layers, d_model {config['hidden_dim']}, "
-        f"{config['num_heads']} heads, d_ff {config['intermediate_dim']}, {config['position']} positions"
+        f"{config['num_heads']} heads, d_ff {config['intermediate_dim']}, {config['position']} positions, "
+        f"{model.count_params():,} parameters"
     )
+    monitor, mode = task.monitor
     callbacks = [
         keras.callbacks.BackupAndRestore(run.checkpoint_dir),
-        keras.callbacks.ModelCheckpoint(run.file("model.keras"), monitor="val_loss", save_best_only=True),
+        *task.make_callbacks(model),  # adds validation scores to the logs below
+        keras.callbacks.ModelCheckpoint(run.file("model.keras"), monitor=monitor, mode=mode, save_best_only=True),
         keras.callbacks.CSVLogger(run.file("history.csv"), append=args.resume),
     ]
     start = time.time()
-    model.fit(
-        train_x,
-        train_y,
-        validation_data=(val_x, val_y),
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        callbacks=callbacks,
-        verbose=args.verbose,
-    )
+    model.fit(epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, **task.fit_kwargs)
     seconds = time.time() - start
 
-    best = run.load_model()
-    results = evaluate(best, val_x, val_y, args.batch_size)
+    results = task.evaluate(run.load_model())
     results["train_seconds"] = round(seconds, 1)
     run.write_json("evaluation.json", results)
+    formats = {"bleu": "BLEU {:.2f}", "chrf": "chrF {:.2f}", "cross_entropy": "cross-entropy {:.4f}"}
+    summary = ", ".join(
+        formats.get(key, key.replace("_", " ") + " {:.2%}").format(value)
+        for key, value in results.items()
+        if isinstance(value, float) and key != "train_seconds"
+    )
     print(
-        f"\nValidation (best epoch, teacher forcing): cross-entropy {results['loss']:.4f}, "
-        f"token accuracy {results['token_accuracy']:.2%}, "
-        f"sentence accuracy {results['sentence_accuracy']:.2%}\n"
+        f"\nValidation, best epoch by {monitor}: {summary or 'no validation set'}\n"
         f"Training time: {seconds:.0f} s. Model: {run.file('model.keras')}"
     )
     return results

@@ -2,8 +2,10 @@
 
 Layout of `runs/<name>/`:
     config.json      model config, training arguments, task description
-    model.keras      the trained model (best epoch by validation loss)
+    model.keras      the trained model (best epoch by validation BLEU or loss)
     history.csv      per-epoch metrics, appended as each epoch ends
+    tokenizers/      (text runs) the source and target tokenizers
+    hypotheses.txt   (text runs) the best model's validation translations
     evaluation.json  final evaluation
     checkpoints/     per-epoch state for `--resume` (Keras BackupAndRestore)
 
@@ -40,6 +42,14 @@ def write_json(path, data):
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, ensure_ascii=False)
             f.write("\n")
+
+    _atomic_write(path, write)
+
+
+def write_text(path, text):
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
 
     _atomic_write(path, write)
 

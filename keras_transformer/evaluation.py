@@ -1,0 +1,55 @@
+"""Corpus BLEU and chrF with sacreBLEU, and a callback that logs them each epoch."""
+
+import time
+
+import keras
+import sacrebleu
+
+
+def corpus_scores(hypotheses, references):
+    """sacreBLEU's corpus BLEU and chrF of detokenized text.
+
+    Returns:
+        dict with `bleu`, `chrf` and sacreBLEU's `bleu_signature`.
+    """
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references.")
+    bleu = sacrebleu.metrics.BLEU()
+    chrf = sacrebleu.metrics.CHRF()
+    return {
+        "bleu": bleu.corpus_score(hypotheses, [references]).score,
+        "chrf": chrf.corpus_score(hypotheses, [references]).score,
+        "bleu_signature": str(bleu.get_signature()),
+    }
+
+
+class BleuCallback(keras.callbacks.Callback):
+    """Decode the validation sources after each epoch and log `val_bleu`, `val_chrf`.
+
+    Put it before `ModelCheckpoint` and `CSVLogger` so they see the scores.
+
+    Args:
+        translator: a `keras_transformer.translator.Translator` on the model
+            being trained.
+        sources, references: validation sentences.
+        batch_size: sentences decoded at once.
+    """
+
+    def __init__(self, translator, sources, references, batch_size=64):
+        super().__init__()
+        self.translator = translator
+        self.sources = list(sources)
+        self.references = list(references)
+        self.batch_size = batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        start = time.time()
+        hypotheses = self.translator.translate(self.sources, self.batch_size)
+        scores = corpus_scores(hypotheses, self.references)
+        if logs is not None:
+            logs["val_bleu"] = scores["bleu"]
+            logs["val_chrf"] = scores["chrf"]
+        print(
+            f"Epoch {epoch + 1}: validation BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f} "
+            f"(greedy, {len(hypotheses)} sentences, {time.time() - start:.0f} s)"
+        )

@@ -1,0 +1,77 @@
+"""Text in, text out: tokenizers + model + greedy decoding."""
+
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from keras_transformer.data.pipeline import encode_sources
+from keras_transformer.data.tokenizers import load_tokenizers
+from keras_transformer.run_directory import MODEL_FILE, RunDirectory
+
+TOKENIZER_DIR = "tokenizers"
+
+
+class Translator:
+    """Translate sentences with a trained model and its tokenizers.
+
+    Empty (or whitespace-only) inputs translate to empty strings without
+    running the model. Inputs longer than the model's `max_sequence_length`
+    tokens are truncated to it; `truncated` counts them.
+
+    Args:
+        model: a trained `keras_transformer.Transformer`.
+        source_tokenizer, target_tokenizer: its tokenizers.
+        max_length: most target tokens; defaults to `max_sequence_length`.
+    """
+
+    def __init__(self, model, source_tokenizer, target_tokenizer, max_length=None):
+        self.model = model
+        self.source_tokenizer = source_tokenizer
+        self.target_tokenizer = target_tokenizer
+        self.max_length = max_length or model.max_sequence_length
+        self.truncated = 0
+
+    @classmethod
+    def from_run_directory(cls, path, **kwargs):
+        """Load `model.keras` and the tokenizers of a run directory."""
+        run = RunDirectory(path)
+        tokenizer_dir = run.file(TOKENIZER_DIR)
+        if not os.path.isdir(tokenizer_dir):
+            raise FileNotFoundError(f"{path} has no {TOKENIZER_DIR}/: it was not trained on text.")
+        source_tokenizer, target_tokenizer = load_tokenizers(tokenizer_dir)
+        model = run.load_model(MODEL_FILE, compile=False)
+        if (model.source_vocabulary_size, model.target_vocabulary_size) != (
+            source_tokenizer.vocabulary_size,
+            target_tokenizer.vocabulary_size,
+        ):
+            raise ValueError(f"{path}: the model's vocabulary sizes do not match its tokenizers.")
+        return cls(model, source_tokenizer, target_tokenizer, **kwargs)
+
+    def translate(self, texts, batch_size=64):
+        """Translations of `texts` (a list of strings), in order."""
+        texts = list(texts)
+        outputs = [""] * len(texts)
+        todo = [i for i, text in enumerate(texts) if text.strip()]
+        if not todo:
+            return outputs
+        limit = self.model.max_sequence_length
+        lengths = self.source_tokenizer.tokenize(tf.constant([texts[i] for i in todo])).row_lengths()
+        self.truncated += int(np.sum(lengths.numpy() > limit))
+        translations = []
+        for source_ids in encode_sources([texts[i] for i in todo], self.source_tokenizer, limit, batch_size):
+            generated = self.model.generate(source_ids, max_length=self.max_length)
+            translations.extend(t.decode("utf-8") for t in self.target_tokenizer.detokenize(generated).numpy())
+        for i, translation in zip(todo, translations):
+            outputs[i] = translation
+        return outputs
+
+
+def warn_truncated(translator):
+    if translator.truncated:
+        print(
+            f"warning: {translator.truncated} input(s) longer than {translator.model.max_sequence_length} "
+            "tokens were truncated.",
+            file=sys.stderr,
+        )

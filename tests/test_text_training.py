@@ -1,0 +1,106 @@
+"""train.py on parallel text made in the test, then the translate CLI on its run."""
+
+import csv
+import gzip
+import io
+import json
+
+import numpy as np
+import pytest
+
+import train
+from keras_transformer import translate
+from keras_transformer.data import SyntheticTranslationTask
+from keras_transformer.evaluation import corpus_scores
+from keras_transformer.translator import Translator
+
+MODEL = [
+    "--num-layers", "1", "--hidden-dim", "32", "--num-heads", "4", "--intermediate-dim", "64",
+    "--dropout", "0", "--max-length", "24", "--warmup-steps", "100", "--learning-rate-scale", "1",
+    "--batch-size", "32", "--verbose", "0",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Sentences of two invented languages, written as text files: gzip, plain, TSV."""
+    directory = tmp_path_factory.mktemp("corpus")
+    task = SyntheticTranslationTask(
+        num_nouns=8, num_adjectives=4, num_verbs=4, num_adverbs=2, num_prepositions=2, max_adjectives=1
+    )
+    sources, targets = task.sample(1200, seed=1)
+    sources = [task.source_text(s).capitalize() + "." for s in sources]
+    targets = [task.target_text(t).capitalize() + "!" for t in targets]
+    (directory / "train.src.gz").write_bytes(gzip.compress(("\n".join(sources[:1000]) + "\n").encode()))
+    (directory / "train.tgt").write_text("\n".join(targets[:1000]) + "\n")
+    (directory / "val.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in zip(sources[1000:], targets[1000:])))
+    return directory, sources, targets
+
+
+@pytest.fixture(scope="module")
+def run(corpus, tmp_path_factory):
+    directory, _, _ = corpus
+    out = tmp_path_factory.mktemp("runs")
+    train.main(
+        MODEL + [
+            "--train-src", str(directory / "train.src.gz"), "--train-tgt", str(directory / "train.tgt"),
+            "--val-tsv", str(directory / "val.tsv"), "--tokenizer", "wordpiece", "--vocab-size", "200",
+            "--epochs", "8", "--out", str(out), "--name", "text",
+        ]
+    )  # fmt: skip
+    return out / "text"
+
+
+@pytest.mark.slow
+def test_run_directory_holds_tokenizers_hypotheses_and_scores(run, corpus):
+    _, _, targets = corpus
+    names = {p.name for p in run.iterdir()}
+    assert {"model.keras", "config.json", "tokenizers", "hypotheses.txt", "evaluation.json", "history.csv"} <= names
+    hypotheses = (run / "hypotheses.txt").read_text(encoding="utf-8").splitlines()
+    assert len(hypotheses) == 200
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["bleu"] == pytest.approx(corpus_scores(hypotheses, targets[1000:])["bleu"])
+    assert evaluation["bleu"] > 50
+    with open(run / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    assert len(history) == 8 and "val_bleu" in history[0]
+    # The kept model is the epoch with the best validation BLEU.
+    assert evaluation["bleu"] == pytest.approx(max(float(row["val_bleu"]) for row in history), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_translate_cli_translates_training_sentences_back(run, corpus, monkeypatch, capsys):
+    _, sources, targets = corpus
+    lines = sources[:40]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines[:20]) + "\n\n" + "\n".join(lines[20:]) + "\n"))
+    assert translate.main(["--model", str(run), "--batch-size", "16"]) == 0
+    output = capsys.readouterr().out.split("\n")[:-1]
+    assert len(output) == 41 and output[20] == ""  # an empty line stays empty
+    translations = output[:20] + output[21:]
+    assert np.mean([t == r for t, r in zip(translations, targets[:40])]) >= 0.5
+
+
+@pytest.mark.slow
+def test_translator_truncates_over_long_input_and_counts_it(run, corpus):
+    translator = Translator.from_run_directory(str(run))
+    _, sources, _ = corpus
+    long_input = " ".join(sources[:10])
+    assert len(translator.translate([long_input, "", sources[0]])) == 3
+    assert translator.truncated == 1
+
+
+def test_translate_cli_errors_on_bad_run_directories(tmp_path, capsys):
+    assert translate.main(["--model", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert translate.main(["--model", str(tmp_path)]) == 2
+    assert "not trained on text" in capsys.readouterr().err
+    (tmp_path / "tokenizers").mkdir()
+    assert translate.main(["--model", str(tmp_path)]) == 2
+    assert "Tokenizer files missing" in capsys.readouterr().err
+
+
+def test_train_cli_rejects_incomplete_text_flags():
+    with pytest.raises(SystemExit):
+        train.parse_args(["--train-src", "a.txt"])
+    with pytest.raises(SystemExit):
+        train.parse_args(["--val-src", "a.txt", "--val-tgt", "b.txt"])
