@@ -3,10 +3,8 @@
 import os
 import sys
 
-import numpy as np
 import tensorflow as tf
 
-from keras_transformer.data.pipeline import encode_sources
 from keras_transformer.data.tokenizers import load_tokenizers
 from keras_transformer.run_directory import MODEL_FILE, RunDirectory
 
@@ -57,11 +55,12 @@ class Translator:
         if not todo:
             return outputs
         limit = self.model.max_sequence_length
-        lengths = self.source_tokenizer.tokenize(tf.constant([texts[i] for i in todo])).row_lengths()
-        self.truncated += int(np.sum(lengths.numpy() > limit))
         translations = []
-        for source_ids in encode_sources([texts[i] for i in todo], self.source_tokenizer, limit, batch_size):
-            generated = self.model.generate(source_ids, max_length=self.max_length)
+        for start in range(0, len(todo), batch_size):
+            batch = tf.constant([texts[i] for i in todo[start : start + batch_size]])
+            source_ids = self.source_tokenizer.tokenize(batch)  # ragged (B, None)
+            self.truncated += int(tf.reduce_sum(tf.cast(source_ids.row_lengths() > limit, tf.int32)))
+            generated = self.model.generate(source_ids[:, :limit].to_tensor(0), max_length=self.max_length)
             translations.extend(t.decode("utf-8") for t in self.target_tokenizer.detokenize(generated).numpy())
         for i, translation in zip(todo, translations):
             outputs[i] = translation

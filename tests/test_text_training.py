@@ -104,3 +104,40 @@ def test_train_cli_rejects_incomplete_text_flags():
         train.parse_args(["--train-src", "a.txt"])
     with pytest.raises(SystemExit):
         train.parse_args(["--val-src", "a.txt", "--val-tgt", "b.txt"])
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # CSVLogger left open by the crash
+def test_resuming_a_text_run_reuses_its_tokenizers(corpus, tmp_path, monkeypatch):
+    import keras
+
+    import keras_transformer as kt
+
+    directory, _, _ = corpus
+    argv = MODEL + [
+        "--train-src", str(directory / "train.src.gz"), "--train-tgt", str(directory / "train.tgt"),
+        "--val-tsv", str(directory / "val.tsv"), "--tokenizer", "sentencepiece", "--vocab-size", "48",
+        "--epochs", "2", "--out", str(tmp_path), "--name", "text",
+    ]  # fmt: skip
+
+    class Crash(Exception):
+        pass
+
+    class CrashAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise Crash()
+
+    original_fit = kt.Transformer.fit
+    monkeypatch.setattr(
+        kt.Transformer, "fit", lambda self, *a, callbacks=(), **k: original_fit(self, *a, callbacks=[*callbacks, CrashAfterFirstEpoch()], **k)
+    )
+    with pytest.raises(Crash):
+        train.main(argv)
+    monkeypatch.setattr(kt.Transformer, "fit", original_fit)
+    tokenizer_file = tmp_path / "text" / "tokenizers" / "source.spm"
+    before = tokenizer_file.read_bytes(), tokenizer_file.stat().st_mtime_ns
+    train.main(argv + ["--resume"])
+    assert (tokenizer_file.read_bytes(), tokenizer_file.stat().st_mtime_ns) == before
+    with open(tmp_path / "text" / "history.csv") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1]
+    assert json.loads((tmp_path / "text" / "evaluation.json").read_text())["bleu"] >= 0

@@ -112,11 +112,3 @@ def _batch_by_length(dataset, max_length, batch_size, batch_by):
         return tf.maximum(tf.shape(source)[0], tf.shape(labels)[0])
 
     return dataset.bucket_by_sequence_length(length, boundaries, sizes, padded_shapes=([None], [None], [None]))
-
-
-def encode_sources(texts, source_tokenizer, max_length, batch_size):
-    """Dataset of padded `(B, S)` source id batches, in order, for decoding."""
-    dataset = tf.data.Dataset.from_tensor_slices(list(texts)).batch(batch_size)
-    return dataset.map(lambda text: source_tokenizer.tokenize(text)[:, :max_length].to_tensor(0)).prefetch(
-        tf.data.AUTOTUNE
-    )

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from keras_transformer import END_ID, START_ID
-from keras_transformer.data.pipeline import encode_sources, make_dataset
+from keras_transformer.data.pipeline import make_dataset
 from keras_transformer.data.tokenizers import train_tokenizer
 
 WORDS = "the a cat dog sees runs big small red on under table house and".split()
@@ -78,11 +78,3 @@ def test_bad_arguments(pairs, tokenizer):
         make_dataset(*pairs, tokenizer, tokenizer, max_length=8, batch_size=4, batch_by="words")
     with pytest.raises(ValueError, match="max_length"):
         make_dataset(*pairs, tokenizer, tokenizer, max_length=1, batch_size=4)
-
-
-def test_encode_sources_keeps_order_and_truncates(pairs, tokenizer):
-    sources = pairs[0][:10]
-    batches = list(encode_sources(sources, tokenizer, max_length=5, batch_size=4))
-    assert [len(b) for b in batches] == [4, 4, 2]
-    rows = [row[row != 0].tolist() for b in batches for row in b.numpy()]
-    assert rows == [ids[:5] for ids in tokenizer.tokenize(tf.constant(sources)).to_list()]
