@@ -3,7 +3,8 @@
     python -m keras_transformer.translate --model runs/<name> < input.txt > output.txt
 
 Empty lines give empty lines; inputs over the model's maximum length are
-truncated (a warning on stderr counts them). Greedy decoding.
+truncated (a warning on stderr counts them). Beam search (beam 4, length
+penalty 0.6, as in the paper) by default; --beam-size 1 is greedy search.
 """
 
 import argparse
@@ -18,12 +19,18 @@ def main(argv=None):
     parser.add_argument("--model", required=True, help="a run directory written by train.py")
     parser.add_argument("--batch-size", type=int, default=64, help="sentences decoded at once")
     parser.add_argument("--max-length", type=int, help="most target tokens (default: the model's maximum)")
+    parser.add_argument("--beam-size", type=int, default=4, help="beams per sentence; 1 is greedy search")
+    parser.add_argument("--length-penalty", type=float, default=0.6, help="GNMT's alpha for beam search")
     args = parser.parse_args(argv)
+    if args.beam_size < 1 or args.batch_size < 1:
+        parser.error("--beam-size and --batch-size must be at least 1")
 
     from keras_transformer.translator import Translator, warn_truncated
 
     try:
-        translator = Translator.from_run_directory(args.model, max_length=args.max_length)
+        translator = Translator.from_run_directory(
+            args.model, max_length=args.max_length, beam_size=args.beam_size, length_penalty=args.length_penalty
+        )
     except (FileNotFoundError, ValueError) as error:
         print(f"translate: error: {error}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Text in, text out: tokenizers + model + greedy decoding."""
+"""Text in, text out: tokenizers + model + greedy or beam decoding."""
 
 import os
 import sys
@@ -22,14 +22,32 @@ class Translator:
         model: a trained `keras_transformer.Transformer`.
         source_tokenizer, target_tokenizer: its tokenizers.
         max_length: most target tokens; defaults to `max_sequence_length`.
+        beam_size: 1 for greedy search, more for beam search.
+        length_penalty: GNMT's alpha for beam search.
     """
 
-    def __init__(self, model, source_tokenizer, target_tokenizer, max_length=None):
+    def __init__(self, model, source_tokenizer, target_tokenizer, max_length=None, beam_size=1, length_penalty=0.6):
+        if not isinstance(beam_size, int) or beam_size < 1:
+            raise ValueError(f"`beam_size` must be a positive integer. Received: beam_size={beam_size}")
         self.model = model
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.max_length = max_length or model.max_sequence_length
+        self.beam_size = beam_size
+        self.length_penalty = length_penalty
         self.truncated = 0
+
+    def _generate(self, source_ids):
+        if self.beam_size == 1:
+            return self.model.generate(source_ids, max_length=self.max_length)
+        beams, _ = self.model.generate(
+            source_ids,
+            max_length=self.max_length,
+            method="beam",
+            beam_size=self.beam_size,
+            length_penalty=self.length_penalty,
+        )
+        return beams[:, 0]
 
     @classmethod
     def from_run_directory(cls, path, **kwargs):
@@ -60,7 +78,7 @@ class Translator:
             batch = tf.constant([texts[i] for i in todo[start : start + batch_size]])
             source_ids = self.source_tokenizer.tokenize(batch)  # ragged (B, None)
             self.truncated += int(tf.reduce_sum(tf.cast(source_ids.row_lengths() > limit, tf.int32)))
-            generated = self.model.generate(source_ids[:, :limit].to_tensor(0), max_length=self.max_length)
+            generated = self._generate(source_ids[:, :limit].to_tensor(0))
             translations.extend(t.decode("utf-8") for t in self.target_tokenizer.detokenize(generated).numpy())
         for i, translation in zip(todo, translations):
             outputs[i] = translation

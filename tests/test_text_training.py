@@ -73,11 +73,18 @@ def test_translate_cli_translates_training_sentences_back(run, corpus, monkeypat
     _, sources, targets = corpus
     lines = sources[:40]
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines[:20]) + "\n\n" + "\n".join(lines[20:]) + "\n"))
-    assert translate.main(["--model", str(run), "--batch-size", "16"]) == 0
+    assert translate.main(["--model", str(run), "--batch-size", "16", "--beam-size", "1"]) == 0
     output = capsys.readouterr().out.split("\n")[:-1]
     assert len(output) == 41 and output[20] == ""  # an empty line stays empty
     translations = output[:20] + output[21:]
     assert np.mean([t == r for t, r in zip(translations, targets[:40])]) >= 0.5
+    # Beam search (the default) translates at least as many exactly.
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert translate.main(["--model", str(run), "--batch-size", "16"]) == 0
+    beamed = capsys.readouterr().out.split("\n")[:-1]
+    assert np.mean([t == r for t, r in zip(beamed, targets[:40])]) >= np.mean(
+        [t == r for t, r in zip(translations, targets[:40])]
+    ) - 0.1
 
 
 @pytest.mark.slow
@@ -90,6 +97,9 @@ def test_translator_truncates_over_long_input_and_counts_it(run, corpus):
 
 
 def test_translate_cli_errors_on_bad_run_directories(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        translate.main(["--model", str(tmp_path), "--beam-size", "0"])
+    assert "--beam-size" in capsys.readouterr().err
     assert translate.main(["--model", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert translate.main(["--model", str(tmp_path)]) == 2

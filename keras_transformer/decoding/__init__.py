@@ -1,3 +1,4 @@
 """Autoregressive decoding over the model's cached step (`call_with_cache`)."""
 
+from keras_transformer.decoding.beam import beam_search, length_penalty
 from keras_transformer.decoding.greedy import greedy_search

@@ -253,20 +253,24 @@ class Transformer(keras.Model):
         )
         return self.logits(x), self_attention_cache, cross_attention_cache
 
-    def generate(self, encoder_token_ids, max_length=None, method="greedy"):
+    def generate(self, encoder_token_ids, max_length=None, method="greedy", beam_size=4, length_penalty=0.6):
         """Decode target token ids for a batch of source ids.
 
         Args:
             encoder_token_ids: `(B, S)` int source ids, 0-padded.
             max_length: the most target tokens (end token included);
                 defaults to `max_sequence_length`.
-            method: `"greedy"` (beam search and sampling come next).
+            method: `"greedy"` or `"beam"`.
+            beam_size: beams per sentence (`"beam"`; the paper used 4).
+            length_penalty: GNMT's alpha (`"beam"`; the paper used 0.6).
 
         Returns:
-            `(B, max_length)` int32 ids, each row ending with the end token
-            (unless cut at `max_length`) and padded with 0 after it.
+            Greedy: `(B, max_length)` int32 ids, each row ending with the end
+            token (unless cut at `max_length`) and padded with 0 after it.
+            Beam: `(token_ids (B, K, max_length), scores (B, K))`, the n-best
+            lists, best first, with length-normalised log-probabilities.
         """
-        from keras_transformer.decoding import greedy_search
+        from keras_transformer.decoding import beam_search, greedy_search
 
         max_length = max_length or self.max_sequence_length
         if not 0 < max_length <= self.max_sequence_length:
@@ -274,15 +278,19 @@ class Transformer(keras.Model):
                 f"`max_length` must be in [1, {self.max_sequence_length}] (max_sequence_length). "
                 f"Received: max_length={max_length}"
             )
-        if method != "greedy":
-            raise ValueError(f"Unknown decoding method. Expected 'greedy'. Received: method={method!r}")
+        if method not in ("greedy", "beam"):
+            raise ValueError(f"Unknown decoding method. Expected 'greedy' or 'beam'. Received: method={method!r}")
+        if method == "beam" and (not isinstance(beam_size, int) or beam_size < 1):
+            raise ValueError(f"`beam_size` must be a positive integer. Received: beam_size={beam_size}")
         encoder_token_ids = ops.convert_to_tensor(encoder_token_ids)
         self._check_token_ids("encoder_token_ids", encoder_token_ids)
-        key = (method, max_length)
+        key = (method, max_length, beam_size, float(length_penalty))
         if key not in self._generate_functions:
-            self._generate_functions[key] = self._compile_generate(
-                lambda ids: greedy_search(self, ids, max_length)
-            )
+            if method == "greedy":
+                function = lambda ids: greedy_search(self, ids, max_length)  # noqa: E731
+            else:
+                function = lambda ids: beam_search(self, ids, max_length, beam_size, length_penalty)  # noqa: E731
+            self._generate_functions[key] = self._compile_generate(function)
         return self._generate_functions[key](encoder_token_ids)
 
     def _compile_generate(self, function):

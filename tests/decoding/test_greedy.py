@@ -26,23 +26,6 @@ def _reference_greedy(model, source, max_length):
     return np.array(outputs)
 
 
-@pytest.fixture(scope="module")
-def trained():
-    """A tiny model trained briefly on a small synthetic task, so it emits end tokens."""
-    keras.utils.set_random_seed(0)
-    task = kt.data.SyntheticTranslationTask(
-        num_nouns=8, num_adjectives=4, num_verbs=4, num_adverbs=2, num_prepositions=2, max_adjectives=1
-    )
-    x, y = task.dataset(1500, seed=1)
-    model = kt.Transformer(
-        task.source_vocabulary_size, task.target_vocabulary_size, num_layers=1, hidden_dim=32,
-        num_heads=4, intermediate_dim=64, dropout=0.0, max_sequence_length=32,
-    )  # fmt: skip
-    model.compile(optimizer=kt.optimizers.transformer_adam(32, warmup_steps=100))
-    model.fit(x, y, batch_size=32, epochs=3, verbose=0)
-    return task, model
-
-
 @pytest.mark.slow
 def test_greedy_equals_uncached_greedy_and_translates(trained):
     task, model = trained
@@ -89,7 +72,7 @@ def test_generate_validates_arguments():
     with pytest.raises(ValueError, match="max_length"):
         model.generate(source, max_length=100)
     with pytest.raises(ValueError, match="method"):
-        model.generate(source, max_length=4, method="beam")
+        model.generate(source, max_length=4, method="nucleus")
     with pytest.raises(ValueError, match="integer token ids"):
         model.generate(source.astype("float32"), max_length=4)
     assert to_numpy(model.generate(np.zeros((0, 5), "int32"), max_length=4)).shape == (0, 4)

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_transformer as kt
+from keras_transformer.decoding import beam_search, greedy_search, length_penalty
+from tests.models.conftest import make_model
+from tests.test_case import assert_close, to_numpy
+
+
+def _sequence_log_prob(model, source, tokens):
+    """Sum of log P(token) under teacher forcing, up to and including the end token."""
+    decoder_inputs = np.concatenate([[kt.START_ID], tokens[:-1]])[None].astype("int32")
+    logits = to_numpy(model({"encoder_token_ids": source[None], "decoder_token_ids": decoder_inputs}))[0]
+    log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+    length = list(tokens).index(kt.END_ID) + 1 if kt.END_ID in tokens else len(tokens)
+    return float(sum(log_probs[i, tokens[i]] for i in range(length))), length
+
+
+def _sources(task, count, seed):
+    inputs, _ = task.dataset(count, seed=seed)
+    return inputs["encoder_token_ids"]
+
+
+def test_length_penalty_is_gnmts():
+    assert_close(length_penalty(ops.convert_to_tensor([1, 7]), 0.6), [1.0, 2.0**0.6])
+    assert_close(length_penalty(ops.convert_to_tensor([9]), 0.0), [1.0])
+
+
+@pytest.mark.slow
+def test_beam_of_one_equals_greedy(trained):
+    task, model = trained
+    source = _sources(task, 8, seed=21)
+    beams, _ = beam_search(model, source, max_length=30, beam_size=1, alpha=0.6)
+    np.testing.assert_array_equal(to_numpy(beams)[:, 0], to_numpy(greedy_search(model, source, 30)))
+
+
+@pytest.mark.slow
+def test_best_beam_scores_at_least_greedy(trained):
+    task, model = trained
+    source = _sources(task, 12, seed=22)
+    greedy = to_numpy(greedy_search(model, source, 30))
+    beams, scores = beam_search(model, source, max_length=30, beam_size=4, alpha=0.0)
+    beams, scores = to_numpy(beams), to_numpy(scores)
+    for i in range(len(source)):
+        greedy_score, _ = _sequence_log_prob(model, source[i], greedy[i])
+        best_score, _ = _sequence_log_prob(model, source[i], beams[i, 0])
+        assert_close(scores[i, 0], best_score, atol=1e-3)  # the reported score is the sequence's
+        assert best_score >= greedy_score - 1e-4
+
+
+@pytest.mark.slow
+def test_n_best_lists_are_sorted_distinct_scored_and_padded(trained):
+    task, model = trained
+    source = _sources(task, 6, seed=23)
+    beams, scores = model.generate(source, max_length=30, method="beam", beam_size=4, length_penalty=0.6)
+    beams, scores = to_numpy(beams), to_numpy(scores)
+    assert beams.shape == (6, 4, 30) and scores.shape == (6, 4)
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+    for i in range(6):
+        assert len({tuple(b) for b in beams[i]}) == 4
+        for beam, score in zip(beams[i], scores[i]):
+            # A beam ends with the end token then padding, or is cut at max_length.
+            end = list(beam).index(kt.END_ID) if kt.END_ID in beam else len(beam)
+            assert np.all(beam[end + 1 :] == 0) and np.all(beam[:end] > kt.END_ID)
+            log_prob, length = _sequence_log_prob(model, source[i], beam)
+            assert length == min(end + 1, len(beam))
+            assert_close(score, log_prob / ((5 + length) / 6) ** 0.6, atol=1e-3)
+    assert np.mean([kt.END_ID in beam for beam in beams[:, 0]]) == 1.0  # the best beams all ended
+
+
+@pytest.mark.slow
+def test_batched_beam_search_equals_one_by_one(trained):
+    task, model = trained
+    source = _sources(task, 4, seed=24)
+    batched, batched_scores = beam_search(model, source, max_length=30, beam_size=3)
+    for i in range(4):
+        length = int((source[i] != 0).sum())
+        single, single_scores = beam_search(model, source[i : i + 1, :length], max_length=30, beam_size=3)
+        np.testing.assert_array_equal(to_numpy(batched)[i], to_numpy(single)[0])
+        assert_close(to_numpy(batched_scores)[i], to_numpy(single_scores)[0], atol=1e-4)
+
+
+def test_beam_arguments_are_checked():
+    model = make_model()
+    source = np.ones((2, 5), "int32")
+    with pytest.raises(ValueError, match="beam_size"):
+        model.generate(source, max_length=4, method="beam", beam_size=0)
+    with pytest.raises(ValueError, match="method"):
+        model.generate(source, max_length=4, method="sample")
