@@ -1,8 +1,39 @@
-"""Greedy search: the arg-max token at every step, one compiled loop."""
+"""Greedy search and sampling: one token per sentence per step, one compiled loop."""
 
+import keras
 from keras import ops
 
-from keras_transformer.layers.masks import END_ID, PAD_ID, START_ID
+from keras_transformer.layers.masks import END_ID, PAD_ID, START_ID, mask_value
+
+
+def _decode(model, encoder_token_ids, max_length, choose, start_id=START_ID, end_id=END_ID):
+    """The loop shared by greedy search and sampling; `choose(logits (B, V))` picks tokens."""
+    encoder_output, encoder_padding_mask = model.encode(encoder_token_ids)
+    self_cache, cross_cache = model.initialize_cache(encoder_output, max_length)
+    batch_size = ops.shape(encoder_token_ids)[0]
+    # Column 0 holds the start token; generated tokens go to 1..max_length.
+    tokens = ops.concatenate(
+        [ops.full((batch_size, 1), start_id, "int32"), ops.zeros((batch_size, max_length), "int32")], axis=1
+    )
+    finished = ops.zeros((batch_size,), "bool")
+
+    def cond(index, tokens, self_cache, cross_cache, finished):
+        return ops.logical_and(index < max_length, ops.logical_not(ops.all(finished)))
+
+    def body(index, tokens, self_cache, cross_cache, finished):
+        token = ops.slice(tokens, (0, index), (batch_size, 1))  # (B, 1)
+        logits, self_cache, cross_cache = model.call_with_cache(
+            token, self_cache, cross_cache, index, encoder_padding_mask
+        )
+        next_token = ops.cast(choose(ops.cast(logits[:, 0, :], "float32")), "int32")  # (B,)
+        next_token = ops.where(finished, PAD_ID, next_token)
+        tokens = ops.slice_update(tokens, (0, index + 1), next_token[:, None])
+        finished = ops.logical_or(finished, ops.equal(next_token, end_id))
+        return index + 1, tokens, self_cache, cross_cache, finished
+
+    loop_vars = (ops.convert_to_tensor(0, "int32"), tokens, self_cache, cross_cache, finished)
+    _, tokens, _, _, _ = ops.while_loop(cond, body, loop_vars, maximum_iterations=max_length)
+    return tokens[:, 1:]
 
 
 def greedy_search(model, encoder_token_ids, max_length, start_id=START_ID, end_id=END_ID):
@@ -24,29 +55,55 @@ def greedy_search(model, encoder_token_ids, max_length, start_id=START_ID, end_i
         `(B, max_length)` int32 ids: each row's tokens up to and including
         its end token, then padding (0).
     """
-    encoder_output, encoder_padding_mask = model.encode(encoder_token_ids)
-    self_cache, cross_cache = model.initialize_cache(encoder_output, max_length)
-    batch_size = ops.shape(encoder_token_ids)[0]
-    # Column 0 holds the start token; generated tokens go to 1..max_length.
-    tokens = ops.concatenate(
-        [ops.full((batch_size, 1), start_id, "int32"), ops.zeros((batch_size, max_length), "int32")], axis=1
-    )
-    finished = ops.zeros((batch_size,), "bool")
+    return _decode(model, encoder_token_ids, max_length, lambda logits: ops.argmax(logits, axis=-1), start_id, end_id)
 
-    def cond(index, tokens, self_cache, cross_cache, finished):
-        return ops.logical_and(index < max_length, ops.logical_not(ops.all(finished)))
 
-    def body(index, tokens, self_cache, cross_cache, finished):
-        token = ops.slice(tokens, (0, index), (batch_size, 1))  # (B, 1)
-        logits, self_cache, cross_cache = model.call_with_cache(
-            token, self_cache, cross_cache, index, encoder_padding_mask
-        )
-        next_token = ops.cast(ops.argmax(logits[:, 0, :], axis=-1), "int32")  # (B,)
-        next_token = ops.where(finished, PAD_ID, next_token)
-        tokens = ops.slice_update(tokens, (0, index + 1), next_token[:, None])
-        finished = ops.logical_or(finished, ops.equal(next_token, end_id))
-        return index + 1, tokens, self_cache, cross_cache, finished
+def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
+    """Scale `(B, V)` logits by `1 / temperature`, keep the `top_k` best and the
+    smallest set whose probability reaches `top_p` (nucleus); others get the
+    masked value."""
+    logits = logits / temperature
+    if top_k is not None:
+        kth_best = ops.top_k(logits, top_k)[0][:, -1:]  # (B, 1)
+        logits = ops.where(logits < kth_best, mask_value("float32"), logits)
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, _ = ops.top_k(logits, ops.shape(logits)[-1])  # (B, V), descending
+        probabilities = ops.softmax(sorted_logits, axis=-1)
+        mass_before = ops.cumsum(probabilities, axis=-1) - probabilities
+        kept = ops.where(mass_before < top_p, sorted_logits, ops.max(sorted_logits))  # the first is always kept
+        threshold = ops.min(kept, axis=-1, keepdims=True)
+        logits = ops.where(logits < threshold, mask_value("float32"), logits)
+    return logits
 
-    loop_vars = (ops.convert_to_tensor(0, "int32"), tokens, self_cache, cross_cache, finished)
-    _, tokens, _, _, _ = ops.while_loop(cond, body, loop_vars, maximum_iterations=max_length)
-    return tokens[:, 1:]
+
+def sample(
+    model,
+    encoder_token_ids,
+    max_length,
+    seed_generator,
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+    start_id=START_ID,
+    end_id=END_ID,
+):
+    """Sample each next token from the (filtered) softmax, for open generation.
+
+    Args:
+        model, encoder_token_ids, max_length: as in `greedy_search`.
+        seed_generator: a `keras.random.SeedGenerator`; reseed it for
+            reproducible samples.
+        temperature: below 1 sharpens, above 1 flattens the distribution.
+        top_k: sample among the `top_k` most likely tokens only (1: greedy).
+        top_p: sample among the fewest tokens whose probability reaches
+            `top_p` (nucleus sampling).
+
+    Returns:
+        `(B, max_length)` int32 ids, padded with 0 after each end token.
+    """
+
+    def choose(logits):
+        logits = filter_logits(logits, temperature, top_k, top_p)
+        return keras.random.categorical(logits, 1, seed=seed_generator)[:, 0]
+
+    return _decode(model, encoder_token_ids, max_length, choose, start_id, end_id)

@@ -1,4 +1,5 @@
 import keras
+import numpy as np
 from keras import ops
 
 from keras_transformer.layers.masks import padding_mask
@@ -9,6 +10,14 @@ from keras_transformer.models.transformer_decoder import TransformerDecoder
 from keras_transformer.models.transformer_encoder import TransformerEncoder
 
 POSITIONS = ("sinusoidal", "learned", "relative", "rotary")
+
+
+class _FunctionCache:
+    """Compiled decoding functions by settings. A plain object, so Keras does not
+    track what it holds (sampling's seed generators are not model state)."""
+
+    def __init__(self):
+        self.functions = {}
 INPUT_KEYS = ("encoder_token_ids", "decoder_token_ids")
 
 
@@ -164,7 +173,7 @@ class Transformer(keras.Model):
         self.decoder = TransformerDecoder(name="decoder", **stack_kwargs)
         # All weights exist from construction: shapes never depend on data.
         self.build()
-        self._generate_functions = {}
+        self._generate_functions = _FunctionCache()
 
     @classmethod
     def from_preset(cls, preset, **kwargs):
@@ -253,24 +262,39 @@ class Transformer(keras.Model):
         )
         return self.logits(x), self_attention_cache, cross_attention_cache
 
-    def generate(self, encoder_token_ids, max_length=None, method="greedy", beam_size=4, length_penalty=0.6):
+    def generate(
+        self,
+        encoder_token_ids,
+        max_length=None,
+        method="greedy",
+        beam_size=4,
+        length_penalty=0.6,
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+        seed=None,
+    ):
         """Decode target token ids for a batch of source ids.
 
         Args:
             encoder_token_ids: `(B, S)` int source ids, 0-padded.
             max_length: the most target tokens (end token included);
                 defaults to `max_sequence_length`.
-            method: `"greedy"` or `"beam"`.
+            method: `"greedy"`, `"beam"` or `"sample"`.
             beam_size: beams per sentence (`"beam"`; the paper used 4).
             length_penalty: GNMT's alpha (`"beam"`; the paper used 0.6).
+            temperature, top_k, top_p: the sampling distribution
+                (`"sample"`; see `keras_transformer.decoding.sample`).
+            seed: an int for reproducible samples (`"sample"`).
 
         Returns:
-            Greedy: `(B, max_length)` int32 ids, each row ending with the end
-            token (unless cut at `max_length`) and padded with 0 after it.
-            Beam: `(token_ids (B, K, max_length), scores (B, K))`, the n-best
-            lists, best first, with length-normalised log-probabilities.
+            Greedy and sample: `(B, max_length)` int32 ids, each row ending
+            with the end token (unless cut at `max_length`) and padded with 0
+            after it. Beam: `(token_ids (B, K, max_length), scores (B, K))`,
+            the n-best lists, best first, with length-normalised
+            log-probabilities.
         """
-        from keras_transformer.decoding import beam_search, greedy_search
+        from keras_transformer import decoding
 
         max_length = max_length or self.max_sequence_length
         if not 0 < max_length <= self.max_sequence_length:
@@ -278,20 +302,44 @@ class Transformer(keras.Model):
                 f"`max_length` must be in [1, {self.max_sequence_length}] (max_sequence_length). "
                 f"Received: max_length={max_length}"
             )
-        if method not in ("greedy", "beam"):
-            raise ValueError(f"Unknown decoding method. Expected 'greedy' or 'beam'. Received: method={method!r}")
+        methods = ("greedy", "beam", "sample")
+        if method not in methods:
+            raise ValueError(f"Unknown decoding method. Expected one of {methods}. Received: method={method!r}")
         if method == "beam" and (not isinstance(beam_size, int) or beam_size < 1):
             raise ValueError(f"`beam_size` must be a positive integer. Received: beam_size={beam_size}")
+        if method == "sample":
+            if temperature <= 0:
+                raise ValueError(f"`temperature` must be positive. Received: temperature={temperature}")
+            if top_k is not None and not 0 < top_k <= self.target_vocabulary_size:
+                raise ValueError(f"`top_k` must be in [1, vocabulary size]. Received: top_k={top_k}")
+            if top_p is not None and not 0 < top_p <= 1:
+                raise ValueError(f"`top_p` must be in (0, 1]. Received: top_p={top_p}")
         encoder_token_ids = ops.convert_to_tensor(encoder_token_ids)
         self._check_token_ids("encoder_token_ids", encoder_token_ids)
-        key = (method, max_length, beam_size, float(length_penalty))
-        if key not in self._generate_functions:
-            if method == "greedy":
-                function = lambda ids: greedy_search(self, ids, max_length)  # noqa: E731
-            else:
-                function = lambda ids: beam_search(self, ids, max_length, beam_size, length_penalty)  # noqa: E731
-            self._generate_functions[key] = self._compile_generate(function)
-        return self._generate_functions[key](encoder_token_ids)
+
+        seed_generator = None
+        if method == "greedy":
+            key = (method, max_length)
+            function = lambda ids: decoding.greedy_search(self, ids, max_length)  # noqa: E731
+        elif method == "beam":
+            key = (method, max_length, beam_size, float(length_penalty))
+            function = lambda ids: decoding.beam_search(self, ids, max_length, beam_size, length_penalty)  # noqa: E731
+        else:
+            key = (method, max_length, float(temperature), top_k, top_p)
+            # Owned by this compiled function only (never tracked by the model)
+            # and reseeded before each call.
+            seed_generator = keras.random.SeedGenerator(0)
+            function = lambda ids: decoding.sample(  # noqa: E731
+                self, ids, max_length, seed_generator, temperature, top_k, top_p
+            )
+        if key not in self._generate_functions.functions:
+            self._generate_functions.functions[key] = (self._compile_generate(function), seed_generator)
+        compiled, seed_generator = self._generate_functions.functions[key]
+        if seed_generator is not None:
+            seed = int(np.random.randint(0, 2**31 - 1)) if seed is None else seed
+            state = seed_generator.state
+            state.assign(ops.cast(ops.convert_to_tensor([seed, 0]), state.dtype))
+        return compiled(encoder_token_ids)
 
     def _compile_generate(self, function):
         """Compile a decoding function on TensorFlow (one graph per shape).

@@ -87,4 +87,4 @@ def test_beam_arguments_are_checked():
     with pytest.raises(ValueError, match="beam_size"):
         model.generate(source, max_length=4, method="beam", beam_size=0)
     with pytest.raises(ValueError, match="method"):
-        model.generate(source, max_length=4, method="sample")
+        model.generate(source, max_length=4, method="nucleus")
