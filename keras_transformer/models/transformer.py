@@ -1,7 +1,7 @@
 import keras
-import numpy as np
 from keras import ops
 
+from keras_transformer.decoding.generate import Generator
 from keras_transformer.layers.masks import padding_mask
 from keras_transformer.layers.transformer_embedding import TransformerEmbedding
 from keras_transformer.layers.utils import check_positive_int, check_rate
@@ -11,13 +11,6 @@ from keras_transformer.models.transformer_encoder import TransformerEncoder
 
 POSITIONS = ("sinusoidal", "learned", "relative", "rotary")
 
-
-class _FunctionCache:
-    """Compiled decoding functions by settings. A plain object, so Keras does not
-    track what it holds (sampling's seed generators are not model state)."""
-
-    def __init__(self):
-        self.functions = {}
 INPUT_KEYS = ("encoder_token_ids", "decoder_token_ids")
 
 
@@ -173,7 +166,7 @@ class Transformer(keras.Model):
         self.decoder = TransformerDecoder(name="decoder", **stack_kwargs)
         # All weights exist from construction: shapes never depend on data.
         self.build()
-        self._generate_functions = _FunctionCache()
+        self._generator = Generator(self)
 
     @classmethod
     def from_preset(cls, preset, **kwargs):
@@ -294,64 +287,17 @@ class Transformer(keras.Model):
             the n-best lists, best first, with length-normalised
             log-probabilities.
         """
-        from keras_transformer import decoding
-
-        max_length = max_length or self.max_sequence_length
-        if not 0 < max_length <= self.max_sequence_length:
-            raise ValueError(
-                f"`max_length` must be in [1, {self.max_sequence_length}] (max_sequence_length). "
-                f"Received: max_length={max_length}"
-            )
-        methods = ("greedy", "beam", "sample")
-        if method not in methods:
-            raise ValueError(f"Unknown decoding method. Expected one of {methods}. Received: method={method!r}")
-        if method == "beam" and (not isinstance(beam_size, int) or beam_size < 1):
-            raise ValueError(f"`beam_size` must be a positive integer. Received: beam_size={beam_size}")
-        if method == "sample":
-            if temperature <= 0:
-                raise ValueError(f"`temperature` must be positive. Received: temperature={temperature}")
-            if top_k is not None and not 0 < top_k <= self.target_vocabulary_size:
-                raise ValueError(f"`top_k` must be in [1, vocabulary size]. Received: top_k={top_k}")
-            if top_p is not None and not 0 < top_p <= 1:
-                raise ValueError(f"`top_p` must be in (0, 1]. Received: top_p={top_p}")
-        encoder_token_ids = ops.convert_to_tensor(encoder_token_ids)
-        self._check_token_ids("encoder_token_ids", encoder_token_ids)
-
-        seed_generator = None
-        if method == "greedy":
-            key = (method, max_length)
-            function = lambda ids: decoding.greedy_search(self, ids, max_length)  # noqa: E731
-        elif method == "beam":
-            key = (method, max_length, beam_size, float(length_penalty))
-            function = lambda ids: decoding.beam_search(self, ids, max_length, beam_size, length_penalty)  # noqa: E731
-        else:
-            key = (method, max_length, float(temperature), top_k, top_p)
-            # Owned by this compiled function only (never tracked by the model)
-            # and reseeded before each call.
-            seed_generator = keras.random.SeedGenerator(0)
-            function = lambda ids: decoding.sample(  # noqa: E731
-                self, ids, max_length, seed_generator, temperature, top_k, top_p
-            )
-        if key not in self._generate_functions.functions:
-            self._generate_functions.functions[key] = (self._compile_generate(function), seed_generator)
-        compiled, seed_generator = self._generate_functions.functions[key]
-        if seed_generator is not None:
-            seed = int(np.random.randint(0, 2**31 - 1)) if seed is None else seed
-            state = seed_generator.state
-            state.assign(ops.cast(ops.convert_to_tensor([seed, 0]), state.dtype))
-        return compiled(encoder_token_ids)
-
-    def _compile_generate(self, function):
-        """Compile a decoding function on TensorFlow (one graph per shape).
-
-        Other backends run it eagerly for now (a stateless jit comes with the
-        decoding work).
-        """
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            return tf.function(function, reduce_retracing=True)
-        return function
+        return self._generator(
+            encoder_token_ids,
+            max_length=max_length,
+            method=method,
+            beam_size=beam_size,
+            length_penalty=length_penalty,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+        )
 
     def call(self, inputs, training=None):
         if not isinstance(inputs, dict) or any(key not in inputs for key in INPUT_KEYS):

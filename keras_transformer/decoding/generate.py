@@ -1,0 +1,94 @@
+"""`Transformer.generate`: argument checks and compiled decoders by settings."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_transformer.decoding.beam import beam_search
+from keras_transformer.decoding.greedy import greedy_search, sample
+
+METHODS = ("greedy", "beam", "sample")
+
+
+def _compile(function):
+    """Compile a decoding function on TensorFlow (one graph per input shape).
+
+    Other backends run it as is for now: a `jax.jit` would need the model's
+    stateless call.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function, reduce_retracing=True)
+    return function
+
+
+class Generator:
+    """The compiled decoding functions of one model, built on first use.
+
+    A plain object, so Keras does not track what it holds: sampling's seed
+    generators are not model state and are not saved with it.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.functions = {}
+
+    def _check(self, max_length, method, beam_size, temperature, top_k, top_p):
+        limit = self.model.max_sequence_length
+        if not 0 < max_length <= limit:
+            raise ValueError(
+                f"`max_length` must be in [1, {limit}] (max_sequence_length). Received: max_length={max_length}"
+            )
+        if method not in METHODS:
+            raise ValueError(f"Unknown decoding method. Expected one of {METHODS}. Received: method={method!r}")
+        if method == "beam" and (not isinstance(beam_size, int) or beam_size < 1):
+            raise ValueError(f"`beam_size` must be a positive integer. Received: beam_size={beam_size}")
+        if method == "sample":
+            if temperature <= 0:
+                raise ValueError(f"`temperature` must be positive. Received: temperature={temperature}")
+            if top_k is not None and not 0 < top_k <= self.model.target_vocabulary_size:
+                raise ValueError(f"`top_k` must be in [1, vocabulary size]. Received: top_k={top_k}")
+            if top_p is not None and not 0 < top_p <= 1:
+                raise ValueError(f"`top_p` must be in (0, 1]. Received: top_p={top_p}")
+
+    def _build(self, method, max_length, beam_size, length_penalty, temperature, top_k, top_p):
+        model = self.model
+        if method == "greedy":
+            return _compile(lambda ids: greedy_search(model, ids, max_length)), None
+        if method == "beam":
+            return _compile(lambda ids: beam_search(model, ids, max_length, beam_size, length_penalty)), None
+        seed_generator = keras.random.SeedGenerator(0)  # reseeded before each call
+        function = _compile(lambda ids: sample(model, ids, max_length, seed_generator, temperature, top_k, top_p))
+        return function, seed_generator
+
+    def __call__(
+        self,
+        encoder_token_ids,
+        max_length=None,
+        method="greedy",
+        beam_size=4,
+        length_penalty=0.6,
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+        seed=None,
+    ):
+        max_length = max_length or self.model.max_sequence_length
+        self._check(max_length, method, beam_size, temperature, top_k, top_p)
+        encoder_token_ids = ops.convert_to_tensor(encoder_token_ids)
+        self.model._check_token_ids("encoder_token_ids", encoder_token_ids)
+        settings = {
+            "greedy": (),
+            "beam": (beam_size, float(length_penalty)),
+            "sample": (float(temperature), top_k, top_p),
+        }[method]
+        key = (method, max_length, *settings)
+        if key not in self.functions:
+            self.functions[key] = self._build(method, max_length, beam_size, length_penalty, temperature, top_k, top_p)
+        function, seed_generator = self.functions[key]
+        if seed_generator is not None:
+            seed = int(np.random.randint(0, 2**31 - 1)) if seed is None else seed
+            state = seed_generator.state
+            state.assign(ops.cast(ops.convert_to_tensor([seed, 0]), state.dtype))
+        return function(encoder_token_ids)
