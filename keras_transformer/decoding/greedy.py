@@ -62,7 +62,7 @@ def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
     """Scale `(B, V)` logits by `1 / temperature`, keep the `top_k` best and the
     smallest set whose probability reaches `top_p` (nucleus); others get the
     masked value."""
-    logits = logits / temperature
+    logits = ops.divide(ops.convert_to_tensor(logits, "float32"), temperature)
     if top_k is not None:
         kth_best = ops.top_k(logits, top_k)[0][:, -1:]  # (B, 1)
         logits = ops.where(logits < kth_best, mask_value("float32"), logits)
