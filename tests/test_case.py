@@ -32,7 +32,7 @@ def _symbolic_input(x):
     return keras.Input(shape=x.shape[1:], dtype=str(x.dtype), batch_size=None)
 
 
-def run_layer_test(
+def check_layer(
     layer_cls,
     init_kwargs,
     inputs,

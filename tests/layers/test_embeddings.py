@@ -5,13 +5,13 @@ import pytest
 
 from keras_transformer.layers import TokenEmbedding, TransformerEmbedding
 from tests import reference
-from tests.test_case import assert_close, check_dropout_only_in_training, run_layer_test, to_numpy
+from tests.test_case import assert_close, check_dropout_only_in_training, check_layer, to_numpy
 
 IDS = np.array([[5, 6, 7, 0], [1, 2, 3, 4]], "int32")
 
 
 def test_token_embedding_battery(tmp_path):
-    run_layer_test(TokenEmbedding, {"vocabulary_size": 10, "hidden_dim": 8}, IDS, (2, 4, 8), tmp_path=tmp_path)
+    check_layer(TokenEmbedding, {"vocabulary_size": 10, "hidden_dim": 8}, IDS, (2, 4, 8), tmp_path=tmp_path)
 
 
 def test_token_embedding_is_scaled_by_sqrt_d_model():
@@ -43,7 +43,7 @@ def test_reverse_projection_tied_or_separate(tie):
 
 @pytest.mark.parametrize("position", ["sinusoidal", "learned", "none"])
 def test_transformer_embedding_battery(position, tmp_path):
-    run_layer_test(
+    check_layer(
         TransformerEmbedding,
         {"vocabulary_size": 10, "hidden_dim": 8, "max_sequence_length": 6, "position": position},
         IDS,

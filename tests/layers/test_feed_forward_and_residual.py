@@ -3,14 +3,14 @@ import pytest
 
 from keras_transformer.layers import FeedForward, Residual
 from tests import reference
-from tests.test_case import assert_close, check_dropout_only_in_training, run_layer_test, to_numpy
+from tests.test_case import assert_close, check_dropout_only_in_training, check_layer, to_numpy
 
 X = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_feed_forward_battery(activation, tmp_path):
-    run_layer_test(FeedForward, {"intermediate_dim": 16, "activation": activation}, X, (2, 5, 8), tmp_path=tmp_path)
+    check_layer(FeedForward, {"intermediate_dim": 16, "activation": activation}, X, (2, 5, 8), tmp_path=tmp_path)
 
 
 def test_feed_forward_equals_formula():
@@ -33,7 +33,7 @@ def test_feed_forward_bad_arguments():
 def test_residual_battery(normalize_first, tmp_path):
     # With pre-norm the LayerNorm acts in `normalize_input`, outside `call`,
     # so a model of `call` alone has nothing to train.
-    run_layer_test(
+    check_layer(
         Residual,
         {"normalize_first": normalize_first, "dropout": 0.1},
         (X, X * 2),

@@ -4,7 +4,7 @@ import pytest
 
 from keras_transformer.layers import MultiHeadAttention
 from tests import reference
-from tests.test_case import assert_close, check_dropout_only_in_training, run_layer_test, to_numpy
+from tests.test_case import assert_close, check_dropout_only_in_training, check_layer, to_numpy
 
 B, T, S, D = 2, 5, 7, 16
 
@@ -22,7 +22,7 @@ def _data(seed=0):
 def test_layer_battery(kwargs, tmp_path):
     query, value = _data()
     out_dim = kwargs.get("output_dim", D)
-    run_layer_test(
+    check_layer(
         MultiHeadAttention,
         {"num_heads": 4, "key_dim": 4, **kwargs},
         (query, value),

@@ -9,7 +9,7 @@ from keras_transformer.layers import (
     SinusoidalPositionEncoding,
 )
 from tests import reference
-from tests.test_case import assert_close, run_layer_test, to_numpy
+from tests.test_case import assert_close, check_layer, to_numpy
 
 
 def test_sinusoid_table_equals_the_papers_formula():
@@ -24,13 +24,13 @@ def test_sinusoid_odd_dimension_and_start_index():
 
 
 def test_sinusoidal_battery(tmp_path):
-    run_layer_test(
+    check_layer(
         SinusoidalPositionEncoding, {"max_wavelength": 100}, np.zeros((2, 5, 8), "float32"), (2, 5, 8), tmp_path=tmp_path
     )
 
 
 def test_learned_position_embedding_battery_and_start_index(tmp_path):
-    layer, outputs = run_layer_test(
+    layer, outputs = check_layer(
         PositionEmbedding, {"sequence_length": 10}, np.zeros((2, 5, 8), "float32"), (2, 5, 8), tmp_path=tmp_path
     )
     table = to_numpy(layer.position_embeddings)

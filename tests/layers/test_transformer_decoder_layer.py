@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from keras_transformer.layers import TransformerDecoderLayer
-from tests.test_case import assert_close, check_dropout_only_in_training, run_layer_test, to_numpy
+from tests.test_case import assert_close, check_dropout_only_in_training, check_layer, to_numpy
 
 B, T, S, D = 2, 5, 7, 16
 rng = np.random.default_rng(0)
@@ -16,7 +16,7 @@ SOURCE = rng.normal(size=(B, S, D)).astype("float32")
     ids=["post_norm", "pre_norm", "relative", "rotary"],
 )
 def test_battery_with_cross_attention(kwargs, tmp_path):
-    run_layer_test(
+    check_layer(
         TransformerDecoderLayer,
         {"intermediate_dim": 32, "num_heads": 4, **kwargs},
         (TARGET, SOURCE),
@@ -26,7 +26,7 @@ def test_battery_with_cross_attention(kwargs, tmp_path):
 
 
 def test_battery_decoder_only(tmp_path):
-    run_layer_test(
+    check_layer(
         TransformerDecoderLayer,
         {"intermediate_dim": 32, "num_heads": 4, "cross_attention": False},
         TARGET,

@@ -4,7 +4,7 @@ import pytest
 
 from keras_transformer.layers import TransformerEncoderLayer
 from tests import reference
-from tests.test_case import assert_close, check_dropout_only_in_training, run_layer_test, to_numpy
+from tests.test_case import assert_close, check_dropout_only_in_training, check_layer, to_numpy
 
 B, T, D = 2, 6, 16
 X = np.random.default_rng(0).normal(size=(B, T, D)).astype("float32")
@@ -16,7 +16,7 @@ X = np.random.default_rng(0).normal(size=(B, T, D)).astype("float32")
     ids=["post_norm", "pre_norm", "relative", "rotary", "gelu"],
 )
 def test_battery(kwargs, tmp_path):
-    run_layer_test(
+    check_layer(
         TransformerEncoderLayer, {"intermediate_dim": 32, "num_heads": 4, **kwargs}, X, (B, T, D), tmp_path=tmp_path
     )
 

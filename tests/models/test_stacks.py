@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from keras_transformer.models import TransformerDecoder, TransformerEncoder
-from tests.test_case import assert_close, run_layer_test, to_numpy
+from tests.test_case import assert_close, check_layer, to_numpy
 
 B, T, S, D = 2, 5, 6, 16
 rng = np.random.default_rng(0)
@@ -12,7 +12,7 @@ SOURCE = rng.normal(size=(B, S, D)).astype("float32")
 
 @pytest.mark.parametrize("normalize_first", [False, True])
 def test_encoder_stack_battery(normalize_first, tmp_path):
-    layer, _ = run_layer_test(
+    layer, _ = check_layer(
         TransformerEncoder,
         {"num_layers": 2, "intermediate_dim": 32, "num_heads": 4, "normalize_first": normalize_first},
         SOURCE,
@@ -26,7 +26,7 @@ def test_encoder_stack_battery(normalize_first, tmp_path):
 @pytest.mark.parametrize("cross_attention", [True, False])
 def test_decoder_stack_battery(cross_attention, tmp_path):
     inputs = (TARGET, SOURCE) if cross_attention else TARGET
-    run_layer_test(
+    check_layer(
         TransformerDecoder,
         {"num_layers": 2, "intermediate_dim": 32, "num_heads": 4, "cross_attention": cross_attention},
         inputs,
