@@ -10,16 +10,32 @@ from keras_transformer.decoding.greedy import greedy_search, sample
 METHODS = ("greedy", "beam", "sample")
 
 
-def _compile(function):
-    """Compile a decoding function on TensorFlow (one graph per input shape).
+def _compile(model, function, seed_generator=None):
+    """Compile a decoding function `function(ids)` for the current backend.
 
-    Other backends run it as is for now: a `jax.jit` would need the model's
-    stateless call.
+    TensorFlow: `tf.function` (one graph per input shape). JAX: `jax.jit` over
+    a stateless call, the model's variable values (and the sampling seed
+    state) passed in as arguments, so the compiled loop does not capture
+    them as constants and sees later weight updates. PyTorch runs eagerly.
     """
-    if keras.backend.backend() == "tensorflow":
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
         import tensorflow as tf
 
         return tf.function(function, reduce_retracing=True)
+    if backend == "jax":
+        import jax
+
+        variables = list(model.variables)
+        if seed_generator is not None:
+            variables.append(seed_generator.state)
+
+        @jax.jit
+        def stateless(values, ids):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return function(ids)
+
+        return lambda ids: stateless([v.value for v in variables], ids)
     return function
 
 
@@ -55,11 +71,15 @@ class Generator:
     def _build(self, method, max_length, beam_size, length_penalty, temperature, top_k, top_p):
         model = self.model
         if method == "greedy":
-            return _compile(lambda ids: greedy_search(model, ids, max_length)), None
+            return _compile(model, lambda ids: greedy_search(model, ids, max_length)), None
         if method == "beam":
-            return _compile(lambda ids: beam_search(model, ids, max_length, beam_size, length_penalty)), None
+            return _compile(model, lambda ids: beam_search(model, ids, max_length, beam_size, length_penalty)), None
         seed_generator = keras.random.SeedGenerator(0)  # reseeded before each call
-        function = _compile(lambda ids: sample(model, ids, max_length, seed_generator, temperature, top_k, top_p))
+        function = _compile(
+            model,
+            lambda ids: sample(model, ids, max_length, seed_generator, temperature, top_k, top_p),
+            seed_generator,
+        )
         return function, seed_generator
 
     def __call__(

@@ -86,3 +86,17 @@ def test_generate_after_save_and_load(tmp_path):
     model.save(path)
     restored = keras.saving.load_model(path)
     np.testing.assert_array_equal(to_numpy(restored.generate(source, max_length=5)), expected)
+
+
+def test_compiled_generate_sees_later_weight_updates():
+    """The compiled loop reads the variables at call time (TF: captured by
+    reference; JAX: passed in as arguments), not their values when traced."""
+    keras.utils.set_random_seed(0)
+    model = make_model(dropout=0.0)
+    other = make_model(dropout=0.0)
+    source = np.random.default_rng(3).integers(4, 40, size=(3, 6)).astype("int32")
+    before = to_numpy(model.generate(source, max_length=6))
+    expected = to_numpy(other.generate(source, max_length=6))
+    assert not np.array_equal(before, expected)
+    model.set_weights(other.get_weights())
+    np.testing.assert_array_equal(to_numpy(model.generate(source, max_length=6)), expected)
