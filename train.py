@@ -83,6 +83,13 @@ def parse_args(argv=None):
     output.add_argument(
         "--resume", action="store_true", help="continue the interrupted run --name from its last finished epoch"
     )
+    output.add_argument(
+        "--export",
+        default="default",
+        help="formats exported at the end: comma-separated names from python -m export, default "
+        "(saved_model, tflite, tflite_float16, tflite_dynamic_int8) or all",
+    )
+    output.add_argument("--no-export", action="store_true", help="skip the export")
     output.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress output")
     args = parser.parse_args(argv)
     if args.resume and not args.name:
@@ -114,6 +121,14 @@ def synthetic_task(args, run):
     val_x, val_y = task.dataset(args.val_examples, seed=args.seed + 2)
     if max(train_x["encoder_token_ids"].shape[1], train_y.shape[1]) > args.max_length:
         raise ValueError(f"--max-length {args.max_length} is shorter than the synthetic sentences.")
+
+    # Whole-word vocabularies as tokenizers, so the run translates text and exports like a text run.
+    from keras_transformer.data.tokenizers import WordPieceTokenizer, save_tokenizers
+    from keras_transformer.translator import TOKENIZER_DIR
+
+    save_tokenizers(
+        run.file(TOKENIZER_DIR), WordPieceTokenizer(task.source_vocabulary), WordPieceTokenizer(task.target_vocabulary)
+    )
 
     def evaluate(model):
         logits = model.predict(val_x, batch_size=args.batch_size, verbose=0)
@@ -215,6 +230,7 @@ def text_task(args, run):
 
 def main(argv=None):
     args = parse_args(argv)
+    export_to = export_formats(args)
     keras.utils.set_random_seed(args.seed)
     kind = "text" if args.text else "synthetic"
     name = args.name or f"{kind}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -265,7 +281,26 @@ def main(argv=None):
         f"\nValidation, best epoch by {monitor}: {summary or 'no validation set'}\n"
         f"Training time: {seconds:.0f} s. Model: {run.file('model.keras')}"
     )
+    if export_to:
+        from export import export_run
+
+        results["export"] = export_run(run.path, export_to)
     return results
+
+
+def export_formats(args):
+    """The formats to export at the end (checked before training starts)."""
+    if args.no_export:
+        return []
+    from export import FORMATS
+    from export.__main__ import ALL_FORMATS, DEFAULT_FORMATS
+
+    formats = [name.strip() for name in args.export.split(",") if name.strip()]
+    formats = {"default": list(DEFAULT_FORMATS), "all": list(ALL_FORMATS)}.get(",".join(formats), formats)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ValueError(f"--export: unknown format(s) {unknown}. Expected default, all or some of {sorted(FORMATS)}.")
+    return formats
 
 
 def cli(argv=None):

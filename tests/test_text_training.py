@@ -1,7 +1,6 @@
 """train.py on parallel text made in the test, then the translate CLI on its run."""
 
 import csv
-import gzip
 import io
 import json
 
@@ -9,47 +8,10 @@ import numpy as np
 import pytest
 
 import train
+from tests.conftest import MODEL
 from keras_transformer import translate
-from keras_transformer.data import SyntheticTranslationTask
 from keras_transformer.evaluation import corpus_scores
 from keras_transformer.translator import Translator
-
-MODEL = [
-    "--num-layers", "1", "--hidden-dim", "32", "--num-heads", "4", "--intermediate-dim", "64",
-    "--dropout", "0", "--max-length", "24", "--warmup-steps", "100", "--learning-rate-scale", "1",
-    "--batch-size", "32", "--verbose", "0",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """Sentences of two invented languages, written as text files: gzip, plain, TSV."""
-    directory = tmp_path_factory.mktemp("corpus")
-    task = SyntheticTranslationTask(
-        num_nouns=8, num_adjectives=4, num_verbs=4, num_adverbs=2, num_prepositions=2, max_adjectives=1
-    )
-    sources, targets = task.sample(1200, seed=1)
-    sources = [task.source_text(s).capitalize() + "." for s in sources]
-    targets = [task.target_text(t).capitalize() + "!" for t in targets]
-    (directory / "train.src.gz").write_bytes(gzip.compress(("\n".join(sources[:1000]) + "\n").encode()))
-    (directory / "train.tgt").write_text("\n".join(targets[:1000]) + "\n")
-    (directory / "val.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in zip(sources[1000:], targets[1000:])))
-    return directory, sources, targets
-
-
-@pytest.fixture(scope="module")
-def run(corpus, tmp_path_factory):
-    directory, _, _ = corpus
-    out = tmp_path_factory.mktemp("runs")
-    train.main(
-        MODEL + [
-            "--train-src", str(directory / "train.src.gz"), "--train-tgt", str(directory / "train.tgt"),
-            "--val-tsv", str(directory / "val.tsv"), "--tokenizer", "wordpiece", "--vocab-size", "200",
-            "--epochs", "8", "--out", str(out), "--name", "text",
-        ]
-    )  # fmt: skip
-    return out / "text"
-
 
 @pytest.mark.slow
 def test_run_directory_holds_tokenizers_hypotheses_and_scores(run, corpus):
@@ -127,7 +89,7 @@ def test_resuming_a_text_run_reuses_its_tokenizers(corpus, tmp_path, monkeypatch
     argv = MODEL + [
         "--train-src", str(directory / "train.src.gz"), "--train-tgt", str(directory / "train.tgt"),
         "--val-tsv", str(directory / "val.tsv"), "--tokenizer", "sentencepiece", "--vocab-size", "48",
-        "--epochs", "2", "--out", str(tmp_path), "--name", "text",
+        "--epochs", "2", "--out", str(tmp_path), "--name", "text", "--no-export",
     ]  # fmt: skip
 
     class Crash(Exception):

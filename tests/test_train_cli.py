@@ -11,7 +11,7 @@ import train
 
 SMALL = [
     "--train-examples", "256", "--val-examples", "64", "--num-layers", "1", "--hidden-dim", "16",
-    "--num-heads", "2", "--intermediate-dim", "32", "--batch-size", "64", "--verbose", "0",
+    "--num-heads", "2", "--intermediate-dim", "32", "--batch-size", "64", "--verbose", "0", "--no-export",
 ]  # fmt: skip
 
 

@@ -1,4 +1,6 @@
-"""Data for training: the built-in synthetic translation task (tokenizers and
-tf.data pipelines over real text arrive with their own issue)."""
+"""Data for training: the built-in synthetic translation task here (backend-
+neutral); tokenizers (`data.tokenizers`), readers (`data.readers`) and tf.data
+pipelines (`data.pipeline`) over real text are TensorFlow modules, imported
+on their own."""
 
 from keras_transformer.data.synthetic import SyntheticTranslationTask, teacher_forcing

@@ -116,6 +116,14 @@ def read_tsv(path, max_line_chars=1000):
     return sources, targets, report
 
 
+def read_lines(path):
+    """The sentences of one file (plain or gzip), one per line, as strings.
+
+    Lines that are not UTF-8 are read with replacement characters.
+    """
+    return [line.decode("utf-8", errors="replace") for line in _read_lines(path)]
+
+
 def read_parallel(source_path=None, target_path=None, tsv_path=None, max_line_chars=1000):
     """Either two aligned files or one TSV file; raises if the reader keeps no pair."""
     if tsv_path and (source_path or target_path):

@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_transformer.layers.masks import END_ID, PAD_ID, START_ID, UNKNOWN_ID
 
-RESERVED_TOKENS = ["<pad>", "<unk>", "<s>", "</s>"]
+RESERVED_TOKENS = ["[PAD]", "[UNK]", "[START]", "[END]"]  # as the tokenizers'
 _SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
 
 

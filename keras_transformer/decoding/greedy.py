@@ -55,7 +55,17 @@ def greedy_search(model, encoder_token_ids, max_length, start_id=START_ID, end_i
         `(B, max_length)` int32 ids: each row's tokens up to and including
         its end token, then padding (0).
     """
-    return _decode(model, encoder_token_ids, max_length, lambda logits: ops.argmax(logits, axis=-1), start_id, end_id)
+    return _decode(model, encoder_token_ids, max_length, best_token, start_id, end_id)
+
+
+def best_token(logits):
+    """The index of each row's largest logit (the lowest on ties): `(B, V)` to `(B,)`.
+
+    `ops.top_k(..., 1)` rather than `ops.argmax`: on TensorFlow, Keras's float
+    argmax adds a sign-bit test (a bitwise and) that TFLite has no built-in op
+    for, so a decoding loop using it would not convert without Flex ops.
+    """
+    return ops.top_k(logits, 1)[1][:, 0]
 
 
 def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):

@@ -213,8 +213,9 @@ class Transformer(keras.Model):
 
         Returns:
             `(self_attention_cache, cross_attention_cache)`, zeros of
-            `(B, N, 2, max_length, h, d_k)` and the encoder output's projected
-            keys and values `(B, N, 2, S, h, d_k)`.
+            `(B, 2N, max_length, h, d_k)` and the encoder output's projected
+            keys and values `(B, 2N, S, h, d_k)` (layer `i`'s keys at `2i`,
+            its values at `2i + 1`).
         """
         batch_size = ops.shape(encoder_output)[0]
         return (

@@ -9,10 +9,11 @@ from keras_transformer.models.stack_base import StackBase
 class TransformerDecoder(StackBase):
     """The decoder stack: `N` `TransformerDecoderLayer`s (section 3.1).
 
-    Caches of all layers travel as one tensor each, stacked on axis 1:
-    self-attention `(B, N, 2, T_max, h, d_k)` and cross-attention
-    `(B, N, 2, S, h, d_k)`, so a decoding step has fixed-shape inputs and
-    outputs (XLA, TFLite).
+    Caches of all layers travel as one tensor each, concatenated on axis 1
+    (layer `i`'s keys at `2i`, its values at `2i + 1`): self-attention
+    `(B, 2N, T_max, h, d_k)` and cross-attention `(B, 2N, S, h, d_k)`, so a
+    decoding step has fixed-shape inputs and outputs (XLA, TFLite) of rank 5,
+    the most many TFLite kernels accept.
 
     Args:
         num_layers: `N`.
@@ -25,10 +26,10 @@ class TransformerDecoder(StackBase):
         decoder_sequence, encoder_sequence, decoder_padding_mask,
         decoder_attention_mask, encoder_padding_mask, encoder_attention_mask,
         use_causal_mask, training: as in `TransformerDecoderLayer`.
-        self_attention_cache: `(B, N, 2, T_max, h, d_k)`.
+        self_attention_cache: `(B, 2N, T_max, h, d_k)`.
         self_attention_cache_update_index: position of the first token of
             `decoder_sequence`.
-        cross_attention_cache: `(B, N, 2, S, h, d_k)` from
+        cross_attention_cache: `(B, 2N, S, h, d_k)` from
             `compute_cross_attention_cache`.
         return_attention_scores: also return a list of per-layer dicts.
 
@@ -46,17 +47,17 @@ class TransformerDecoder(StackBase):
     layer_class = TransformerDecoderLayer
 
     def compute_cross_attention_cache(self, encoder_sequence):
-        """Project `encoder_sequence` once for every layer: `(B, N, 2, S, h, d_k)`."""
-        return ops.stack(
+        """Project `encoder_sequence` once for every layer: `(B, 2N, S, h, d_k)`."""
+        return ops.concatenate(
             [layer.cross_attention_layer.compute_cache(encoder_sequence) for layer in self.transformer_layers],
             axis=1,
         )
 
     def initialize_self_attention_cache(self, batch_size, max_length):
-        """Zeros of shape `(B, N, 2, T_max, h, d_k)`."""
+        """Zeros of shape `(B, 2N, T_max, h, d_k)`."""
         layer = self.transformer_layers[0].self_attention
         return ops.zeros(
-            (batch_size, self.num_layers, 2, max_length, layer.num_heads, layer.key_dim),
+            (batch_size, 2 * self.num_layers, max_length, layer.num_heads, layer.key_dim),
             dtype=self.compute_dtype,
         )
 
@@ -81,11 +82,11 @@ class TransformerDecoder(StackBase):
             cached = {}
             if use_cache:
                 cached = {
-                    "self_attention_cache": self_attention_cache[:, i],
+                    "self_attention_cache": self_attention_cache[:, 2 * i : 2 * i + 2],
                     "self_attention_cache_update_index": self_attention_cache_update_index,
                 }
             if cross_attention_cache is not None:
-                cached["cross_attention_cache"] = cross_attention_cache[:, i]
+                cached["cross_attention_cache"] = cross_attention_cache[:, 2 * i : 2 * i + 2]
             outputs = layer(
                 outputs,
                 encoder_sequence if cross_attention_cache is None else None,
@@ -108,7 +109,7 @@ class TransformerDecoder(StackBase):
         outputs = self._finalize(outputs)
         results = (outputs,)
         if use_cache:
-            results += (ops.stack(self_caches, axis=1), cross_attention_cache)
+            results += (ops.concatenate(self_caches, axis=1), cross_attention_cache)
         if return_attention_scores:
             results += (all_scores,)
         return results[0] if len(results) == 1 else results

@@ -1,0 +1,154 @@
+"""The exported functions of a translation model, as one `tf.Module`.
+
+Shared by the SavedModel and TFLite exporters. Every function runs the
+library's own decoding code (`keras_transformer.decoding`): the encoder once,
+then the key/value-cached step inside one `tf.while_loop`, so the exported
+model needs no Python loop and, for TFLite, only built-in ops.
+
+Signatures (`B` any batch size, `S` source length, `T` target length):
+
+- `generate(encoder_token_ids (B, S) int32) -> token_ids (B, T)`: greedy.
+- `beam_search(encoder_token_ids) -> token_ids (B, K, T), scores (B, K)`.
+- `encode(encoder_token_ids) -> self_attention_cache, cross_attention_cache`
+  and `decode_step(token_ids (B, 1), index (), self_attention_cache,
+  cross_attention_cache, encoder_token_ids) -> logits (B, V),
+  self_attention_cache`: the loop's pieces, for apps that drive it.
+- `logits(encoder_token_ids, decoder_token_ids) -> logits (B, T, V)`:
+  the teacher-forced forward pass.
+- `translate(text (B,) string) -> translation (B,)` (and `translate_beam`):
+  tokenizer, decoding and detokenizer in the graph.
+"""
+
+import contextlib
+
+import keras
+import tensorflow as tf
+
+from keras_transformer.decoding import beam_search, greedy_search
+from keras_transformer.layers.masks import PAD_ID, padding_mask
+
+
+class TranslationModule(tf.Module):
+    """A trained `Transformer` (and its tokenizers) as exportable functions.
+
+    Args:
+        model: a `keras_transformer.Transformer`.
+        source_tokenizer, target_tokenizer: the run's tokenizers (text
+            signatures only).
+        fixed_source_length: pad/declare sources at exactly the model's
+            `max_sequence_length` (TFLite: static shapes); otherwise any
+            length up to it.
+        freeze: read the weights as graph constants rather than variables
+            (TFLite: the converter keeps variables read inside a while loop
+            as uninitialised resources).
+        beam_size, length_penalty: the beam search settings.
+    """
+
+    def __init__(
+        self,
+        model,
+        source_tokenizer=None,
+        target_tokenizer=None,
+        fixed_source_length=False,
+        freeze=False,
+        beam_size=4,
+        length_penalty=0.6,
+    ):
+        super().__init__()
+        self.model = model
+        self.source_tokenizer = source_tokenizer
+        self.target_tokenizer = target_tokenizer
+        self.max_length = model.max_sequence_length
+        self.beam_size = beam_size
+        self.length_penalty = length_penalty
+        self._frozen = [v.numpy() for v in model.variables] if freeze else None
+        source = self.max_length if fixed_source_length else None
+        ids = tf.TensorSpec([None, source], tf.int32, name="encoder_token_ids")
+        self.generate = tf.function(self._generate, input_signature=[ids])
+        self.beam_search = tf.function(self._beam_search, input_signature=[ids])
+        self.encode = tf.function(self._encode, input_signature=[ids])
+        decoder = model.decoder.transformer_layers[0].self_attention
+        head = [2 * model.num_layers, None, decoder.num_heads, decoder.key_dim]
+        self_cache_shape, cross_cache_shape = list(head), list(head)
+        self_cache_shape[1], cross_cache_shape[1] = self.max_length, source
+        self.decode_step = tf.function(
+            self._decode_step,
+            input_signature=[
+                tf.TensorSpec([None, 1], tf.int32, name="token_ids"),
+                tf.TensorSpec([], tf.int32, name="index"),
+                tf.TensorSpec([None, *self_cache_shape], tf.float32, name="self_attention_cache"),
+                tf.TensorSpec([None, *cross_cache_shape], tf.float32, name="cross_attention_cache"),
+                ids,
+            ],
+        )
+        self.logits = tf.function(
+            self._logits,
+            input_signature=[ids, tf.TensorSpec([None, None], tf.int32, name="decoder_token_ids")],
+        )
+        if source_tokenizer is None or target_tokenizer is None:
+            return
+        text = tf.TensorSpec([None], tf.string, name="text")
+        self.translate = tf.function(lambda text: self._translate(text, beam=False), input_signature=[text])
+        self.translate_beam = tf.function(lambda text: self._translate(text, beam=True), input_signature=[text])
+
+    @contextlib.contextmanager
+    def _weights(self):
+        if self._frozen is None:
+            yield
+            return
+        mapping = [(v, tf.constant(value)) for v, value in zip(self.model.variables, self._frozen)]
+        with keras.StatelessScope(state_mapping=mapping):
+            yield
+
+    def _check_length(self, token_ids):
+        return tf.debugging.assert_less_equal(
+            tf.shape(token_ids)[1],
+            self.max_length,
+            message=f"token sequences must be at most max_sequence_length={self.max_length} long",
+        )
+
+    def _generate(self, encoder_token_ids):
+        with tf.control_dependencies([self._check_length(encoder_token_ids)]), self._weights():
+            return {"token_ids": greedy_search(self.model, encoder_token_ids, self.max_length)}
+
+    def _beam_search(self, encoder_token_ids):
+        with tf.control_dependencies([self._check_length(encoder_token_ids)]), self._weights():
+            token_ids, scores = beam_search(
+                self.model, encoder_token_ids, self.max_length, self.beam_size, self.length_penalty
+            )
+        return {"token_ids": token_ids, "scores": scores}
+
+    def _encode(self, encoder_token_ids):
+        with tf.control_dependencies([self._check_length(encoder_token_ids)]), self._weights():
+            encoder_output, _ = self.model.encode(encoder_token_ids)
+            self_cache, cross_cache = self.model.initialize_cache(encoder_output, self.max_length)
+        return {"self_attention_cache": self_cache, "cross_attention_cache": cross_cache}
+
+    def _decode_step(self, token_ids, index, self_attention_cache, cross_attention_cache, encoder_token_ids):
+        with self._weights():
+            logits, self_attention_cache, _ = self.model.call_with_cache(
+                token_ids, self_attention_cache, cross_attention_cache, index, padding_mask(encoder_token_ids)
+            )
+        return {"logits": logits[:, 0], "self_attention_cache": self_attention_cache}
+
+    def _logits(self, encoder_token_ids, decoder_token_ids):
+        checks = [self._check_length(encoder_token_ids), self._check_length(decoder_token_ids)]
+        with tf.control_dependencies(checks), self._weights():
+            inputs = {"encoder_token_ids": encoder_token_ids, "decoder_token_ids": decoder_token_ids}
+            return {"logits": self.model(inputs, training=False)}
+
+    def _translate(self, text, beam):
+        """Empty (or blank) sentences give empty translations; longer ones are truncated."""
+        source = self.source_tokenizer.tokenize(text)[:, : self.max_length]
+        source = tf.cast(source.to_tensor(PAD_ID), tf.int32)
+        # A batch of blank sentences is still a (B, 1) source.
+        source = tf.pad(source, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(source)[1])]])
+        with self._weights():
+            if beam:
+                token_ids, _ = beam_search(self.model, source, self.max_length, self.beam_size, self.length_penalty)
+                token_ids = token_ids[:, 0]
+            else:
+                token_ids = greedy_search(self.model, source, self.max_length)
+        translation = self.target_tokenizer.detokenize(token_ids)
+        blank = tf.equal(tf.strings.strip(text), "")
+        return {"translation": tf.where(blank, tf.constant(""), translation)}

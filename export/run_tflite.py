@@ -1,0 +1,53 @@
+"""What an app does with the exported `.tflite`, in Python.
+
+    python -m export.run_tflite --model runs/<name> [--tflite FILE] "A sentence." ...
+    echo "A sentence." | python -m export.run_tflite --model runs/<name>
+
+Loads the model with the LiteRT interpreter (`ai_edge_litert`, no Flex
+delegate), tokenizes with the run's saved vocabulary, pads to the model's
+fixed source length, runs the `generate` signature (the whole greedy loop),
+detokenizes and prints one translation per line.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m export.run_tflite", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="the run directory (for its tokenizers)")
+    parser.add_argument("--tflite", help="the .tflite file (default: <model>/export/model.tflite)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("sentences", nargs="*", help="sentences to translate (default: standard input)")
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_transformer.data.tokenizers import load_tokenizers
+
+    path = args.tflite or os.path.join(args.model, "export", "model.tflite")
+    if not os.path.isfile(path):
+        parser.error(f"{path} does not exist: run python -m export --model {args.model} --format tflite first.")
+    source_tokenizer, target_tokenizer = load_tokenizers(os.path.join(args.model, "tokenizers"))
+    interpreter = Interpreter(model_path=path, num_threads=args.threads)
+    generate = interpreter.get_signature_runner("generate")
+    max_length = int(generate.get_input_details()["encoder_token_ids"]["shape"][1])
+
+    sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
+    for sentence in sentences:
+        if not sentence.strip():
+            print("")
+            continue
+        ids = source_tokenizer.tokenize(tf.constant([sentence]))[:, :max_length]  # longer: truncated
+        ids = ids.to_tensor(0, shape=[1, max_length]).numpy().astype(np.int32)
+        tokens = generate(encoder_token_ids=ids)["token_ids"]
+        print(target_tokenizer.detokenize(tokens).numpy()[0].decode("utf-8"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""Compare the Keras model with its SavedModel and every TFLite variant.
+
+    python -m export.verify --model runs/<name> [--data src.txt ref.txt] [--limit N]
+
+On the same source sentences (the run's validation set by default), for each
+artifact under `<model>/export/`: greedy token agreement with Keras (positions
+up to the later end token, and whole sentences), the largest logit difference
+along Keras's greedy output (teacher-forced, first sentences), BLEU and chrF
+against the references, file size, and milliseconds per sentence at batch 1.
+Prints a table and writes JSON (`<export dir>/verify.json` by default).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+
+def _lengths(tokens, end_id):
+    is_end = tokens == end_id
+    return np.where(is_end.any(1), is_end.argmax(1) + 1, tokens.shape[1])
+
+
+def token_agreement(reference, tokens, end_id=3):
+    """Share of positions (up to the later end token of each pair) and of whole rows that agree."""
+    lengths = np.maximum(_lengths(reference, end_id), _lengths(tokens, end_id))
+    positions = np.arange(reference.shape[1])[None] < lengths[:, None]
+    equal = (reference == tokens) & positions
+    return float(equal.sum() / positions.sum()), float(np.mean(equal.sum(1) == positions.sum(1)))
+
+
+class KerasBackend:
+    name = "keras"
+
+    def __init__(self, model):
+        self.model = model
+
+    def generate(self, ids):
+        return np.asarray(self.model.generate(ids))
+
+    def teacher_forced_logits(self, ids, decoder_ids):
+        return np.asarray(self.model({"encoder_token_ids": ids, "decoder_token_ids": decoder_ids}))
+
+
+class SavedModelBackend:
+    name = "saved_model"
+
+    def __init__(self, path):
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (the tokenizer ops)
+
+        self.tf = tf
+        self.loaded = tf.saved_model.load(path)
+        self.path = path
+
+    def generate(self, ids):
+        return self.loaded.signatures["generate"](encoder_token_ids=self.tf.constant(ids))["token_ids"].numpy()
+
+    def teacher_forced_logits(self, ids, decoder_ids):
+        outputs = self.loaded.signatures["logits"](
+            encoder_token_ids=self.tf.constant(ids), decoder_token_ids=self.tf.constant(decoder_ids)
+        )
+        return outputs["logits"].numpy()
+
+
+class TFLiteBackend:
+    def __init__(self, path, name, num_threads=2):
+        from export.tflite import interpreter
+
+        self.name, self.path = name, path
+        self.interpreter = interpreter(path, num_threads=num_threads)
+        self.runners = {}
+
+    def _runner(self, name):
+        if name not in self.runners:
+            self.runners[name] = self.interpreter.get_signature_runner(name)
+        return self.runners[name]
+
+    def generate(self, ids):
+        return self._runner("generate")(encoder_token_ids=ids)["token_ids"]
+
+    def teacher_forced_logits(self, ids, decoder_ids):
+        caches = self._runner("encode")(encoder_token_ids=ids)
+        self_cache, cross_cache = caches["self_attention_cache"], caches["cross_attention_cache"]
+        step = self._runner("decode_step")
+        logits = []
+        for index in range(decoder_ids.shape[1]):
+            out = step(
+                token_ids=decoder_ids[:, index : index + 1],
+                index=np.array(index, "int32"),
+                self_attention_cache=self_cache,
+                cross_attention_cache=cross_cache,
+                encoder_token_ids=ids,
+            )
+            self_cache = out["self_attention_cache"]
+            logits.append(out["logits"])
+        return np.stack(logits, 1)
+
+
+def batched(function, ids, batch_size):
+    return np.concatenate([function(ids[i : i + batch_size]) for i in range(0, len(ids), batch_size)])
+
+
+def measure(backend, ids, reference_tokens, detokenize, references, args, start_id=2, end_id=3):
+    result = {"artifact": backend.name}
+    path = getattr(backend, "path", None)
+    if path:
+        result["size_mb"] = round(_size(path) / 1e6, 3)
+    tokens = batched(backend.generate, ids, args.batch_size)
+    if reference_tokens is not None:
+        result["token_agreement"], result["sentences_equal"] = token_agreement(reference_tokens, tokens, end_id)
+        # Teacher-forced along Keras's greedy output, on the first sentences.
+        n = min(args.logit_sentences, len(ids))
+        steps = int(_lengths(reference_tokens[:n], end_id).max())
+        decoder_ids = np.concatenate([np.full((n, 1), start_id, "int32"), reference_tokens[:n, : steps - 1]], 1)
+        logits = backend.teacher_forced_logits(ids[:n], decoder_ids)
+        keras_logits = args.keras_logits(ids[:n], decoder_ids)
+        real = np.arange(steps)[None] < _lengths(reference_tokens[:n], end_id)[:, None]
+        result["max_logit_difference"] = float(np.abs(logits - keras_logits)[real].max())
+    hypotheses = detokenize(tokens)
+    if references is not None:
+        from keras_transformer.evaluation import corpus_scores
+
+        result.update({k: round(v, 2) for k, v in corpus_scores(hypotheses, references).items() if isinstance(v, float)})
+    times = []
+    count = min(args.latency_sentences, len(ids))
+    backend.generate(ids[:1])  # warm-up (compilation, allocation)
+    for i in range(count):
+        start = time.perf_counter()
+        backend.generate(ids[i : i + 1])
+        times.append((time.perf_counter() - start) * 1000)
+    generated = int(_lengths(tokens[:count], end_id).sum())
+    result["ms_per_sentence"] = round(statistics.mean(times), 2)
+    result["ms_per_token"] = round(sum(times) / max(generated, 1), 3)
+    return result, tokens, hypotheses
+
+
+def _size(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+def format_table(rows):
+    columns = [
+        ("artifact", "{}"), ("size_mb", "{:.2f}"), ("token_agreement", "{:.2%}"), ("sentences_equal", "{:.2%}"),
+        ("max_logit_difference", "{:.2e}"), ("bleu", "{:.2f}"), ("chrf", "{:.2f}"), ("ms_per_sentence", "{:.1f}"),
+        ("ms_per_token", "{:.3f}"),
+    ]  # fmt: skip
+    header = [name for name, _ in columns]
+    lines = [header] + [
+        [fmt.format(row[name]) if row.get(name) is not None else "-" for name, fmt in columns] for row in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(line, widths)) + " |" for line in lines]
+    text.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    return "\n".join(text)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m export.verify", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="a run directory written by train.py")
+    parser.add_argument("--data", nargs=2, metavar=("SRC", "REF"), help="sources and references (plain or gzip)")
+    parser.add_argument("--export-dir", help="where the artifacts are (default: <model>/export)")
+    parser.add_argument("--limit", type=int, help="use the first N sentences only")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size for the agreement/BLEU pass")
+    parser.add_argument("--latency-sentences", type=int, default=50, help="sentences timed one by one")
+    parser.add_argument("--logit-sentences", type=int, default=8, help="sentences for the logit comparison")
+    parser.add_argument("--threads", type=int, default=2, help="TFLite interpreter threads")
+    parser.add_argument("--json", help="where to write the results (default: <export dir>/verify.json)")
+    return parser.parse_args(argv)
+
+
+def validation_data(run, args):
+    from keras_transformer.data.readers import read_parallel
+
+    if args.data:
+        sources, references, _ = read_parallel(*args.data)
+    else:
+        task = run.config.get("task", {})
+        validation = task.get("validation") or [None, None, None]
+        if task.get("name") == "text" and any(validation):
+            sources, references, _ = read_parallel(*validation)
+        else:  # a synthetic run: fresh sentences of its task
+            from keras_transformer.data.synthetic import SyntheticTranslationTask
+
+            synthetic = SyntheticTranslationTask()
+            source_ids, target_ids = synthetic.sample(args.limit or 500, seed=12345)
+            sources = [synthetic.source_text(ids) for ids in source_ids]
+            references = [synthetic.target_text(ids) for ids in target_ids]
+    if args.limit:
+        sources, references = sources[: args.limit], references[: args.limit]
+    return sources, references
+
+
+def main(argv=None):
+    from export.run import Run, atomic_output
+    from export.tflite import VARIANTS, encode_sentences
+
+    args = parse_args(argv)
+    run = Run(args.model)
+    export_dir = args.export_dir or run.default_out
+    sources, references = validation_data(run, args)
+    ids = encode_sentences(run, sources)
+
+    def detokenize(tokens):
+        return [t.decode("utf-8") for t in run.target_tokenizer.detokenize(tokens).numpy()]
+
+    keras_backend = KerasBackend(run.model)
+    args.keras_logits = keras_backend.teacher_forced_logits
+    backends = [keras_backend]
+    if os.path.isdir(os.path.join(export_dir, "saved_model")):
+        backends.append(SavedModelBackend(os.path.join(export_dir, "saved_model")))
+    for variant, filename in VARIANTS.items():
+        if os.path.isfile(os.path.join(export_dir, filename)):
+            backends.append(TFLiteBackend(os.path.join(export_dir, filename), variant, args.threads))
+    if len(backends) == 1:
+        print(f"warning: no exported artifact in {export_dir}; run python -m export first.", file=sys.stderr)
+    rows, reference_tokens = [], None
+    for backend in backends:
+        row, tokens, _ = measure(backend, ids, reference_tokens, detokenize, references, args)
+        if reference_tokens is None:
+            reference_tokens = tokens
+            row.update(token_agreement=1.0, sentences_equal=1.0, max_logit_difference=0.0)
+        rows.append(row)
+        print(f"{backend.name}: done", file=sys.stderr)
+    print(format_table(rows))
+    path = args.json or os.path.join(export_dir, "verify.json")
+    with atomic_output(path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump({"model": run.path, "sentences": len(sources), "results": rows}, f, indent=2)
+    print(f"Written: {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

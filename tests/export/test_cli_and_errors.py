@@ -1,0 +1,105 @@
+"""python -m export, export.verify, export.run_tflite; bad run directories."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _copy_run(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("export"))
+    return copy
+
+
+def test_export_cli_writes_one_format_and_refuses_unknown_ones(run, tmp_path, capsys):
+    from export.__main__ import cli
+
+    assert cli(["--model", str(run), "--format", "tflite_dynamic_int8", "--out", str(tmp_path / "out")]) == 0
+    assert os.listdir(tmp_path / "out") == ["model_dynamic_int8.tflite"]
+    with pytest.raises(SystemExit):
+        cli(["--model", str(run), "--format", "onnx"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("missing", ["model.keras", "config.json", "tokenizers/tokenizers.json"])
+def test_incomplete_run_directory_fails_clearly_and_writes_nothing(run, tmp_path, missing, capsys):
+    from export.__main__ import cli
+
+    copy = _copy_run(run, tmp_path)
+    os.remove(copy / missing)
+    assert cli(["--model", str(copy), "--format", "tflite"]) == 2
+    assert f"{missing} is missing" in capsys.readouterr().err
+    assert not (copy / "export").exists()
+
+
+def test_mismatched_tokenizer_fails_and_keeps_earlier_artifacts(run, tmp_path, capsys):
+    from export.__main__ import cli
+    from keras_transformer.data.tokenizers import WordPieceTokenizer, load_tokenizers, save_tokenizers
+
+    copy = _copy_run(run, tmp_path)
+    out = tmp_path / "out"
+    assert cli(["--model", str(copy), "--format", "tflite", "--out", str(out)]) == 0
+    before = (out / "model.tflite").read_bytes()
+    source, _ = load_tokenizers(str(copy / "tokenizers"))
+    shutil.rmtree(copy / "tokenizers")
+    other = WordPieceTokenizer(source.vocabulary[:-5])  # another vocabulary
+    save_tokenizers(str(copy / "tokenizers"), other, other)
+    assert cli(["--model", str(copy), "--format", "tflite", "--out", str(out)]) == 2
+    assert "mismatched" in capsys.readouterr().err
+    assert os.listdir(out) == ["model.tflite"] and (out / "model.tflite").read_bytes() == before
+
+
+def test_failed_conversion_leaves_no_partial_artifact(run, tmp_path, monkeypatch):
+    import export
+    from export import tflite
+
+    out = tmp_path / "out"
+
+    def broken(*args, **kwargs):
+        with open(args[1] if len(args) > 1 else kwargs["path"], "wb") as f:
+            f.write(b"half")
+        raise export.ExportError("conversion failed")
+
+    monkeypatch.setitem(export.FORMATS, "tflite", (broken, tflite.VARIANTS["tflite"]))
+    with pytest.raises(export.ExportError):
+        export.export_run(str(run), ["tflite"], out=str(out))
+    assert os.listdir(out) == []
+
+
+def test_verify_prints_a_table_and_writes_json(run, int8_path, tmp_path, capsys):
+    from export import verify
+
+    path = tmp_path / "verify.json"
+    rows = verify.main(["--model", str(run), "--limit", "24", "--latency-sentences", "3", "--json", str(path)])
+    table = capsys.readouterr().out
+    names = [row["artifact"] for row in rows]
+    assert names == ["keras", "saved_model", "tflite", "tflite_float16", "tflite_dynamic_int8", "tflite_int8"]
+    for row in rows[:3]:  # float32 artifacts: the same tokens
+        assert row["token_agreement"] == 1.0 and row["max_logit_difference"] < 1e-3
+    assert all(row["bleu"] > 50 and row["ms_per_sentence"] > 0 for row in rows[:-1])  # int8 drifts
+    assert rows[-1]["bleu"] >= 0 and rows[-1]["size_mb"] < rows[2]["size_mb"]
+    assert "tflite_dynamic_int8" in table and "| artifact" in table
+    assert json.loads(path.read_text())["results"] == rows
+
+
+def test_run_tflite_translates_like_the_keras_model(run, corpus, exported, capsys):
+    from export import run_tflite
+    from keras_transformer.translator import Translator
+
+    _, sentences, _ = corpus
+    texts = sentences[1000:1005] + [""]
+    run_tflite.main(["--model", str(run), *texts])
+    printed = capsys.readouterr().out.split("\n")[:-1]
+    assert printed == Translator(exported.model, exported.source_tokenizer, exported.target_tokenizer).translate(texts)
+
+
+def test_train_refuses_unknown_export_formats_before_training(tmp_path):
+    import train
+
+    with pytest.raises(ValueError, match="--export"):
+        train.main(["--export", "onnx", "--out", str(tmp_path)])
+    assert not os.listdir(tmp_path)
