@@ -46,11 +46,12 @@ def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=prin
             function(run, tmp, **options)
         written[name] = path
         if log:
-            log(f"export {name}: {path} ({_size(path) / 1e6:.2f} MB, {time.time() - start:.0f} s)")
+            log(f"export {name}: {path} ({artifact_size(path) / 1e6:.2f} MB, {time.time() - start:.0f} s)")
     return written
 
 
-def _size(path):
+def artifact_size(path):
+    """Bytes of a file, or of every file under a directory."""
     if os.path.isfile(path):
         return os.path.getsize(path)
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)

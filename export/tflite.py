@@ -23,6 +23,7 @@ import tensorflow as tf
 from export.graphs import TranslationModule
 from export.registry import register
 from export.run import ExportError
+from keras_transformer.layers.masks import START_ID
 
 SIGNATURES = ("generate", "beam_search", "encode", "decode_step")
 VARIANTS = {
@@ -55,7 +56,7 @@ def representative_dataset(module, source_ids):
             yield "beam_search", {"encoder_token_ids": ids}
             yield "encode", {"encoder_token_ids": ids}
             caches = module.encode(tf.constant(ids))
-            token = np.array([[2]], "int32")
+            token = np.array([[START_ID]], "int32")
             for index in range(3):
                 inputs = {
                     "token_ids": token,

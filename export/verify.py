@@ -108,10 +108,12 @@ def batched(function, ids, batch_size):
 
 
 def measure(backend, ids, reference_tokens, detokenize, references, args, start_id=2, end_id=3):
+    from export.registry import artifact_size
+
     result = {"artifact": backend.name}
     path = getattr(backend, "path", None)
     if path:
-        result["size_mb"] = round(_size(path) / 1e6, 3)
+        result["size_mb"] = round(artifact_size(path) / 1e6, 3)
     tokens = batched(backend.generate, ids, args.batch_size)
     if reference_tokens is not None:
         result["token_agreement"], result["sentences_equal"] = token_agreement(reference_tokens, tokens, end_id)
@@ -139,12 +141,6 @@ def measure(backend, ids, reference_tokens, detokenize, references, args, start_
     result["ms_per_sentence"] = round(statistics.mean(times), 2)
     result["ms_per_token"] = round(sum(times) / max(generated, 1), 3)
     return result, tokens, hypotheses
-
-
-def _size(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
 def format_table(rows):
