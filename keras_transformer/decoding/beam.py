@@ -1,5 +1,6 @@
 """Beam search with GNMT's length penalty, batched, one compiled loop."""
 
+import keras
 from keras import ops
 
 from keras_transformer.layers.masks import END_ID, PAD_ID, START_ID, mask_value
@@ -99,7 +100,9 @@ def beam_search(
         tokens = ops.take_along_axis(tokens, beam_indices[..., None], axis=1)
         tokens = ops.slice_update(tokens, (0, 0, index + 1), next_token[..., None])
         finished = ops.logical_or(pick(finished), ops.equal(next_token, end_id))
-        self_cache = _gather_beams(self_cache, beam_indices, batch_size, beam_size)
+        self_cache = keras.tree.map_structure(
+            lambda cache: _gather_beams(cache, beam_indices, batch_size, beam_size), self_cache
+        )
         return index + 1, tokens, log_probs, lengths, finished, self_cache, cross_cache
 
     loop_vars = (ops.convert_to_tensor(0, "int32"), tokens, log_probs, lengths, finished, self_cache, cross_cache)

@@ -28,9 +28,10 @@ class MultiHeadAttention(keras.layers.Layer):
     otherwise it computes the weights explicitly (same result).
 
     Incremental decoding uses a fixed-shape cache `(B, 2, S_max, h, d_k)`
-    holding projected keys and values, updated in place with
-    `ops.slice_update` so the layer compiles under XLA and converts to TFLite
-    without dynamic shapes.
+    holding projected keys and values, or the same as a `(keys, values)`
+    pair of `(B, S_max, h, d_k)` tensors (what the decoder stack uses: no
+    slicing or stacking per step), updated with `ops.slice_update` so the
+    layer compiles under XLA and converts to TFLite without dynamic shapes.
 
     Args:
         num_heads: `h`, the number of heads.
@@ -56,7 +57,8 @@ class MultiHeadAttention(keras.layers.Layer):
             of `value`, which is used only when this is `None`.
         use_causal_mask: also mask keys after each query's position.
         return_attention_scores: also return `(B, h, T, S)` weights.
-        cache: `(B, 2, S_max, h, d_k)` keys and values from earlier steps.
+        cache: `(B, 2, S_max, h, d_k)` keys and values from earlier steps,
+            or a `(keys, values)` pair; returned in the form given.
         cache_update_index: where the new keys/values of `key`/`value` go in
             `cache` (also the position of the first query). If `None` while
             `cache` is given, the cache is used as is and `key`/`value` are
@@ -219,15 +221,17 @@ class MultiHeadAttention(keras.layers.Layer):
         q = self._split_heads(self.query_dense(query), self.key_dim)  # (B, T, N, H)
         if self.use_rotary_embedding:
             q = self.rotary_embedding(q, start_index=start_index)
+        pair = isinstance(cache, (tuple, list))
         if cache is None:
             k, v = self.project_key_value(value, key)  # (B, S, N, H)
         elif cache_update_index is None:
-            k, v = cache[:, 0], cache[:, 1]  # (B, S_max, N, H)
+            k, v = cache if pair else (cache[:, 0], cache[:, 1])  # (B, S_max, N, H)
         else:
             k_new, v_new = self.project_key_value(value, key, start_index)
-            k = ops.slice_update(cache[:, 0], (0, cache_update_index, 0, 0), k_new)
-            v = ops.slice_update(cache[:, 1], (0, cache_update_index, 0, 0), v_new)
-            cache = ops.stack([k, v], axis=1)  # (B, 2, S_max, N, H)
+            k, v = cache if pair else (cache[:, 0], cache[:, 1])
+            k = ops.slice_update(k, (0, cache_update_index, 0, 0), k_new)  # (B, S_max, N, H)
+            v = ops.slice_update(v, (0, cache_update_index, 0, 0), v_new)
+            cache = (k, v) if pair else ops.stack([k, v], axis=1)  # (B, 2, S_max, N, H)
 
         query_length, key_length = ops.shape(q)[1], ops.shape(k)[1]
         mask = attention_mask

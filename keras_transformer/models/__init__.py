@@ -1,4 +1,4 @@
 from keras_transformer.models.presets import PRESETS
 from keras_transformer.models.transformer import Transformer
-from keras_transformer.models.transformer_decoder import TransformerDecoder
+from keras_transformer.models.transformer_decoder import TransformerDecoder, stack_cache, unstack_cache
 from keras_transformer.models.transformer_encoder import TransformerEncoder

@@ -212,10 +212,12 @@ class Transformer(keras.Model):
         """Caches for incremental decoding of up to `max_length` target tokens.
 
         Returns:
-            `(self_attention_cache, cross_attention_cache)`, zeros of
-            `(B, 2N, max_length, h, d_k)` and the encoder output's projected
-            keys and values `(B, 2N, S, h, d_k)` (layer `i`'s keys at `2i`,
-            its values at `2i + 1`).
+            `(self_attention_cache, cross_attention_cache)`: tuples of `2N`
+            tensors (layer `i`'s keys at `2i`, its values at `2i + 1`), zeros
+            of `(B, max_length, h, d_k)` and the encoder output's projected
+            keys and values `(B, S, h, d_k)`. `models.stack_cache` turns
+            each into one `(B, 2N, T, h, d_k)` tensor, which
+            `call_with_cache` also accepts.
         """
         batch_size = ops.shape(encoder_output)[0]
         return (

@@ -9,11 +9,14 @@ from keras_transformer.models.stack_base import StackBase
 class TransformerDecoder(StackBase):
     """The decoder stack: `N` `TransformerDecoderLayer`s (section 3.1).
 
-    Caches of all layers travel as one tensor each, concatenated on axis 1
-    (layer `i`'s keys at `2i`, its values at `2i + 1`): self-attention
-    `(B, 2N, T_max, h, d_k)` and cross-attention `(B, 2N, S, h, d_k)`, so a
-    decoding step has fixed-shape inputs and outputs (XLA, TFLite) of rank 5,
-    the most many TFLite kernels accept.
+    The caches of all layers travel as tuples of `2N` tensors (layer `i`'s
+    keys at `2i`, its values at `2i + 1`): self-attention `(B, T_max, h, d_k)`
+    each, cross-attention `(B, S, h, d_k)` each. A step then writes one slice
+    into each of its layer's two tensors and copies nothing else (stacking
+    the layers into one tensor would copy the whole cache every step). The
+    stacked form, `(B, 2N, T_max, h, d_k)` (`stack_cache`), is accepted too
+    and returned as given: exported `decode_step` signatures use it, one
+    fixed-shape tensor of rank 5, the most many TFLite kernels accept.
 
     Args:
         num_layers: `N`.
@@ -26,11 +29,12 @@ class TransformerDecoder(StackBase):
         decoder_sequence, encoder_sequence, decoder_padding_mask,
         decoder_attention_mask, encoder_padding_mask, encoder_attention_mask,
         use_causal_mask, training: as in `TransformerDecoderLayer`.
-        self_attention_cache: `(B, 2N, T_max, h, d_k)`.
+        self_attention_cache: `2N` tensors `(B, T_max, h, d_k)` from
+            `initialize_self_attention_cache` (or them stacked).
         self_attention_cache_update_index: position of the first token of
             `decoder_sequence`.
-        cross_attention_cache: `(B, 2N, S, h, d_k)` from
-            `compute_cross_attention_cache`.
+        cross_attention_cache: `2N` tensors `(B, S, h, d_k)` from
+            `compute_cross_attention_cache` (or them stacked).
         return_attention_scores: also return a list of per-layer dicts.
 
     Returns:
@@ -47,19 +51,17 @@ class TransformerDecoder(StackBase):
     layer_class = TransformerDecoderLayer
 
     def compute_cross_attention_cache(self, encoder_sequence):
-        """Project `encoder_sequence` once for every layer: `(B, 2N, S, h, d_k)`."""
-        return ops.concatenate(
-            [layer.cross_attention_layer.compute_cache(encoder_sequence) for layer in self.transformer_layers],
-            axis=1,
-        )
+        """Project `encoder_sequence` once for every layer: `2N` `(B, S, h, d_k)` tensors."""
+        caches = ()
+        for layer in self.transformer_layers:
+            caches += tuple(layer.cross_attention_layer.project_key_value(encoder_sequence))
+        return caches
 
     def initialize_self_attention_cache(self, batch_size, max_length):
-        """Zeros of shape `(B, 2N, T_max, h, d_k)`."""
+        """`2N` zero tensors of shape `(B, T_max, h, d_k)`."""
         layer = self.transformer_layers[0].self_attention
-        return ops.zeros(
-            (batch_size, 2 * self.num_layers, max_length, layer.num_heads, layer.key_dim),
-            dtype=self.compute_dtype,
-        )
+        shape = (batch_size, max_length, layer.num_heads, layer.key_dim)
+        return tuple(ops.zeros(shape, dtype=self.compute_dtype) for _ in range(2 * self.num_layers))
 
     def call(
         self,
@@ -77,16 +79,22 @@ class TransformerDecoder(StackBase):
         training=None,
     ):
         use_cache = self_attention_cache is not None
-        outputs, all_scores, self_caches = decoder_sequence, [], []
+        stacked = use_cache and not isinstance(self_attention_cache, (tuple, list))
+        if stacked:
+            self_attention_cache = unstack_cache(self_attention_cache)
+        cross_stacked = cross_attention_cache is not None and not isinstance(cross_attention_cache, (tuple, list))
+        if cross_stacked:
+            cross_attention_cache = unstack_cache(cross_attention_cache)
+        outputs, all_scores, self_caches = decoder_sequence, [], ()
         for i, layer in enumerate(self.transformer_layers):
             cached = {}
             if use_cache:
                 cached = {
-                    "self_attention_cache": self_attention_cache[:, 2 * i : 2 * i + 2],
+                    "self_attention_cache": tuple(self_attention_cache[2 * i : 2 * i + 2]),
                     "self_attention_cache_update_index": self_attention_cache_update_index,
                 }
             if cross_attention_cache is not None:
-                cached["cross_attention_cache"] = cross_attention_cache[:, 2 * i : 2 * i + 2]
+                cached["cross_attention_cache"] = tuple(cross_attention_cache[2 * i : 2 * i + 2])
             outputs = layer(
                 outputs,
                 encoder_sequence if cross_attention_cache is None else None,
@@ -101,7 +109,7 @@ class TransformerDecoder(StackBase):
             )
             if use_cache:
                 outputs, layer_cache, _, *rest = outputs
-                self_caches.append(layer_cache)
+                self_caches += tuple(layer_cache)
             elif return_attention_scores:
                 outputs, *rest = outputs
             if return_attention_scores:
@@ -109,7 +117,19 @@ class TransformerDecoder(StackBase):
         outputs = self._finalize(outputs)
         results = (outputs,)
         if use_cache:
-            results += (ops.concatenate(self_caches, axis=1), cross_attention_cache)
+            if cross_stacked:
+                cross_attention_cache = stack_cache(cross_attention_cache)
+            results += (stack_cache(self_caches) if stacked else self_caches, cross_attention_cache)
         if return_attention_scores:
             results += (all_scores,)
         return results[0] if len(results) == 1 else results
+
+
+def stack_cache(cache):
+    """`2N` `(B, T, h, d_k)` tensors as one `(B, 2N, T, h, d_k)` tensor."""
+    return ops.stack(list(cache), axis=1)
+
+
+def unstack_cache(cache):
+    """One `(B, 2N, T, h, d_k)` tensor as a tuple of `2N` `(B, T, h, d_k)` tensors."""
+    return tuple(cache[:, j] for j in range(cache.shape[1]))

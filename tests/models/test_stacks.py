@@ -51,13 +51,19 @@ def test_encoder_stack_is_the_composition_of_its_layers():
     assert_close(encoder(SOURCE, padding_mask=mask), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("stacked", [False, True], ids=["tuples", "stacked"])
 @pytest.mark.parametrize("cross_attention", [True, False])
-def test_decoder_stack_cached_decoding_equals_full_pass(cross_attention):
+def test_decoder_stack_cached_decoding_equals_full_pass(cross_attention, stacked):
+    from keras_transformer.models import stack_cache
+
     decoder = TransformerDecoder(2, 32, 4, cross_attention=cross_attention, normalize_first=True)
     source = SOURCE if cross_attention else None
     full = to_numpy(decoder(TARGET, source))
     self_cache = decoder.initialize_self_attention_cache(B, T)
     cross_cache = decoder.compute_cross_attention_cache(SOURCE) if cross_attention else None
+    if stacked:  # one (B, 2N, T, h, d_k) tensor each, returned in the same form
+        self_cache = stack_cache(self_cache)
+        cross_cache = None if cross_cache is None else stack_cache(cross_cache)
     steps = []
     for i in range(T):
         out, self_cache, cross_cache = decoder(
@@ -67,6 +73,7 @@ def test_decoder_stack_cached_decoding_equals_full_pass(cross_attention):
             cross_attention_cache=cross_cache,
         )
         steps.append(to_numpy(out))
+        assert isinstance(self_cache, (tuple, list)) != stacked
     assert_close(np.concatenate(steps, 1), full, atol=1e-5)
 
 

@@ -71,8 +71,8 @@ def test_cached_decoding_equals_full_pass(kwargs, batch):
     logits = to_numpy(model(batch))
     encoder_output, encoder_mask = model.encode(batch["encoder_token_ids"])
     self_cache, cross_cache = model.initialize_cache(encoder_output, max_length=7)
-    assert tuple(self_cache.shape) == (3, 4, 7, 4, 8)
-    assert tuple(cross_cache.shape) == (3, 4, 9, 4, 8)
+    assert [tuple(c.shape) for c in self_cache] == [(3, 7, 4, 8)] * 4  # keys and values of 2 layers
+    assert [tuple(c.shape) for c in cross_cache] == [(3, 9, 4, 8)] * 4
     steps = []
     for i in range(7):
         step, self_cache, cross_cache = model.call_with_cache(
