@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from keras_transformer.decoding import beam_search, greedy_search
 from keras_transformer.layers.masks import PAD_ID, padding_mask
+from keras_transformer.models.transformer_decoder import stack_cache
 
 
 class TranslationModule(tf.Module):
@@ -122,7 +123,7 @@ class TranslationModule(tf.Module):
         with tf.control_dependencies([self._check_length(encoder_token_ids)]), self._weights():
             encoder_output, _ = self.model.encode(encoder_token_ids)
             self_cache, cross_cache = self.model.initialize_cache(encoder_output, self.max_length)
-        return {"self_attention_cache": self_cache, "cross_attention_cache": cross_cache}
+        return {"self_attention_cache": stack_cache(self_cache), "cross_attention_cache": stack_cache(cross_cache)}
 
     def _decode_step(self, token_ids, index, self_attention_cache, cross_attention_cache, encoder_token_ids):
         with self._weights():

@@ -6,7 +6,9 @@
 Loads the model with the LiteRT interpreter (`ai_edge_litert`, no Flex
 delegate), tokenizes with the run's saved vocabulary, pads to the model's
 fixed source length, runs the `generate` signature (the whole greedy loop),
-detokenizes and prints one translation per line.
+detokenizes and prints one translation per line. Given a text variant
+(`--tflite .../model_text.tflite`), it passes the text straight to the
+`translate` signature, with tensorflow-text's kernels registered.
 """
 
 import argparse
@@ -26,19 +28,25 @@ def main(argv=None):
 
     import numpy as np
     import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
 
+    from export.tflite import interpreter as make_interpreter
     from keras_transformer.data.tokenizers import load_tokenizers
 
     path = args.tflite or os.path.join(args.model, "export", "model.tflite")
     if not os.path.isfile(path):
         parser.error(f"{path} does not exist: run python -m export --model {args.model} --format tflite first.")
+    interpreter = make_interpreter(path, num_threads=args.threads)  # with tensorflow-text's kernels
+    sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
+    if "translate" in interpreter.get_signature_list():  # a text-in/text-out variant: no tokenizer needed
+        translate = interpreter.get_signature_runner("translate")
+        for sentence in sentences:
+            text = np.array([sentence.encode("utf-8")], dtype=object)
+            print(translate(text=text)["translation"][0].decode("utf-8"))
+        return
+
     source_tokenizer, target_tokenizer = load_tokenizers(os.path.join(args.model, "tokenizers"))
-    interpreter = Interpreter(model_path=path, num_threads=args.threads)
     generate = interpreter.get_signature_runner("generate")
     max_length = int(generate.get_input_details()["encoder_token_ids"]["shape"][1])
-
-    sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
     for sentence in sentences:
         if not sentence.strip():
             print("")

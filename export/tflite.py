@@ -10,7 +10,7 @@ interpreter runs them; conversion fails loudly otherwise.
 Variants: `tflite` (float32), `tflite_float16` (float16 weights),
 `tflite_dynamic_int8` (int8 weights, activations quantized on the fly),
 `tflite_int8` (int8 weights and activations, calibrated on training
-sentences, float fallback where an op has no int8 kernel).
+sentences; the attention scores' path stays float, see `FLOAT_IN_INT8`).
 """
 
 import os
@@ -32,6 +32,13 @@ VARIANTS = {
     "tflite_dynamic_int8": "model_dynamic_int8.tflite",
     "tflite_int8": "model_int8.tflite",
 }
+
+# Ops the int8 variant keeps in float. Masked attention scores hold a huge
+# negative value, so an int8 range calibrated over them has no resolution left
+# for the real scores: every op that carries the scores into the softmax
+# (scale MUL, mask SELECT_V2, RESHAPE, SOFTMAX) stays float. Measured on the
+# test model: 13% of tokens equal to float32 with all ops int8, 97% without these.
+FLOAT_IN_INT8 = ("MUL", "SELECT_V2", "RESHAPE", "SOFTMAX")
 
 
 def build_module(model, beam_size=4, length_penalty=0.6):
@@ -73,13 +80,18 @@ def representative_dataset(module, source_ids):
     return generator
 
 
-def convert(module, variant="tflite", calibration_ids=None, signatures=SIGNATURES):
-    """Convert `module`'s `signatures` to TFLite flatbuffer bytes."""
+def convert(module, variant="tflite", calibration_ids=None, signatures=SIGNATURES, allow_custom_ops=False):
+    """Convert `module`'s `signatures` to TFLite flatbuffer bytes.
+
+    `allow_custom_ops` lets ops without a built-in kernel through as custom
+    ops (tensorflow-text's TFLite kernels, see `export.tflite_text`).
+    """
     with tempfile.TemporaryDirectory() as directory:
         functions = {name: getattr(module, name).get_concrete_function() for name in signatures}
         tf.saved_model.save(module, directory, signatures=functions)
         converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=list(signatures))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter.allow_custom_ops = allow_custom_ops
         if variant == "tflite_float16":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
@@ -91,19 +103,25 @@ def convert(module, variant="tflite", calibration_ids=None, signatures=SIGNATURE
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = representative_dataset(module, calibration_ids)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+            converter._experimental_calibrate_only = True  # quantized below, with FLOAT_IN_INT8 left in float
         elif variant != "tflite":
             raise ValueError(f"Unknown TFLite variant {variant!r}. Expected one of {sorted(VARIANTS)}.")
         try:
             with warnings.catch_warnings():
                 # The int8 calibrator runs TensorFlow's own (deprecated) interpreter, which warns.
                 warnings.simplefilter("ignore")
-                return converter.convert()
+                flatbuffer = converter.convert()
+                if variant == "tflite_int8":
+                    from tensorflow.lite.python import convert as lite_convert
+
+                    flatbuffer = lite_convert.mlir_quantize(flatbuffer, denylisted_ops=list(FLOAT_IN_INT8))
+                return flatbuffer
         except Exception as error:
             raise ExportError(f"TFLite conversion ({variant}) failed: {str(error)[-2000:]}") from error
 
 
-def operators(flatbuffer):
-    """The op names a `.tflite` flatbuffer uses (built-in names, or custom codes)."""
+def operators(flatbuffer, custom_only=False):
+    """The op names a `.tflite` flatbuffer uses (built-in names, and custom codes)."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -113,7 +131,7 @@ def operators(flatbuffer):
     for code in model.operatorCodes:
         if code.customCode:
             result.add(code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode)
-        else:
+        elif not custom_only:
             result.add(names.get(max(code.builtinCode, code.deprecatedBuiltinCode), str(code.builtinCode)))
     return sorted(result)
 
@@ -141,10 +159,20 @@ for _variant, _filename in VARIANTS.items():
 
 
 def interpreter(path, num_threads=2, xnnpack=True):
-    """An `ai_edge_litert` interpreter for `path` (no Flex delegate)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    """An `ai_edge_litert` interpreter for `path` (no Flex delegate).
+
+    tensorflow-text's TFLite kernels are registered too, for the text-in/
+    text-out variants (`export.tflite_text`); other models do not use them.
+    """
+    import tensorflow_text
+    from ai_edge_litert.interpreter import InterpreterWithCustomOps, OpResolverType
 
     kwargs = {} if xnnpack else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
     if not os.path.isfile(path):
         raise ExportError(f"{path} does not exist.")
-    return Interpreter(model_path=path, num_threads=num_threads, **kwargs)
+    return InterpreterWithCustomOps(
+        custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS,
+        model_path=path,
+        num_threads=num_threads,
+        **kwargs,
+    )

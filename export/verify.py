@@ -7,6 +7,9 @@ artifact under `<model>/export/`: greedy token agreement with Keras (positions
 up to the later end token, and whole sentences), the largest logit difference
 along Keras's greedy output (teacher-forced, first sentences), BLEU and chrF
 against the references, file size, and milliseconds per sentence at batch 1.
+Text-in/text-out variants are compared on text: translations equal to the
+Keras model's, BLEU, chrF, size and milliseconds per sentence (tokenizing
+included).
 Prints a table and writes JSON (`<export dir>/verify.json` by default).
 """
 
@@ -101,6 +104,41 @@ class TFLiteBackend:
             self_cache = out["self_attention_cache"]
             logits.append(out["logits"])
         return np.stack(logits, 1)
+
+
+class TFLiteTextBackend:
+    """A text-in/text-out variant (`export.tflite_text`): compared on text."""
+
+    def __init__(self, path, name, num_threads=2):
+        from export.tflite import interpreter
+
+        self.name, self.path = name, path
+        self.runner = interpreter(path, num_threads=num_threads).get_signature_runner("translate")
+
+    def translate(self, sentences):
+        text = np.array([sentence.encode("utf-8") for sentence in sentences], dtype=object)
+        return [t.decode("utf-8") for t in self.runner(text=text)["translation"]]
+
+
+def measure_text(backend, sources, reference_hypotheses, references, args):
+    """Sentences equal to the Keras translations, BLEU/chrF and ms per sentence of a text backend."""
+    from export.registry import artifact_size
+    from keras_transformer.evaluation import corpus_scores
+
+    result = {"artifact": backend.name, "size_mb": round(artifact_size(backend.path) / 1e6, 3)}
+    hypotheses = [h for i in range(0, len(sources), args.batch_size) for h in backend.translate(sources[i : i + args.batch_size])]
+    result["sentences_equal"] = float(np.mean([a == b for a, b in zip(hypotheses, reference_hypotheses)]))
+    if references is not None:
+        result.update({k: round(v, 2) for k, v in corpus_scores(hypotheses, references).items() if isinstance(v, float)})
+    count = min(args.latency_sentences, len(sources))
+    backend.translate(sources[:1])
+    times = []
+    for sentence in sources[:count]:
+        start = time.perf_counter()
+        backend.translate([sentence])
+        times.append((time.perf_counter() - start) * 1000)
+    result["ms_per_sentence"] = round(statistics.mean(times), 2)
+    return result
 
 
 def batched(function, ids, batch_size):
@@ -198,6 +236,7 @@ def validation_data(run, args):
 def main(argv=None):
     from export.run import Run, atomic_output
     from export.tflite import VARIANTS, encode_sentences
+    from export.tflite_text import VARIANTS as TEXT_VARIANTS
 
     args = parse_args(argv)
     run = Run(args.model)
@@ -218,12 +257,18 @@ def main(argv=None):
             backends.append(TFLiteBackend(os.path.join(export_dir, filename), variant, args.threads))
     if len(backends) == 1:
         print(f"warning: no exported artifact in {export_dir}; run python -m export first.", file=sys.stderr)
-    rows, reference_tokens = [], None
+    for variant, filename in TEXT_VARIANTS.items():
+        if os.path.isfile(os.path.join(export_dir, filename)):
+            backends.append(TFLiteTextBackend(os.path.join(export_dir, filename), variant, args.threads))
+    rows, reference_tokens, reference_hypotheses = [], None, None
     for backend in backends:
-        row, tokens, _ = measure(backend, ids, reference_tokens, detokenize, references, args)
-        if reference_tokens is None:
-            reference_tokens = tokens
-            row.update(token_agreement=1.0, sentences_equal=1.0, max_logit_difference=0.0)
+        if isinstance(backend, TFLiteTextBackend):
+            row = measure_text(backend, sources, reference_hypotheses, references, args)
+        else:
+            row, tokens, hypotheses = measure(backend, ids, reference_tokens, detokenize, references, args)
+            if reference_tokens is None:
+                reference_tokens, reference_hypotheses = tokens, hypotheses
+                row.update(token_agreement=1.0, sentences_equal=1.0, max_logit_difference=0.0)
         rows.append(row)
         print(f"{backend.name}: done", file=sys.stderr)
     print(format_table(rows))

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.slow
 
 def test_train_exports_every_format_without_leftovers(run):
     names = set(os.listdir(run / "export")) - {"model_int8.tflite"}  # added by the int8_path fixture
-    assert names == {"saved_model", "model.tflite", "model_float16.tflite", "model_dynamic_int8.tflite"}
+    assert names == {
+        "saved_model", "model.tflite", "model_float16.tflite", "model_dynamic_int8.tflite", "model_text.tflite"
+    }  # fmt: skip
 
 
 def test_no_flex_ops_and_every_signature(run, int8_path):
@@ -91,9 +93,11 @@ def test_quantized_variants_agree_with_float32_and_are_smaller(sources, run, int
     for variant, bound in (("tflite_float16", 0.97), ("tflite_dynamic_int8", 0.75)):
         assert agreement(float32, generate(variant)["token_ids"]) >= bound, variant
         assert os.path.getsize(tflite_path(run, variant)) < size, variant  # the graph dominates a model this small
-    # Full int8 runs and is smaller, but its tokens drift (17% agreement measured here): not asserted.
-    assert generate("tflite_int8")["token_ids"].shape == float32.shape
-    assert os.path.getsize(tflite_path(run, "tflite_int8")) < size
+    # Full int8 keeps the attention scores' path in float (export.tflite.FLOAT_IN_INT8): 97% measured
+    # here, 13% when every op was int8.
+    # Its size is not compared: with float ops kept, this tiny model's graph outweighs its weights
+    # (Multi30k: 17.5 MB vs 31.0 MB float32).
+    assert agreement(float32, generate("tflite_int8")["token_ids"]) >= 0.75
 
 
 @pytest.mark.parametrize("position", ["sinusoidal", "learned", "relative", "rotary"])

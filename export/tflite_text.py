@@ -1,0 +1,160 @@
+"""TFLite with text in and text out: the tokenizer runs inside the model.
+
+`model_text.tflite` (float32) and `model_text_dynamic_int8.tflite` hold the
+signatures `translate(text (B,) string) -> translation (B,) string` (greedy)
+and `translate_beam` (beam search), with tokenization, the whole decoding
+loop and detokenization in one graph. Besides TFLite's built-in ops they use
+tensorflow-text's TFLite kernels (custom ops named `TFText>...` and
+`RaggedTensorToTensor`), so the interpreter must be given tensorflow-text's
+op registerers:
+
+    from ai_edge_litert.interpreter import InterpreterWithCustomOps
+    import tensorflow_text
+    interpreter = InterpreterWithCustomOps(
+        custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS,
+        model_path="model_text.tflite")
+
+An Android or iOS app links tensorflow-text's TFLite kernels
+(`//tensorflow_text/core/kernels:tflite_ops` built with the app, or the ops
+it names registered with `MutableOpResolver::AddCustom`) next to LiteRT; no
+Flex delegate (select TensorFlow ops) is needed.
+
+How text becomes ids, per tokenizer kind:
+
+- WordPiece: `WhitespaceTokenizer` then `FastWordpieceTokenizer` (the same
+  vocabulary and settings as training). Unlike the run's own tokenizer,
+  CJK characters are not split into words of their own (no regex op exists in
+  TFLite), so CJK text without spaces becomes `[UNK]` words.
+- SentencePiece: `FastSentencepieceTokenizer` over the run's model proto.
+
+Ids become text through a table of each piece's surface string (`##`
+suffixes glued, `▁` as a space, byte pieces as bytes) joined with
+tensorflow-text's `ngrams` string join, which TFLite runs; tensorflow-text's
+SentencePiece detokenizer kernel crashes the interpreter, so it is not used.
+Sources longer than `max_sequence_length` pieces are truncated; blank
+sentences translate to "".
+"""
+
+import re
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from export.graphs import TranslationModule
+from export.registry import register
+from export.run import ExportError
+from export.tflite import convert, operators
+from keras_transformer.decoding import beam_search, greedy_search
+from keras_transformer.layers.masks import END_ID, PAD_ID
+
+VARIANTS = {"tflite_text": "model_text.tflite", "tflite_text_dynamic_int8": "model_text_dynamic_int8.tflite"}
+SIGNATURES = ("translate", "translate_beam")
+# tensorflow-text's TFLite kernels whose names lack the "TFText>" prefix.
+TFTEXT_OPS = ("FastWordpieceTokenizeWithOffsets", "FastWordpieceDetokenize", "RaggedTensorToTensor")
+BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+
+
+def in_graph_tokenizer(tokenizer):
+    """`text (B,) -> ragged ids (B, None)` using only ops TFLite can run."""
+    if tokenizer.kind == "wordpiece":
+        words = tf_text.WhitespaceTokenizer()
+        pieces = tf_text.FastWordpieceTokenizer(
+            vocab=tokenizer.vocabulary,
+            suffix_indicator="##",
+            unknown_token="[UNK]",
+            no_pretokenization=True,
+            token_out_type=tf.int32,
+        )
+        return lambda text: pieces.tokenize(words.tokenize(text)).merge_dims(-2, -1)
+    if tokenizer.kind == "sentencepiece":
+        pieces = tf_text.FastSentencepieceTokenizer(tokenizer.proto)
+        return pieces.tokenize
+    raise ExportError(f"No in-graph TFLite tokenizer for {tokenizer.kind!r} tokenizers.")
+
+
+def surface_strings(tokenizer):
+    """Each id's text after an earlier piece, then as the first piece: `2V` byte strings.
+
+    Reserved ids (pad, unknown, start, end) and SentencePiece control pieces
+    are empty.
+    """
+    if tokenizer.kind == "wordpiece":
+        pieces = [piece.encode("utf-8") for piece in tokenizer.vocabulary]
+        later = [piece[2:] if piece.startswith(b"##") else b" " + piece for piece in pieces]
+    elif tokenizer.kind == "sentencepiece":
+        ids = tf.range(tokenizer.vocabulary_size)
+        pieces = tokenizer.tokenizer.id_to_string(ids).numpy().tolist()
+        later = []
+        for piece in pieces:
+            match = BYTE_PIECE.match(piece.decode("utf-8", "replace"))
+            later.append(bytes([int(match.group(1), 16)]) if match else piece.replace("\u2581".encode(), b" "))
+        control = ("<s>", "</s>", "<pad>", "<unk>")
+        later = [b"" if piece.decode("utf-8", "replace") in control else text for piece, text in zip(pieces, later)]
+    else:
+        raise ExportError(f"No in-graph TFLite detokenizer for {tokenizer.kind!r} tokenizers.")
+    later[: END_ID + 1] = [b""] * (END_ID + 1)
+    first = [text[1:] if text.startswith(b" ") else text for text in later]
+    return later + first
+
+
+def detokenize_in_graph(strings, token_ids):
+    """`(B, T)` generated ids to `(B,)` text, stopping at each row's end token."""
+    vocabulary_size = len(strings) // 2
+    length = token_ids.shape[1]
+    before_end = tf.equal(tf.cumsum(tf.cast(tf.equal(token_ids, END_ID), tf.int32), axis=1), 0)
+    keep = before_end & (token_ids > END_ID)
+    token_ids = tf.where(keep, token_ids, PAD_ID)  # (B, T), dropped ids read as ""
+    first = tf.argmax(tf.cast(keep, tf.int32), axis=1, output_type=tf.int32)  # (B,)
+    is_first = tf.equal(tf.range(length)[None], first[:, None])  # (B, T)
+    pieces = tf.gather(tf.constant(strings), tf.where(is_first, token_ids + vocabulary_size, token_ids))
+    # One `length`-gram per row joins the row; TensorFlow's kernel for a dense input crashes on
+    # batches over ~10 rows, so the rows go in as a ragged tensor (TFLite runs either).
+    row_splits = tf.range(tf.shape(pieces, out_type=tf.int64)[0] + 1) * length
+    rows = tf.RaggedTensor.from_row_splits(tf.reshape(pieces, [-1]), row_splits, validate=False)
+    joined = tf_text.ngrams(rows, length, reduction_type=tf_text.Reduction.STRING_JOIN, string_separator="")
+    return joined.flat_values  # (B,)
+
+
+class TextTranslationModule(TranslationModule):
+    """`translate` and `translate_beam` over text, for TFLite."""
+
+    def __init__(self, model, source_tokenizer, target_tokenizer, beam_size=4, length_penalty=0.6):
+        super().__init__(model, fixed_source_length=True, freeze=True, beam_size=beam_size, length_penalty=length_penalty)
+        self._tokenize = in_graph_tokenizer(source_tokenizer)
+        self._strings = surface_strings(target_tokenizer)
+        text = tf.TensorSpec([None], tf.string, name="text")
+        self.translate = tf.function(lambda text: self._translate_text(text, beam=False), input_signature=[text])
+        self.translate_beam = tf.function(lambda text: self._translate_text(text, beam=True), input_signature=[text])
+
+    def _translate_text(self, text, beam):
+        source = self._tokenize(text)
+        blank = tf.equal(source.row_lengths(), 0)  # (B,)
+        source = tf.cast(source.to_tensor(PAD_ID, shape=[None, self.max_length]), tf.int32)  # truncates
+        with self._weights():
+            if beam:
+                token_ids, _ = beam_search(self.model, source, self.max_length, self.beam_size, self.length_penalty)
+                token_ids = token_ids[:, 0]
+            else:
+                token_ids = greedy_search(self.model, source, self.max_length)
+        token_ids = tf.where(blank[:, None], END_ID, token_ids)
+        return {"translation": detokenize_in_graph(self._strings, token_ids)}
+
+
+def _export(variant):
+    def export(run, path, beam_size=4, length_penalty=0.6, **unused):
+        module = TextTranslationModule(run.model, run.source_tokenizer, run.target_tokenizer, beam_size, length_penalty)
+        base_variant = "tflite" if variant == "tflite_text" else "tflite_dynamic_int8"
+        flatbuffer = convert(module, base_variant, signatures=SIGNATURES, allow_custom_ops=True)
+        custom = operators(flatbuffer, custom_only=True)
+        unexpected = [name for name in custom if not name.startswith("TFText>") and name not in TFTEXT_OPS]
+        if unexpected:
+            raise ExportError(f"{variant}: the converted model needs ops outside TFLite and tensorflow-text: {unexpected}.")
+        with open(path, "wb") as f:
+            f.write(flatbuffer)
+
+    export.__name__ = f"export_{variant}"
+    return export
+
+
+for _variant, _filename in VARIANTS.items():
+    register(_variant, _filename)(_export(_variant))
