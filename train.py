@@ -62,6 +62,9 @@ def parse_args(argv=None):
     training.add_argument("--learning-rate-scale", type=float, default=2.0, help="factor on the paper's schedule")
     training.add_argument("--label-smoothing", type=float, default=0.1, help="eps_ls")
     training.add_argument("--seed", type=int, default=0)
+    training.add_argument(
+        "--time-limit", type=float, help="minutes of training at most: the epoch in progress ends early and is scored"
+    )
 
     data = parser.add_argument_group("data: parallel text (without it, the built-in synthetic task)")
     data.add_argument("--train-src", help="training source sentences, one per line (plain or .gz)")
@@ -264,6 +267,8 @@ def main(argv=None):
         keras.callbacks.ModelCheckpoint(run.file("model.keras"), monitor=monitor, mode=mode, save_best_only=True),
         keras.callbacks.CSVLogger(run.file("history.csv"), append=args.resume),
     ]
+    if args.time_limit:
+        callbacks.insert(0, kt.callbacks.TimeLimit(args.time_limit))
     start = time.time()
     model.fit(epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, **task.fit_kwargs)
     seconds = time.time() - start
@@ -271,7 +276,12 @@ def main(argv=None):
     results = task.evaluate(run.load_model())
     results["train_seconds"] = round(seconds, 1)
     run.write_json("evaluation.json", results)
-    formats = {"bleu": "BLEU {:.2f}", "chrf": "chrF {:.2f}", "cross_entropy": "cross-entropy {:.4f}"}
+    formats = {
+        "bleu": "BLEU {:.2f}",
+        "bleu_lowercase": "lowercased BLEU {:.2f}",
+        "chrf": "chrF {:.2f}",
+        "cross_entropy": "cross-entropy {:.4f}",
+    }
     summary = ", ".join(
         formats.get(key, key.replace("_", " ") + " {:.2%}").format(value)
         for key, value in results.items()

@@ -10,7 +10,8 @@ def corpus_scores(hypotheses, references):
     """sacreBLEU's corpus BLEU and chrF of detokenized text.
 
     Returns:
-        dict with `bleu`, `chrf` and sacreBLEU's `bleu_signature`.
+        dict with `bleu` (cased, sacreBLEU's default), `bleu_lowercase`,
+        `chrf` and sacreBLEU's `bleu_signature` (of the cased score).
     """
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references.")
@@ -18,6 +19,7 @@ def corpus_scores(hypotheses, references):
     chrf = sacrebleu.metrics.CHRF()
     return {
         "bleu": bleu.corpus_score(hypotheses, [references]).score,
+        "bleu_lowercase": sacrebleu.metrics.BLEU(lowercase=True).corpus_score(hypotheses, [references]).score,
         "chrf": chrf.corpus_score(hypotheses, [references]).score,
         "bleu_signature": str(bleu.get_signature()),
     }

@@ -11,6 +11,9 @@ def test_scores_equal_sacrebleus_own_figures():
     scores = corpus_scores(HYPOTHESES, REFERENCES)
     assert scores["bleu"] == pytest.approx(sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES]).score)
     assert scores["chrf"] == pytest.approx(sacrebleu.corpus_chrf(HYPOTHESES, [REFERENCES]).score)
+    lowercased = sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES], lowercase=True).score
+    assert scores["bleu_lowercase"] == pytest.approx(lowercased)
+    assert corpus_scores(["the cat sat on the mat."], ["The Cat sat on the Mat."])["bleu_lowercase"] == pytest.approx(100.0)
     assert scores["bleu_signature"].startswith("nrefs:1")
     assert corpus_scores(REFERENCES, REFERENCES)["bleu"] == pytest.approx(100.0)
 

@@ -107,3 +107,18 @@ def test_default_optimizer_is_the_papers_adam():
     optimizer = kt.optimizers.transformer_adam(512)
     assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.9, 0.98, 1e-9)
     assert isinstance(optimizer._learning_rate, kt.schedules.TransformerSchedule)
+
+
+def test_time_limit_stops_fit_inside_the_first_epoch_and_still_validates():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((64, 4), "float32"), np.ones((64, 1), "float32")
+    seen = []
+    counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(batch))
+    limit = kt.callbacks.TimeLimit(minutes=1e-9)
+    history = model.fit(x, y, batch_size=8, epochs=5, validation_data=(x, y), callbacks=[limit, counter], verbose=0)
+    assert seen == [0] and limit.stopped_at_epoch == 0  # one batch of eight, then the epoch ended
+    assert len(history.history["val_loss"]) == 1  # the cut epoch was still validated
+    with pytest.raises(ValueError, match="minutes=0"):
+        kt.callbacks.TimeLimit(0)

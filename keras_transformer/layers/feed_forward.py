@@ -1,6 +1,6 @@
 import keras
 
-from keras_transformer.layers.utils import check_positive_int, check_rate, clone_initializer
+from keras_transformer.layers.utils import check_positive_int, check_rate, clone_initializer, dense_2d
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
@@ -71,9 +71,9 @@ class FeedForward(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, training=None):
-        x = self.intermediate_dense(inputs)  # (B, T, d_ff)
+        x = dense_2d(self.intermediate_dense, inputs)  # (B, T, d_ff)
         x = self.dropout_layer(x, training=training)
-        return self.output_dense(x)  # (B, T, d_model)
+        return dense_2d(self.output_dense, x)  # (B, T, d_model)
 
     def compute_output_shape(self, inputs_shape):
         return tuple(inputs_shape[:-1]) + (self.output_dim or inputs_shape[-1],)

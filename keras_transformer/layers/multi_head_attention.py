@@ -12,7 +12,7 @@ from keras_transformer.layers.masks import (
 from keras_transformer.layers.relative_position_embedding import RelativePositionEmbedding
 from keras_transformer.layers.rotary_embedding import RotaryEmbedding
 from keras_transformer.layers.scaled_dot_product_attention import attention_weights
-from keras_transformer.layers.utils import check_positive_int, check_rate, clone_initializer
+from keras_transformer.layers.utils import check_positive_int, check_rate, clone_initializer, dense_2d
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
@@ -161,19 +161,22 @@ class MultiHeadAttention(keras.layers.Layer):
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
         self.built = True
 
+    @staticmethod
+    def _length(x):
+        """`T`: static when known, so reshapes stay constant (see `dense_2d`)."""
+        return x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
+
     def _split_heads(self, x, head_dim):
-        shape = ops.shape(x)
-        return ops.reshape(x, (shape[0], shape[1], self.num_heads, head_dim))  # (B, T, N, H)
+        return ops.reshape(x, (-1, self._length(x), self.num_heads, head_dim))  # (B, T, N, H)
 
     def _merge_heads(self, x):
-        shape = ops.shape(x)
-        return ops.reshape(x, (shape[0], shape[1], self.num_heads * self.value_dim))  # (B, T, N*H)
+        return ops.reshape(x, (-1, self._length(x), self.num_heads * self.value_dim))  # (B, T, N*H)
 
     def project_key_value(self, value, key=None, start_index=0):
         """Project `key`/`value` to `(B, S, N, H)` heads (rotated if RoPE)."""
         key = value if key is None else key
-        k = self._split_heads(self.key_dense(key), self.key_dim)  # (B, S, N, H)
-        v = self._split_heads(self.value_dense(value), self.value_dim)  # (B, S, N, H)
+        k = self._split_heads(dense_2d(self.key_dense, key), self.key_dim)  # (B, S, N, H)
+        v = self._split_heads(dense_2d(self.value_dense, value), self.value_dim)  # (B, S, N, H)
         if self.use_rotary_embedding:
             k = self.rotary_embedding(k, start_index=start_index)
         return k, v
@@ -218,7 +221,7 @@ class MultiHeadAttention(keras.layers.Layer):
                 attention_mask = ops.expand_dims(value_mask, 1)  # (B, 1, S)
         start_index = 0 if cache_update_index is None else cache_update_index
 
-        q = self._split_heads(self.query_dense(query), self.key_dim)  # (B, T, N, H)
+        q = self._split_heads(dense_2d(self.query_dense, query), self.key_dim)  # (B, T, N, H)
         if self.use_rotary_embedding:
             q = self.rotary_embedding(q, start_index=start_index)
         pair = isinstance(cache, (tuple, list))
@@ -247,7 +250,7 @@ class MultiHeadAttention(keras.layers.Layer):
             outputs = ops.dot_product_attention(q, k, v, mask=mask, scale=scale)  # (B, T, N, H)
         else:
             outputs, scores = self._compute_attention(q, k, v, mask, scale, start_index, training)
-        outputs = self.output_dense(self._merge_heads(outputs))  # (B, T, d_out)
+        outputs = dense_2d(self.output_dense, self._merge_heads(outputs))  # (B, T, d_out)
 
         results = (outputs,)
         if cache is not None:

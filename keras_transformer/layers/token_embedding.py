@@ -1,9 +1,10 @@
+import functools
 import math
 
 import keras
 from keras import ops
 
-from keras_transformer.layers.utils import check_positive_int
+from keras_transformer.layers.utils import check_positive_int, dense_2d
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
@@ -73,7 +74,7 @@ class TokenEmbedding(keras.layers.ReversibleEmbedding):
 
     def call(self, inputs, reverse=False):
         if reverse:
-            return super().call(inputs, reverse=True)
+            return dense_2d(functools.partial(super().call, reverse=True), inputs)  # (B, T, V)
         outputs = super().call(inputs)
         if self.scale_embeddings:
             outputs = outputs * ops.cast(math.sqrt(self.output_dim), outputs.dtype)

@@ -1,6 +1,7 @@
 """Small helpers shared by the layers."""
 
 import keras
+from keras import ops
 
 
 def clone_initializer(initializer):
@@ -23,3 +24,21 @@ def check_positive_int(value, name, allow_none=False):
 def check_rate(value, name):
     if not 0.0 <= float(value) < 1.0:
         raise ValueError(f"`{name}` must be in [0, 1). Received: {name}={value}")
+
+
+def dense_2d(layer, inputs):
+    """`layer(inputs)` for `(B, T, d)` inputs with a known `T`, as one 2D matmul.
+
+    Keras's TensorFlow backend runs a rank-3 by rank-2 matmul as
+    `tf.tensordot`, which computes its reshapes from the runtime shape: an
+    exported TFLite graph then carries shape arithmetic (`SHAPE`, `GATHER`,
+    `REDUCE_PROD`, `PACK`) around every projection, splitting the XNNPACK
+    delegate's partitions. Flattening with `-1` for the batch keeps every
+    reshape constant when `T` is static (decoding steps, fixed-length export).
+    Same result on every backend.
+    """
+    length, features = inputs.shape[1], inputs.shape[-1]
+    if len(inputs.shape) != 3 or length is None or features is None:
+        return layer(inputs)
+    outputs = layer(ops.reshape(inputs, (-1, features)))  # (B*T, d)
+    return ops.reshape(outputs, (-1, length, outputs.shape[-1]))  # (B, T, d')

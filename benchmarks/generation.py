@@ -1,18 +1,22 @@
-"""Greedy decoding speed: ms per generated token, medians, in one run.
+"""Greedy generation speed: ms per generated token, medians, in one run.
+
+    python benchmarks/generation.py [--lengths 32 128] [--batch-sizes 1 32] [--repeats 5]
 
 Three decoders of the same size (the "small" preset by default, random
-weights) generate exactly `--length` tokens (the end token is disabled) for
-batches of 1 and 32 source sentences of `--source-length` tokens:
+weights) generate exactly `L` tokens (the end token is disabled) for batches
+of 1 and 32 source sentences of `--source-length` tokens:
 
 - ours_cached: `keras_transformer.decoding.greedy_search` (key/value cache,
-  one `ops.while_loop`, compiled with `tf.function`);
+  one `ops.while_loop`);
 - ours_uncached: the same model re-running the decoder over the whole
-  prefix at every step (what the TensorFlow tutorial does), compiled alike;
+  prefix at every step (what the TensorFlow tutorial does);
 - keras_hub_cached: keras-hub's `TransformerEncoder`/`TransformerDecoder`
-  layers with their own caches, in the same kind of compiled loop (learned
+  layers with their own caches, in the same kind of loop (learned
   positions and a separate output layer: the same work per token).
 
-Prints one JSON object.
+Each is compiled with `tf.function` ("graph") and with XLA
+(`jit_compile=True`, "xla"); the best of the two is what the backend allows.
+Prints one JSON object per measurement, then a table of ms per token.
 """
 
 import argparse
@@ -125,19 +129,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="small")
     parser.add_argument("--vocabulary-size", type=int, default=8000)
-    parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--source-length", type=int, default=32)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--compile", nargs="+", default=["graph", "xla"], choices=["graph", "xla"])
+    parser.add_argument("--decoders", nargs="+", default=["ours_cached", "ours_uncached", "keras_hub_cached"])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
 
     config = kt.models.PRESETS[args.preset]
+    max_length = max(args.lengths + [args.source_length])
     model = kt.Transformer.from_preset(
         args.preset,
         source_vocabulary_size=args.vocabulary_size,
         target_vocabulary_size=args.vocabulary_size,
-        max_sequence_length=max(args.length, args.source_length),
+        max_sequence_length=max_length,
     )
     hub = KerasHubSeq2Seq(
         args.vocabulary_size,
@@ -145,41 +152,58 @@ def main():
         config["hidden_dim"],
         config["num_heads"],
         config["intermediate_dim"],
-        max(args.length, args.source_length),
+        max_length,
     )
+    device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
     rng = np.random.default_rng(0)
-    results = {}
-    for batch_size in args.batch_sizes:
-        source = rng.integers(4, args.vocabulary_size, size=(batch_size, args.source_length)).astype("int32")
-        hub.build(source, args.length)
-        decoders = {
-            "ours_cached": tf.function(lambda s: greedy_search(model, s, args.length, end_id=NO_END)),
-            "ours_uncached": tf.function(lambda s: ours_uncached(model, s, args.length)),
-            "keras_hub_cached": tf.function(lambda s: hub.greedy(s, args.length)),
-        }
-        results[f"batch_{batch_size}"] = {
-            name: round(time_per_token(function, source, args.length, args.repeats), 3)
-            for name, function in decoders.items()
-        }
-        # Same model, same tokens: the cache changes the cost, not the result.
-        results[f"batch_{batch_size}"]["ours_cached_equals_uncached"] = bool(
-            np.array_equal(np.asarray(decoders["ours_cached"](source)), np.asarray(decoders["ours_uncached"](source)))
-        )
-    print(
-        json.dumps(
-            {
-                "benchmark": "greedy decoding, ms per generated token (median)",
-                "preset": args.preset,
-                "vocabulary_size": args.vocabulary_size,
-                "generated_tokens": args.length,
-                "source_tokens": args.source_length,
-                "repeats": args.repeats,
-                "device": "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)",
-                "results": results,
-            },
-            indent=2,
-        )
-    )
+    rows = []
+    for length in args.lengths:
+        for batch_size in args.batch_sizes:
+            source = rng.integers(4, args.vocabulary_size, size=(batch_size, args.source_length)).astype("int32")
+            hub.build(source, length)
+            functions = {
+                "ours_cached": lambda s, n=length: greedy_search(model, s, n, end_id=NO_END),
+                "ours_uncached": lambda s, n=length: ours_uncached(model, s, n),
+                "keras_hub_cached": lambda s, n=length: hub.greedy(s, n),
+            }
+            outputs = {}
+            for name in args.decoders:
+                for mode in args.compile:
+                    function = tf.function(functions[name], jit_compile=mode == "xla")
+                    row = {
+                        "decoder": name,
+                        "compile": mode,
+                        "batch_size": batch_size,
+                        "output_tokens": length,
+                        "ms_per_token": round(time_per_token(function, source, length, args.repeats), 3),
+                        "preset": args.preset,
+                        "device": device,
+                    }
+                    outputs[name] = np.asarray(function(source))
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+            if "ours_cached" in outputs and "ours_uncached" in outputs:
+                # Same model, same tokens: the cache changes the cost, not the result.
+                same = bool(np.array_equal(outputs["ours_cached"], outputs["ours_uncached"]))
+                print(json.dumps({"batch_size": batch_size, "output_tokens": length, "cached_equals_uncached": same}))
+    print_table(rows, args)
+
+
+def print_table(rows, args):
+    """ms per token: one row per (length, batch), one column per decoder and compilation."""
+    columns = [(name, mode) for name in args.decoders for mode in args.compile]
+    print("| tokens | batch | " + " | ".join(f"{name} ({mode})" for name, mode in columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
+    for length in args.lengths:
+        for batch_size in args.batch_sizes:
+            cells = []
+            for name, mode in columns:
+                match = [
+                    r for r in rows
+                    if (r["decoder"], r["compile"], r["batch_size"], r["output_tokens"]) == (name, mode, batch_size, length)
+                ]  # fmt: skip
+                cells.append(str(match[0]["ms_per_token"]) if match else "-")
+            print(f"| {length} | {batch_size} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,191 @@
+"""Training throughput: ours vs keras-hub's layers, same architecture, same batches, one run.
+
+    python benchmarks/train_throughput.py [--preset small] [--repeats 5] [--steps 20]
+
+Both models are the "small" Transformer (vocabulary 8000, d_model 256, 4
+heads, d_ff 1024, 3+3 layers, dropout 0.1): ours is `kt.Transformer`; the
+other is keras-hub's `TokenAndPositionEmbedding`, `TransformerEncoder` and
+`TransformerDecoder` with a `Dense` output layer, assembled the same way.
+Both train with the same optimizer (the paper's Adam and warm-up schedule),
+the same label-smoothed masked loss and the same fixed synthetic batches
+(batch 64, source/target lengths up to 32, padded), through `model.fit`.
+
+After a warm-up, the two alternate A/B for `--repeats` rounds of `--steps`
+steps each. Reported per model: median non-pad target tokens per second,
+achieved GFLOP/s (training FLOPs of the padded batch, 3x the forward
+matmul and attention FLOPs, counted the same way for both) and the ratio
+ours / keras-hub; plus a 2048^3 float32 matmul's GFLOP/s measured in the
+same process, so each figure has a "% of peak".
+
+Prints one JSON object per measurement, then a table.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_transformer as kt  # noqa: E402
+
+
+def keras_hub_model(vocabulary_size, num_layers, hidden_dim, num_heads, intermediate_dim, dropout, max_length):
+    """The same seq2seq Transformer from keras-hub's layers (learned positions, untied output)."""
+    source = keras.Input((None,), dtype="int32", name="encoder_token_ids")
+    target = keras.Input((None,), dtype="int32", name="decoder_token_ids")
+    x = keras_hub.layers.TokenAndPositionEmbedding(vocabulary_size, max_length, hidden_dim, mask_zero=True)(source)
+    for _ in range(num_layers):
+        x = keras_hub.layers.TransformerEncoder(intermediate_dim, num_heads, dropout=dropout)(x)
+    y = keras_hub.layers.TokenAndPositionEmbedding(vocabulary_size, max_length, hidden_dim, mask_zero=True)(target)
+    for _ in range(num_layers):
+        y = keras_hub.layers.TransformerDecoder(intermediate_dim, num_heads, dropout=dropout)(y, x)
+    logits = keras.layers.Dense(vocabulary_size)(y)
+    return keras.Model({"encoder_token_ids": source, "decoder_token_ids": target}, logits)
+
+
+def training_flops(config, batch_size, source_length, target_length):
+    """Matmul and attention FLOPs of one training step (3x forward) on the padded batch."""
+    d, f, n, v = config["hidden_dim"], config["intermediate_dim"], config["num_layers"], config["vocabulary_size"]
+    s, t = source_length, target_length
+    encoder = n * s * (2 * 4 * d * d + 2 * 2 * d * f + 2 * 2 * s * d)  # projections, FFN, QK^T and AV
+    decoder = n * t * (2 * 4 * d * d + 2 * 2 * d * f + 2 * 2 * t * d)  # self-attention block and FFN
+    decoder += n * (t * 2 * 2 * d * d + s * 2 * 2 * d * d + t * 2 * 2 * s * d)  # cross-attention: Q/O, K/V, scores
+    output = t * 2 * d * v
+    return 3 * batch_size * (encoder + decoder + output)
+
+
+def matmul_gflops(size=2048, repeats=5):
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    tf.matmul(a, b).numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.matmul(a, b).numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def synthetic_batches(vocabulary_size, batch_size, source_length, target_length, count, seed=0):
+    """`count` fixed batches of random ids, each row padded after a random length."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(count):
+        source = rng.integers(4, vocabulary_size, size=(batch_size, source_length)).astype("int32")
+        target = rng.integers(4, vocabulary_size, size=(batch_size, target_length + 1)).astype("int32")
+        for ids, length in ((source, source_length), (target, target_length + 1)):
+            lengths = rng.integers(length // 3, length + 1, size=batch_size)
+            ids[np.arange(length)[None] >= lengths[:, None]] = 0
+        target[:, 0] = kt.START_ID
+        batches.append(({"encoder_token_ids": source, "decoder_token_ids": target[:, :-1]}, target[:, 1:]))
+    return batches
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--vocabulary-size", type=int, default=8000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--source-length", type=int, default=32)
+    parser.add_argument("--target-length", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed round")
+    parser.add_argument("--repeats", type=int, default=5, help="A/B rounds after the warm-up")
+    parser.add_argument("--jit-compile", action="store_true", help="compile train steps with XLA")
+    args = parser.parse_args()
+    keras.utils.set_random_seed(0)
+
+    config = dict(kt.models.PRESETS[args.preset], vocabulary_size=args.vocabulary_size)
+    max_length = max(args.source_length, args.target_length)
+    ours = kt.Transformer.from_preset(
+        args.preset,
+        source_vocabulary_size=args.vocabulary_size,
+        target_vocabulary_size=args.vocabulary_size,
+        max_sequence_length=max_length,
+    )
+    hub = keras_hub_model(
+        args.vocabulary_size,
+        config["num_layers"],
+        config["hidden_dim"],
+        config["num_heads"],
+        config["intermediate_dim"],
+        config["dropout"],
+        max_length,
+    )
+    for model in (ours, hub):
+        schedule = kt.schedules.TransformerSchedule(config["hidden_dim"], 4000)
+        model.compile(
+            optimizer=kt.optimizers.transformer_adam(config["hidden_dim"], learning_rate=schedule),
+            loss=kt.losses.MaskedSparseCategoricalCrossentropy(label_smoothing=0.1),
+            metrics=[],
+            jit_compile=args.jit_compile,
+        )
+    batches = synthetic_batches(args.vocabulary_size, args.batch_size, args.source_length, args.target_length, args.steps)
+    target_tokens = sum(int((y != 0).sum()) for _, y in batches)
+    flops = training_flops(config, args.batch_size, args.source_length, args.target_length) * len(batches)
+
+    def dataset():
+        return tf.data.Dataset.from_generator(
+            lambda: iter(batches),
+            output_signature=(
+                {
+                    "encoder_token_ids": tf.TensorSpec((args.batch_size, args.source_length), tf.int32),
+                    "decoder_token_ids": tf.TensorSpec((args.batch_size, args.target_length), tf.int32),
+                },
+                tf.TensorSpec((args.batch_size, args.target_length), tf.int32),
+            ),
+        ).cache()
+
+    data = dataset()
+    models = {"ours": ours, "keras_hub": hub}
+    for model in models.values():  # warm-up: tracing, allocation, optimizer slots
+        model.fit(data, epochs=1, verbose=0)
+    seconds = {name: [] for name in models}
+    peak = [matmul_gflops()]
+    for _ in range(args.repeats):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.fit(data, epochs=1, verbose=0)
+            seconds[name].append(time.perf_counter() - start)
+        peak.append(matmul_gflops())
+    peak_gflops = statistics.median(peak)
+    rows = []
+    for name, model in models.items():
+        median = statistics.median(seconds[name])
+        row = {
+            "measurement": "train_throughput",
+            "model": name,
+            "parameters": model.count_params(),
+            "target_tokens_per_second": round(target_tokens / median),
+            "gflops_per_second": round(flops / median / 1e9, 1),
+            "matmul_gflops_per_second": round(peak_gflops, 1),
+            "percent_of_matmul": round(100 * flops / median / 1e9 / peak_gflops, 1),
+            "seconds_per_step": round(median / len(batches), 4),
+            "jit_compile": args.jit_compile,
+            "preset": args.preset,
+            "batch_size": args.batch_size,
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    ratio = rows[0]["target_tokens_per_second"] / rows[1]["target_tokens_per_second"]
+    print(json.dumps({"measurement": "train_throughput_ratio", "ours_over_keras_hub": round(ratio, 3)}))
+    print("| model | parameters | target tokens/s | GFLOP/s | % of matmul | s/step |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['model']} | {row['parameters']:,} | {row['target_tokens_per_second']} | "
+            f"{row['gflops_per_second']} | {row['percent_of_matmul']} | {row['seconds_per_step']} |"
+        )
+    print(f"ours / keras-hub: {ratio:.3f}; matmul {peak_gflops:.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
