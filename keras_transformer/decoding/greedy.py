@@ -61,11 +61,14 @@ def greedy_search(model, encoder_token_ids, max_length, start_id=START_ID, end_i
 def best_token(logits):
     """The index of each row's largest logit (the lowest on ties): `(B, V)` to `(B,)`.
 
-    `ops.top_k(..., 1)` rather than `ops.argmax`: on TensorFlow, Keras's float
-    argmax adds a sign-bit test (a bitwise and) that TFLite has no built-in op
-    for, so a decoding loop using it would not convert without Flex ops.
+    The argmax of an integer "is the maximum" mask: on TensorFlow, Keras's
+    float argmax adds a sign-bit test (a bitwise and) that TFLite has no
+    built-in op for, so a loop using it would not convert without Flex ops;
+    `ops.top_k(logits, 1)` converts but is ~13% slower per token at batch 32
+    under XLA on CPU (a sort).
     """
-    return ops.top_k(logits, 1)[1][:, 0]
+    is_best = ops.equal(logits, ops.max(logits, axis=-1, keepdims=True))  # (B, V)
+    return ops.argmax(ops.cast(is_best, "int32"), axis=-1)
 
 
 def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):

@@ -172,11 +172,34 @@ class MultiHeadAttention(keras.layers.Layer):
     def _merge_heads(self, x):
         return ops.reshape(x, (-1, self._length(x), self.num_heads * self.value_dim))  # (B, T, N*H)
 
+    def _project(self, inputs, layers):
+        """`[layer(inputs) for layer in layers]`, as one matmul over their joined kernels.
+
+        Fewer, larger matmuls run faster (fused Q/K/V for self-attention, K/V
+        for cross-attention); the weights stay separate variables. Quantized
+        or LoRA-enabled projections are applied one by one.
+        """
+        plain = all(layer.quantization_mode is None and not layer.lora_enabled for layer in layers)
+        if len(layers) == 1 or not plain:
+            return [dense_2d(layer, inputs) for layer in layers]
+        length = self._length(inputs)
+        flat = ops.reshape(inputs, (-1, inputs.shape[-1]))  # (B*T, d)
+        kernel = ops.concatenate([layer.kernel for layer in layers], axis=-1)  # (d, sum of units)
+        outputs = ops.matmul(flat, ops.cast(kernel, flat.dtype))
+        if self.use_bias:
+            outputs = outputs + ops.cast(ops.concatenate([layer.bias for layer in layers], axis=0), flat.dtype)
+        sizes = [layer.units for layer in layers]
+        splits = ops.split(outputs, [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)], axis=-1)
+        return [ops.reshape(x, (-1, length, size)) for x, size in zip(splits, sizes)]  # (B, T, units)
+
     def project_key_value(self, value, key=None, start_index=0):
         """Project `key`/`value` to `(B, S, N, H)` heads (rotated if RoPE)."""
-        key = value if key is None else key
-        k = self._split_heads(dense_2d(self.key_dense, key), self.key_dim)  # (B, S, N, H)
-        v = self._split_heads(dense_2d(self.value_dense, value), self.value_dim)  # (B, S, N, H)
+        if key is None:
+            k, v = self._project(value, (self.key_dense, self.value_dense))
+        else:
+            k, v = dense_2d(self.key_dense, key), dense_2d(self.value_dense, value)
+        k = self._split_heads(k, self.key_dim)  # (B, S, N, H)
+        v = self._split_heads(v, self.value_dim)  # (B, S, N, H)
         if self.use_rotary_embedding:
             k = self.rotary_embedding(k, start_index=start_index)
         return k, v
@@ -221,16 +244,26 @@ class MultiHeadAttention(keras.layers.Layer):
                 attention_mask = ops.expand_dims(value_mask, 1)  # (B, 1, S)
         start_index = 0 if cache_update_index is None else cache_update_index
 
-        q = self._split_heads(dense_2d(self.query_dense, query), self.key_dim)  # (B, T, N, H)
+        new_keys = cache is None or cache_update_index is not None
+        if new_keys and key is None and value is query:  # self-attention: Q, K and V in one matmul
+            q, k_new, v_new = self._project(query, (self.query_dense, self.key_dense, self.value_dense))
+            k_new = self._split_heads(k_new, self.key_dim)  # (B, T, N, H)
+            v_new = self._split_heads(v_new, self.value_dim)
+            if self.use_rotary_embedding:
+                k_new = self.rotary_embedding(k_new, start_index=start_index)
+        else:
+            q = dense_2d(self.query_dense, query)
+            if new_keys:
+                k_new, v_new = self.project_key_value(value, key, start_index)  # (B, S, N, H)
+        q = self._split_heads(q, self.key_dim)  # (B, T, N, H)
         if self.use_rotary_embedding:
             q = self.rotary_embedding(q, start_index=start_index)
         pair = isinstance(cache, (tuple, list))
         if cache is None:
-            k, v = self.project_key_value(value, key)  # (B, S, N, H)
+            k, v = k_new, v_new  # (B, S, N, H)
         elif cache_update_index is None:
             k, v = cache if pair else (cache[:, 0], cache[:, 1])  # (B, S_max, N, H)
         else:
-            k_new, v_new = self.project_key_value(value, key, start_index)
             k, v = cache if pair else (cache[:, 0], cache[:, 1])
             k = ops.slice_update(k, (0, cache_update_index, 0, 0), k_new)  # (B, S_max, N, H)
             v = ops.slice_update(v, (0, cache_update_index, 0, 0), v_new)
