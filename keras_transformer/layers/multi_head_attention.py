@@ -179,7 +179,10 @@ class MultiHeadAttention(keras.layers.Layer):
         for cross-attention); the weights stay separate variables. Quantized
         or LoRA-enabled projections are applied one by one.
         """
-        plain = all(layer.quantization_mode is None and not layer.lora_enabled for layer in layers)
+        plain = all(
+            layer.quantization_mode is None and not layer.lora_enabled and layer.activation is keras.activations.linear
+            for layer in layers
+        )
         if len(layers) == 1 or not plain:
             return [dense_2d(layer, inputs) for layer in layers]
         length = self._length(inputs)
