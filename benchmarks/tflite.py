@@ -13,9 +13,9 @@ and 128 tokens at batch 1, as float32 and dynamic-int8 TFLite files:
   prefix at every step (no cache), the baseline a cache must beat.
 
 With `--model`, the run's model is converted as `export` does (`generate`,
-stopping at the end token) in float32 and dynamic int8, and timed on its
-validation sentences one at a time; token agreement is against the Keras
-model's greedy output.
+stopping at the end token) in each variant (float32, float16, dynamic int8,
+int8), and timed on its validation sentences one at a time; token agreement
+is against the Keras model's greedy output and against float32.
 
 LiteRT interpreter (`ai_edge_litert`) with XNNPACK, `--threads` threads.
 Medians over `--repeats` runs. Prints one JSON object per measurement, then a
@@ -140,8 +140,9 @@ def trained_run(args, directory):
     ids = encode_sentences(run, sources)
     reference = np.asarray(run.model.generate(ids))
     rows, float32 = [], None
-    for variant in ("tflite", "tflite_dynamic_int8"):
-        flatbuffer = convert(build_module(run.model), variant, signatures=("generate",))
+    calibration = encode_sentences(run, run.source_sentences(limit=100))
+    for variant in args.variants:
+        flatbuffer = convert(build_module(run.model), variant, calibration, signatures=("generate",))
         path = write(flatbuffer, directory, f"{variant}.tflite")
         seconds, tokens = time_generate(path, ids, args.threads, args.repeats)
         generated = int(sum(np.argmax(row == kt.END_ID) + 1 if (row == kt.END_ID).any() else len(row) for row in tokens))
@@ -159,7 +160,8 @@ def trained_run(args, directory):
         row["token_agreement_float32"] = round(token_agreement(float32, tokens)[0], 4)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    rows[1]["size_vs_float32"] = round(rows[1]["size_mb"] / rows[0]["size_mb"], 3)
+    for row in rows[1:]:
+        row["size_vs_float32"] = round(row["size_mb"] / rows[0]["size_mb"], 3)
     return rows
 
 
@@ -167,6 +169,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a trained run directory (default: random weights, fixed lengths)")
     parser.add_argument("--sentences", type=int, default=100, help="validation sentences of --model")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["tflite", "tflite_float16", "tflite_dynamic_int8", "tflite_int8"],
+        help="with --model: the variants, float32 first",
+    )
     parser.add_argument("--preset", default="small")
     parser.add_argument("--vocabulary-size", type=int, default=8000)
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 128])
@@ -175,7 +183,7 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         rows = trained_run(args, directory) if args.model else fixed_lengths(args, directory)
-    columns = [c for c in rows[0] if c != "measurement"]
+    columns = [c for c in dict.fromkeys(k for row in rows for k in row) if c != "measurement"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:
