@@ -138,18 +138,20 @@ class TranslationModule(tf.Module):
             inputs = {"encoder_token_ids": encoder_token_ids, "decoder_token_ids": decoder_token_ids}
             return {"logits": self.model(inputs, training=False)}
 
+    def _best_ids(self, source, beam):
+        """`(B, max_length)` ids: greedy, or the best beam's."""
+        with self._weights():
+            if beam:
+                token_ids, _ = beam_search(self.model, source, self.max_length, self.beam_size, self.length_penalty)
+                return token_ids[:, 0]
+            return greedy_search(self.model, source, self.max_length)
+
     def _translate(self, text, beam):
         """Empty (or blank) sentences give empty translations; longer ones are truncated."""
         source = self.source_tokenizer.tokenize(text)[:, : self.max_length]
         source = tf.cast(source.to_tensor(PAD_ID), tf.int32)
         # A batch of blank sentences is still a (B, 1) source.
         source = tf.pad(source, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(source)[1])]])
-        with self._weights():
-            if beam:
-                token_ids, _ = beam_search(self.model, source, self.max_length, self.beam_size, self.length_penalty)
-                token_ids = token_ids[:, 0]
-            else:
-                token_ids = greedy_search(self.model, source, self.max_length)
-        translation = self.target_tokenizer.detokenize(token_ids)
+        translation = self.target_tokenizer.detokenize(self._best_ids(source, beam))
         blank = tf.equal(tf.strings.strip(text), "")
         return {"translation": tf.where(blank, tf.constant(""), translation)}

@@ -44,7 +44,6 @@ from export.graphs import TranslationModule
 from export.registry import register
 from export.run import ExportError
 from export.tflite import convert, operators
-from keras_transformer.decoding import beam_search, greedy_search
 from keras_transformer.layers.masks import END_ID, PAD_ID
 
 VARIANTS = {"tflite_text": "model_text.tflite", "tflite_text_dynamic_int8": "model_text_dynamic_int8.tflite"}
@@ -130,13 +129,7 @@ class TextTranslationModule(TranslationModule):
         source = self._tokenize(text)
         blank = tf.equal(source.row_lengths(), 0)  # (B,)
         source = tf.cast(source.to_tensor(PAD_ID, shape=[None, self.max_length]), tf.int32)  # truncates
-        with self._weights():
-            if beam:
-                token_ids, _ = beam_search(self.model, source, self.max_length, self.beam_size, self.length_penalty)
-                token_ids = token_ids[:, 0]
-            else:
-                token_ids = greedy_search(self.model, source, self.max_length)
-        token_ids = tf.where(blank[:, None], END_ID, token_ids)
+        token_ids = tf.where(blank[:, None], END_ID, self._best_ids(source, beam))
         return {"translation": detokenize_in_graph(self._strings, token_ids)}
 
 
