@@ -4,14 +4,23 @@ With no arguments: trains the "tiny" preset on the built-in synthetic
 translation task (no files, no download). With parallel text: trains
 subword tokenizers on it, trains the model, logs validation BLEU and chrF
 each epoch, keeps the best model and writes the validation translations.
+`--task` picks another family, each with a built-in generated data set:
+sentence classification, tagging, language modelling, masked-LM
+pre-training (then `--init-from` that run to fine-tune a classifier or
+tagger, `--freeze-layers K` to freeze its lowest layers).
 
     python train.py
     python train.py --train-src train.en.gz --train-tgt train.de.gz \\
         --val-src val.en.gz --val-tgt val.de.gz --preset small --epochs 10
+    python train.py --task classify               # or tag, lm, pretrain-mlm
+    python train.py --task pretrain-mlm --name mlm
+    python train.py --task classify --init-from runs/mlm --freeze-layers 1
+    python train.py --task classify --train-tsv reviews.tsv   # text<TAB>label lines
     python train.py --name my-run --resume        # continue an interrupted run
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -41,6 +50,12 @@ MODEL_ARGUMENTS = (
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--task",
+        default="translate",
+        choices=["translate", "classify", "tag", "lm", "pretrain-mlm"],
+        help="translate (encoder-decoder), classify / tag (encoder-only), lm (decoder-only), pretrain-mlm",
+    )
     model = parser.add_argument_group("model (a preset, then overrides; paper symbols in brackets)")
     model.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     model.add_argument("--num-layers", type=int, help="N, layers per stack")
@@ -63,6 +78,9 @@ def parse_args(argv=None):
     training.add_argument("--label-smoothing", type=float, default=0.1, help="eps_ls")
     training.add_argument("--seed", type=int, default=0)
     training.add_argument(
+        "--learning-rate", type=float, help="classify/tag/lm/pretrain-mlm: peak Adam learning rate (default by task)"
+    )
+    training.add_argument(
         "--time-limit", type=float, help="minutes of training at most: the epoch in progress ends early and is scored"
     )
 
@@ -77,8 +95,19 @@ def parse_args(argv=None):
     data.add_argument("--vocab-size", type=int, default=8000, help="subword vocabulary size (per side)")
     data.add_argument("--joint-vocabulary", action="store_true", help="one tokenizer for source and target")
     data.add_argument("--max-line-chars", type=int, default=1000, help="longer lines are skipped (counted)")
-    data.add_argument("--train-examples", type=int, default=20000, help="synthetic task: training sentences")
-    data.add_argument("--val-examples", type=int, default=1000, help="synthetic task: validation sentences")
+    data.add_argument("--train-examples", type=int, help="built-in task: training sentences (default by task)")
+    data.add_argument("--val-examples", type=int, help="built-in task: validation sentences (default by task)")
+
+    family = parser.add_argument_group("classify, tag, lm, pretrain-mlm (see --task)")
+    family.add_argument("--train-conll", help="tag: token<TAB>tag lines, a blank line between sentences")
+    family.add_argument("--val-conll", help="tag: validation sentences (default: 10%% of --train-conll)")
+    family.add_argument("--train-text", help="lm, pretrain-mlm: plain text, one example per line")
+    family.add_argument("--val-text", help="lm, pretrain-mlm: validation lines (default: 5%% of --train-text)")
+    family.add_argument("--init-from", help="classify, tag: start from this run's encoder (and tokenizer)")
+    family.add_argument(
+        "--freeze-layers", type=int, help="classify, tag: freeze the embedding and the lowest K layers (-1: all)"
+    )
+    family.add_argument("--pooling", choices=["first", "mean"], default="mean", help="classify: sentence vector")
 
     output = parser.add_argument_group("output")
     output.add_argument("--out", default="runs", help="parent of run directories")
@@ -97,12 +126,34 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.resume and not args.name:
         parser.error("--resume needs the --name of the run to continue")
+    check_task_arguments(parser, args)
     args.text = bool(args.train_src or args.train_tgt or args.train_tsv)
     if args.text and not (args.train_tsv or (args.train_src and args.train_tgt)):
         parser.error("give both --train-src and --train-tgt, or --train-tsv")
     if not args.text and (args.val_src or args.val_tgt or args.val_tsv):
         parser.error("validation files need training files (--train-src/--train-tgt or --train-tsv)")
     return args
+
+
+def check_task_arguments(parser, args):
+    """Reject flags that belong to another task."""
+    allowed = {
+        "translate": {"train_src", "train_tgt", "train_tsv", "val_src", "val_tgt", "val_tsv"},
+        "classify": {"train_tsv", "val_tsv", "init_from", "freeze_layers"},
+        "tag": {"train_conll", "val_conll", "init_from", "freeze_layers"},
+        "lm": {"train_text", "val_text"},
+        "pretrain-mlm": {"train_text", "val_text"},
+    }
+    task_flags = set().union(*allowed.values())
+    wrong = sorted(name for name in task_flags - allowed[args.task] if getattr(args, name) is not None)
+    if wrong:
+        flags = ", ".join("--" + name.replace("_", "-") for name in wrong)
+        parser.error(f"--task {args.task} does not take {flags}")
+    if args.task != "translate":
+        if args.val_tsv and not args.train_tsv or args.val_text and not args.train_text:
+            parser.error("validation files need training files")
+        if args.freeze_layers is not None and not args.init_from:
+            parser.error("--freeze-layers needs --init-from (a pre-trained encoder to freeze)")
 
 
 def model_config(args, source_vocabulary_size, target_vocabulary_size):
@@ -120,8 +171,8 @@ def model_config(args, source_vocabulary_size, target_vocabulary_size):
 def synthetic_task(args, run):
     """The built-in task as arrays; evaluated by teacher-forced accuracy."""
     task = kt.data.SyntheticTranslationTask()
-    train_x, train_y = task.dataset(args.train_examples, seed=args.seed + 1)
-    val_x, val_y = task.dataset(args.val_examples, seed=args.seed + 2)
+    train_x, train_y = task.dataset(args.train_examples or 20000, seed=args.seed + 1)
+    val_x, val_y = task.dataset(args.val_examples or 1000, seed=args.seed + 2)
     if max(train_x["encoder_token_ids"].shape[1], train_y.shape[1]) > args.max_length:
         raise ValueError(f"--max-length {args.max_length} is shorter than the synthetic sentences.")
 
@@ -145,8 +196,7 @@ def synthetic_task(args, run):
 
     return types.SimpleNamespace(
         description=(
-            f"synthetic translation, {args.train_examples} training / {args.val_examples} validation "
-            f"sentences"
+            f"synthetic translation, {len(train_y)} training / {len(val_y)} validation sentences"
         ),
         config={"name": "synthetic", **task.config()},
         vocabulary_sizes=(task.source_vocabulary_size, task.target_vocabulary_size),
@@ -231,35 +281,54 @@ def text_task(args, run):
     )
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    export_to = export_formats(args)
-    keras.utils.set_random_seed(args.seed)
-    kind = "text" if args.text else "synthetic"
-    name = args.name or f"{kind}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = RunDirectory(os.path.join(args.out, name), create=True, exist_ok=args.resume)
-    if args.resume and not os.path.isdir(run.checkpoint_dir):
-        raise ValueError(f"--resume: {run.path} has no interrupted training to continue (it finished).")
-
+def translation_model(args, run):
+    """The translate task and its compiled `Transformer`."""
     task = (text_task if args.text else synthetic_task)(args, run)
     config = model_config(args, *task.vocabulary_sizes)
-    if args.resume and run.read_json("config.json")["model"] != config:
-        raise ValueError(f"--resume: the model flags differ from the run's {run.file('config.json')}.")
-    run.write_json("config.json", {"model": config, "training": vars(args), "task": task.config})
-
     model = kt.Transformer(**config)
     schedule = kt.schedules.TransformerSchedule(config["hidden_dim"], args.warmup_steps, args.learning_rate_scale)
     model.compile(
         optimizer=kt.optimizers.transformer_adam(config["hidden_dim"], learning_rate=schedule),
         label_smoothing=args.label_smoothing,
     )
-    print(
-        f"Run directory: {run.path}\n"
-        f"Task: {task.description}, vocabularies {task.vocabulary_sizes[0]} / {task.vocabulary_sizes[1]}\n"
-        f"Model: {args.preset} preset, N={config['num_layers']} layers, d_model {config['hidden_dim']}, "
-        f"{config['num_heads']} heads, d_ff {config['intermediate_dim']}, {config['position']} positions, "
-        f"{model.count_params():,} parameters"
+    task.model_config = config
+    task.description += f", vocabularies {task.vocabulary_sizes[0]} / {task.vocabulary_sizes[1]}"
+    return task, model
+
+
+def family_model(args, run):
+    """A classify / tag / lm / pretrain-mlm task and its compiled model (`keras_transformer.tasks`)."""
+    from keras_transformer.tasks import TASKS
+
+    task = TASKS[args.task](args, run)
+    return task, task.model
+
+
+def describe(model):
+    """One line on the architecture of `model` (any family)."""
+    body = getattr(model, "backbone", model)
+    return (
+        f"{type(model).__name__}, N={body.num_layers} layers, d_model {body.hidden_dim}, {body.num_heads} heads, "
+        f"d_ff {body.intermediate_dim}, {body.position} positions, {model.count_params():,} parameters"
     )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    export_to = export_formats(args)
+    keras.utils.set_random_seed(args.seed)
+    kind = ("text" if args.text else "synthetic") if args.task == "translate" else args.task
+    name = args.name or f"{kind}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = RunDirectory(os.path.join(args.out, name), create=True, exist_ok=args.resume)
+    if args.resume and not os.path.isdir(run.checkpoint_dir):
+        raise ValueError(f"--resume: {run.path} has no interrupted training to continue (it finished).")
+
+    task, model = (translation_model if args.task == "translate" else family_model)(args, run)
+    config = json.loads(json.dumps(task.model_config))
+    if args.resume and run.read_json("config.json")["model"] != config:
+        raise ValueError(f"--resume: the model flags differ from the run's {run.file('config.json')}.")
+    run.write_json("config.json", {"model": config, "training": vars(args), "task": task.config})
+    print(f"Run directory: {run.path}\nTask: {task.description}\nModel: {args.preset} preset, {describe(model)}")
     monitor, mode = task.monitor
     callbacks = [
         keras.callbacks.BackupAndRestore(run.checkpoint_dir),
@@ -273,7 +342,7 @@ def main(argv=None):
     model.fit(epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, **task.fit_kwargs)
     seconds = time.time() - start
 
-    results = task.evaluate(run.load_model())
+    results = task.evaluate(run.load_model(compile=False))
     results["train_seconds"] = round(seconds, 1)
     run.write_json("evaluation.json", results)
     formats = {
@@ -281,6 +350,7 @@ def main(argv=None):
         "bleu_lowercase": "lowercased BLEU {:.2f}",
         "chrf": "chrF {:.2f}",
         "cross_entropy": "cross-entropy {:.4f}",
+        "perplexity": "perplexity {:.2f}",
     }
     summary = ", ".join(
         formats.get(key, key.replace("_", " ") + " {:.2%}").format(value)
@@ -291,6 +361,9 @@ def main(argv=None):
         f"\nValidation, best epoch by {monitor}: {summary or 'no validation set'}\n"
         f"Training time: {seconds:.0f} s. Model: {run.file('model.keras')}"
     )
+    for key, title in (("samples", "Sampled texts"), ("samples_top_p", "Sampled texts, top-p 0.9")):
+        if results.get(key):
+            print(f"{title}:\n" + "\n".join(f"  {text}" for text in results[key]))
     if export_to:
         from export import export_run
 
@@ -300,16 +373,25 @@ def main(argv=None):
 
 def export_formats(args):
     """The formats to export at the end (checked before training starts)."""
-    if args.no_export:
+    if args.no_export or args.task == "pretrain-mlm":  # a pre-trained encoder is fine-tuned, not served
         return []
     from export import FORMATS
     from export.__main__ import ALL_FORMATS, DEFAULT_FORMATS
+    from export.families import FAMILY_FORMATS
 
+    if args.task != "translate":
+        known = FAMILY_FORMATS
+        named = {"default": list(FAMILY_FORMATS), "all": list(FAMILY_FORMATS)}
+    else:
+        known, named = sorted(FORMATS), {"default": list(DEFAULT_FORMATS), "all": list(ALL_FORMATS)}
     formats = [name.strip() for name in args.export.split(",") if name.strip()]
-    formats = {"default": list(DEFAULT_FORMATS), "all": list(ALL_FORMATS)}.get(",".join(formats), formats)
-    unknown = sorted(set(formats) - set(FORMATS))
+    formats = named.get(",".join(formats), formats)
+    unknown = sorted(set(formats) - set(known))
     if unknown or not formats:
-        raise ValueError(f"--export: unknown format(s) {unknown}. Expected default, all or some of {sorted(FORMATS)}.")
+        raise ValueError(
+            f"--export: unknown format(s) {unknown} for --task {args.task}. Expected default, all or some of "
+            f"{sorted(known)}."
+        )
     return formats
 
 

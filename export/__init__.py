@@ -11,4 +11,4 @@ from export.registry import FORMATS, export_run, register  # noqa: F401
 from export.run import ExportError, Run  # noqa: F401
 
 # Importing the format modules registers them.
-from export import saved_model, tflite, tflite_text  # noqa: F401, E402
+from export import families, saved_model, tflite, tflite_text  # noqa: F401, E402

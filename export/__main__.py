@@ -22,7 +22,8 @@ def parse_args(argv=None):
         "--format",
         action="append",
         choices=sorted(FORMATS) + ["all"],
-        help=f"repeatable; all: {', '.join(ALL_FORMATS)} (the default)",
+        help=f"repeatable; all: {', '.join(ALL_FORMATS)} (the default; for classify/tag/lm runs: saved_model and "
+        "the three TFLite variants)",
     )
     parser.add_argument("--out", help="output directory (default: <model>/export)")
     parser.add_argument("--beam-size", type=int, default=4, help="beam_search and translate_beam signatures")
@@ -35,15 +36,19 @@ def main(argv=None):
     import export
     from export.run import read_source_lines
 
+    from export.families import FAMILY_FORMATS
+
     args = parse_args(argv)
+    run = export.Run(args.model)
     formats = args.format or ["all"]
-    formats = list(ALL_FORMATS) if "all" in formats else list(dict.fromkeys(formats))
+    every = ALL_FORMATS if run.family == "translate" else FAMILY_FORMATS
+    formats = list(every) if "all" in formats else list(dict.fromkeys(formats))
     if args.beam_size < 1:
         raise export.ExportError(f"--beam-size must be positive. Received: {args.beam_size}")
     options = {"beam_size": args.beam_size, "length_penalty": args.length_penalty}
     if args.data:
         options["calibration_sentences"] = read_source_lines(args.data)
-    return export.export_run(args.model, formats, out=args.out, **options)
+    return export.export_run(args.model, formats, out=args.out, run=run, **options)
 
 
 def cli(argv=None):

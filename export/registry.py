@@ -6,6 +6,8 @@ import time
 from export.run import ExportError, Run, atomic_output
 
 FORMATS = {}
+# Exporters of the same formats for classify, tag and lm runs (`export.families`).
+FAMILY_EXPORTERS = {}
 
 
 def register(name, filename):
@@ -16,6 +18,11 @@ def register(name, filename):
         return function
 
     return decorator
+
+
+def register_family(name, function):
+    """Register `function(run, path, **options)` as format `name` of classify/tag/lm runs."""
+    FAMILY_EXPORTERS[name] = function
 
 
 def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=print, **options):
@@ -36,10 +43,18 @@ def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=prin
     if unknown:
         raise ExportError(f"Unknown export format(s) {unknown}. Expected some of {sorted(FORMATS)}.")
     run = run or Run(model_dir)
+    if run.family != "translate":
+        unknown = [name for name in formats if name not in FAMILY_EXPORTERS]
+        if unknown:
+            raise ExportError(
+                f"{run.family} runs have no {unknown} export. Expected some of {sorted(FAMILY_EXPORTERS)}."
+            )
     out = out or run.default_out
     written = {}
     for name in formats:
         function, filename = FORMATS[name]
+        if run.family != "translate":
+            function = FAMILY_EXPORTERS[name]
         path = os.path.join(out, filename)
         start = time.time()
         with atomic_output(path) as tmp:

@@ -40,6 +40,10 @@ class Run:
             self.source_tokenizer, self.target_tokenizer = load_tokenizers(run.file(TOKENIZER_DIR))
         except (OSError, ValueError) as error:
             raise ExportError(f"{path}: {error}") from None
+        self.family = self.config.get("task", {}).get("family", "translate")
+        if self.family != "translate":
+            self._check_family()
+            return
         sizes = (self.model.source_vocabulary_size, self.model.target_vocabulary_size)
         tokenizer_sizes = (self.source_tokenizer.vocabulary_size, self.target_tokenizer.vocabulary_size)
         if sizes != tokenizer_sizes:
@@ -47,8 +51,36 @@ class Run:
                 f"{path}: the tokenizers do not match the model (vocabularies {tokenizer_sizes[0]} / "
                 f"{tokenizer_sizes[1]}, the model's {sizes[0]} / {sizes[1]}): a mismatched run directory."
             )
+        self._check_length()
+
+    def _check_length(self):
         if self.config.get("model", {}).get("max_sequence_length") != self.model.max_sequence_length:
-            raise ExportError(f"{path}: {CONFIG_FILE} does not describe {MODEL_FILE} (max_sequence_length differs).")
+            raise ExportError(f"{self.path}: {CONFIG_FILE} does not describe {MODEL_FILE} (max_sequence_length differs).")
+
+    def _check_family(self):
+        """A classifier, tagger or language model, and a tokenizer that fits it."""
+        from export.families import EXPORTED_FAMILIES
+
+        expected = EXPORTED_FAMILIES.get(self.family)
+        if expected is None:
+            raise ExportError(f"{self.path}: a {self.family} run has no export (fine-tune it first).")
+        if type(self.model).__name__ != expected:
+            raise ExportError(f"{self.path}: a {self.family} run should hold a {expected}, not {type(self.model).__name__}.")
+        body = getattr(self.model, "backbone", self.model)
+        # A pre-trained encoder's vocabulary has one more id than its tokenizer: the mask token.
+        size = self.source_tokenizer.vocabulary_size
+        if body.vocabulary_size not in (size, size + 1):
+            raise ExportError(
+                f"{self.path}: the tokenizer ({size} ids) does not match the model ({body.vocabulary_size}): "
+                "a mismatched run directory."
+            )
+        self.labels = self.config.get("task", {}).get("labels")
+        if self.family in ("classify", "tag"):
+            expected_count = self.model.num_classes if self.family == "classify" else self.model.num_tags
+            if not self.labels or len(self.labels) != expected_count:
+                raise ExportError(f"{self.path}: {CONFIG_FILE} does not list the model's {expected_count} labels.")
+        if _find(self.config.get("model", {}), "max_sequence_length") != body.max_sequence_length:
+            raise ExportError(f"{self.path}: {CONFIG_FILE} does not describe {MODEL_FILE} (max_sequence_length differs).")
 
     @property
     def default_out(self):
@@ -75,6 +107,18 @@ class Run:
                 f"{self.path}: cannot read the training data for calibration ({error}); pass --data FILE."
             ) from None
         return sources[:limit]
+
+
+def _find(config, key):
+    """The first value of `key` in nested dicts (a task model's config holds its backbone's)."""
+    if isinstance(config, dict):
+        if key in config:
+            return config[key]
+        for value in config.values():
+            found = _find(value, key)
+            if found is not None:
+                return found
+    return None
 
 
 @contextlib.contextmanager

@@ -136,6 +136,13 @@ def operators(flatbuffer, custom_only=False):
     return sorted(result)
 
 
+def refuse_flex(flatbuffer, variant):
+    """Raise `ExportError` if the converted model needs TensorFlow (Flex) ops."""
+    flex = [name for name in operators(flatbuffer) if name.startswith("Flex")]
+    if flex:
+        raise ExportError(f"{variant}: the converted model needs Flex ops {flex}.")
+
+
 def _export(variant):
     def export(run, path, beam_size=4, length_penalty=0.6, calibration_sentences=None, **unused):
         module = build_module(run.model, beam_size, length_penalty)
@@ -144,9 +151,7 @@ def _export(variant):
             sentences = calibration_sentences or run.source_sentences(limit=100)
             calibration_ids = encode_sentences(run, sentences[:100])
         flatbuffer = convert(module, variant, calibration_ids)
-        flex = [name for name in operators(flatbuffer) if name.startswith("Flex")]
-        if flex:
-            raise ExportError(f"{variant}: the converted model needs Flex ops {flex}.")
+        refuse_flex(flatbuffer, variant)
         with open(path, "wb") as f:
             f.write(flatbuffer)
 

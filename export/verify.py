@@ -181,8 +181,14 @@ def measure(backend, ids, reference_tokens, detokenize, references, args, start_
     return result, tokens, hypotheses
 
 
-def format_table(rows):
-    columns = [
+FAMILY_COLUMNS = [
+    ("artifact", "{}"), ("size_mb", "{:.3f}"), ("agreement", "{:.2%}"), ("max_probability_difference", "{:.2e}"),
+    ("ms_batch_1", "{:.3f}"),
+]  # fmt: skip
+
+
+def format_table(rows, columns=None):
+    columns = columns or [
         ("artifact", "{}"), ("size_mb", "{:.2f}"), ("token_agreement", "{:.2%}"), ("sentences_equal", "{:.2%}"),
         ("max_logit_difference", "{:.2e}"), ("bleu", "{:.2f}"), ("chrf", "{:.2f}"), ("ms_per_sentence", "{:.1f}"),
         ("ms_per_token", "{:.3f}"),
@@ -241,6 +247,8 @@ def main(argv=None):
     args = parse_args(argv)
     run = Run(args.model)
     export_dir = args.export_dir or run.default_out
+    if run.family != "translate":
+        return verify_family(run, export_dir, args)
     sources, references = validation_data(run, args)
     ids = encode_sentences(run, sources)
 
@@ -276,6 +284,23 @@ def main(argv=None):
     with atomic_output(path) as tmp:
         with open(tmp, "w") as f:
             json.dump({"model": run.path, "sentences": len(sources), "results": rows}, f, indent=2)
+    print(f"Written: {path}")
+    return rows
+
+
+def verify_family(run, export_dir, args):
+    """A classify, tag or lm run: every artifact against Keras on generated inputs."""
+    from export.families import verify
+    from export.run import atomic_output
+
+    rows = verify(run, export_dir, count=args.limit or 64, threads=args.threads)
+    if len(rows) == 1:
+        print(f"warning: no exported artifact in {export_dir}; run python -m export first.", file=sys.stderr)
+    print(format_table(rows, FAMILY_COLUMNS))
+    path = args.json or os.path.join(export_dir, "verify.json")
+    with atomic_output(path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump({"model": run.path, "family": run.family, "results": rows}, f, indent=2)
     print(f"Written: {path}")
     return rows
 

@@ -2,6 +2,16 @@
 
 from keras_transformer import callbacks, data, layers, losses, metrics, models, optimizers, run_directory, schedules
 from keras_transformer.layers.masks import END_ID, PAD_ID, START_ID, UNKNOWN_ID
-from keras_transformer.models import Transformer, TransformerDecoder, TransformerEncoder
+from keras_transformer.fine_tuning import freeze, unfreeze
+from keras_transformer.models import (
+    Transformer,
+    TransformerClassifier,
+    TransformerDecoder,
+    TransformerEncoder,
+    TransformerEncoderModel,
+    TransformerLM,
+    TransformerMaskedLM,
+    TransformerTagger,
+)
 
 __version__ = "0.1.0"

@@ -58,3 +58,23 @@ def run(corpus, tmp_path_factory):
         ]
     )  # fmt: skip
     return out / "text"
+
+
+FAMILY_MODEL = [
+    "--num-layers", "1", "--hidden-dim", "32", "--num-heads", "4", "--intermediate-dim", "64",
+    "--max-length", "24", "--verbose", "0", "--batch-size", "32",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def family_runs(tmp_path_factory):
+    """A classify, a tag and an lm run of train.py on the built-in data, exported by default."""
+    import train
+
+    out = tmp_path_factory.mktemp("family_runs")
+    for task, examples, epochs in (("classify", 1000, 5), ("tag", 1500, 6), ("lm", 3000, 10)):
+        train.main(
+            FAMILY_MODEL + ["--task", task, "--train-examples", str(examples), "--val-examples", "200",
+                            "--epochs", str(epochs), "--out", str(out), "--name", task]
+        )  # fmt: skip
+    return out

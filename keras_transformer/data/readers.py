@@ -24,6 +24,7 @@ class ReadReport:
     kept: int = 0
     skipped: dict = dataclasses.field(default_factory=dict)
     examples: dict = dataclasses.field(default_factory=dict)
+    unit: str = "pairs"
 
     def skip(self, reason, line_number):
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -32,7 +33,7 @@ class ReadReport:
             self.examples[reason].append(line_number)
 
     def summary(self):
-        text = f"{self.path}: {self.kept} of {self.lines} pairs kept"
+        text = f"{self.path}: {self.kept} {self.unit} kept of {self.lines} lines"
         for reason, count in self.skipped.items():
             lines = ", ".join(map(str, self.examples[reason]))
             text += f"; {count} skipped ({reason}: line {lines}{', ...' if count > 5 else ''})"

@@ -97,7 +97,10 @@ class SyntheticTranslationTask:
         words = set()
         while len(words) < count:
             words.add("".join(rng.choice(_SYLLABLES, size=rng.integers(2, 4))))
-        return sorted(words, key=lambda w: rng.random())
+        # Sorted before shuffling: a set's order changes with each process's string hashing.
+        words = sorted(words)
+        rng.shuffle(words)
+        return words
 
     @property
     def source_vocabulary_size(self):

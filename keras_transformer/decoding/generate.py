@@ -7,9 +7,6 @@ from keras import ops
 from keras_transformer.decoding.beam import beam_search
 from keras_transformer.decoding.greedy import greedy_search, sample
 
-METHODS = ("greedy", "beam", "sample")
-
-
 def _compile(model, function, seed_generator=None):
     """Compile a decoding function `function(ids)` for the current backend.
 
@@ -39,15 +36,31 @@ def _compile(model, function, seed_generator=None):
     return function
 
 
+SEQ2SEQ = {"greedy": greedy_search, "beam": beam_search, "sample": sample}
+
+
 class Generator:
     """The compiled decoding functions of one model, built on first use.
 
     A plain object, so Keras does not track what it holds: sampling's seed
     generators are not model state and are not saved with it.
+
+    Args:
+        model: the model (`max_sequence_length` and `_check_token_ids`).
+        vocabulary_size: its output vocabulary (checks `top_k`).
+        searches: `{"greedy": f, "sample": f, ...}` over `(model, ids,
+            max_length, ...)`; by default the encoder-decoder searches.
+        input_name: what the ids are called in error messages.
+        static_length: compile one function per input length (the
+            searches need it static), not one for all lengths.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, vocabulary_size=None, searches=None, input_name="encoder_token_ids", static_length=False):
         self.model = model
+        self.static_length = static_length
+        self.vocabulary_size = vocabulary_size or model.target_vocabulary_size
+        self.searches = searches or SEQ2SEQ
+        self.input_name = input_name
         self.functions = {}
 
     def _check(self, max_length, method, beam_size, temperature, top_k, top_p):
@@ -56,28 +69,30 @@ class Generator:
             raise ValueError(
                 f"`max_length` must be in [1, {limit}] (max_sequence_length). Received: max_length={max_length}"
             )
-        if method not in METHODS:
-            raise ValueError(f"Unknown decoding method. Expected one of {METHODS}. Received: method={method!r}")
+        if method not in self.searches:
+            raise ValueError(
+                f"Unknown decoding method. Expected one of {tuple(self.searches)}. Received: method={method!r}"
+            )
         if method == "beam" and (not isinstance(beam_size, int) or beam_size < 1):
             raise ValueError(f"`beam_size` must be a positive integer. Received: beam_size={beam_size}")
         if method == "sample":
             if temperature <= 0:
                 raise ValueError(f"`temperature` must be positive. Received: temperature={temperature}")
-            if top_k is not None and not 0 < top_k <= self.model.target_vocabulary_size:
+            if top_k is not None and not 0 < top_k <= self.vocabulary_size:
                 raise ValueError(f"`top_k` must be in [1, vocabulary size]. Received: top_k={top_k}")
             if top_p is not None and not 0 < top_p <= 1:
                 raise ValueError(f"`top_p` must be in (0, 1]. Received: top_p={top_p}")
 
     def _build(self, method, max_length, beam_size, length_penalty, temperature, top_k, top_p):
-        model = self.model
+        model, search = self.model, self.searches[method]
         if method == "greedy":
-            return _compile(model, lambda ids: greedy_search(model, ids, max_length)), None
+            return _compile(model, lambda ids: search(model, ids, max_length)), None
         if method == "beam":
-            return _compile(model, lambda ids: beam_search(model, ids, max_length, beam_size, length_penalty)), None
+            return _compile(model, lambda ids: search(model, ids, max_length, beam_size, length_penalty)), None
         seed_generator = keras.random.SeedGenerator(0)  # reseeded before each call
         function = _compile(
             model,
-            lambda ids: sample(model, ids, max_length, seed_generator, temperature, top_k, top_p),
+            lambda ids: search(model, ids, max_length, seed_generator, temperature, top_k, top_p),
             seed_generator,
         )
         return function, seed_generator
@@ -97,13 +112,15 @@ class Generator:
         max_length = max_length or self.model.max_sequence_length
         self._check(max_length, method, beam_size, temperature, top_k, top_p)
         encoder_token_ids = ops.convert_to_tensor(encoder_token_ids)
-        self.model._check_token_ids("encoder_token_ids", encoder_token_ids)
+        self.model._check_token_ids(self.input_name, encoder_token_ids)
         settings = {
             "greedy": (),
             "beam": (beam_size, float(length_penalty)),
             "sample": (float(temperature), top_k, top_p),
         }[method]
         key = (method, max_length, *settings)
+        if self.static_length:
+            key += (encoder_token_ids.shape[1],)
         if key not in self.functions:
             self.functions[key] = self._build(method, max_length, beam_size, length_penalty, temperature, top_k, top_p)
         function, seed_generator = self.functions[key]

@@ -2,3 +2,6 @@ from keras_transformer.models.presets import PRESETS
 from keras_transformer.models.transformer import Transformer
 from keras_transformer.models.transformer_decoder import TransformerDecoder, stack_cache, unstack_cache
 from keras_transformer.models.transformer_encoder import TransformerEncoder
+from keras_transformer.models.transformer_encoder_model import TransformerEncoderModel
+from keras_transformer.models.encoder_tasks import TransformerClassifier, TransformerMaskedLM, TransformerTagger
+from keras_transformer.models.transformer_lm import TransformerLM

@@ -3,13 +3,16 @@ from keras import ops
 
 from keras_transformer.decoding.generate import Generator
 from keras_transformer.layers.masks import padding_mask
-from keras_transformer.layers.transformer_embedding import TransformerEmbedding
-from keras_transformer.layers.utils import check_positive_int, check_rate
+from keras_transformer.models.common import (
+    check_architecture,
+    check_token_ids,
+    compile_from_config,
+    make_embedding,
+    stack_arguments,
+)
 from keras_transformer.models.presets import preset_config
 from keras_transformer.models.transformer_decoder import TransformerDecoder
 from keras_transformer.models.transformer_encoder import TransformerEncoder
-
-POSITIONS = ("sinusoidal", "learned", "relative", "rotary")
 
 INPUT_KEYS = ("encoder_token_ids", "decoder_token_ids")
 
@@ -88,25 +91,25 @@ class Transformer(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value in [
-            ("source_vocabulary_size", source_vocabulary_size),
-            ("target_vocabulary_size", target_vocabulary_size),
-            ("num_layers", num_layers),
-            ("hidden_dim", hidden_dim),
-            ("num_heads", num_heads),
-            ("intermediate_dim", intermediate_dim),
-            ("max_sequence_length", max_sequence_length),
-            ("max_relative_position", max_relative_position),
-        ]:
-            check_positive_int(value, name)
-        check_rate(dropout, "dropout")
-        if hidden_dim % num_heads:
-            raise ValueError(
-                "`hidden_dim` (d_model) must be divisible by `num_heads` (h). "
-                f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
-            )
-        if position not in POSITIONS:
-            raise ValueError(f"`position` must be one of {POSITIONS}. Received: position={position!r}")
+        architecture = dict(
+            num_layers=num_layers,
+            hidden_dim=hidden_dim,
+            num_heads=num_heads,
+            intermediate_dim=intermediate_dim,
+            dropout=dropout,
+            max_sequence_length=max_sequence_length,
+            position=position,
+            normalize_first=normalize_first,
+            attention_dropout=attention_dropout,
+            activation=activation,
+            layer_norm_epsilon=layer_norm_epsilon,
+            max_relative_position=max_relative_position,
+        )
+        check_architecture(
+            architecture,
+            source_vocabulary_size=source_vocabulary_size,
+            target_vocabulary_size=target_vocabulary_size,
+        )
         if share_embeddings and source_vocabulary_size != target_vocabulary_size:
             raise ValueError(
                 "`share_embeddings=True` needs one joint vocabulary. Received: "
@@ -131,30 +134,9 @@ class Transformer(keras.Model):
         self.max_relative_position = max_relative_position
 
         def embedding(vocabulary_size, tie_weights, name):
-            return TransformerEmbedding(
-                vocabulary_size,
-                hidden_dim,
-                max_sequence_length,
-                position=position if position in ("sinusoidal", "learned") else "none",
-                dropout=dropout,
-                tie_weights=tie_weights,
-                dtype=self.dtype_policy,
-                name=name,
-            )
+            return make_embedding(architecture, vocabulary_size, tie_weights, self.dtype_policy, name)
 
-        stack_kwargs = dict(
-            num_layers=num_layers,
-            intermediate_dim=intermediate_dim,
-            num_heads=num_heads,
-            dropout=dropout,
-            attention_dropout=attention_dropout,
-            activation=activation,
-            layer_norm_epsilon=layer_norm_epsilon,
-            normalize_first=normalize_first,
-            max_relative_position=max_relative_position if position == "relative" else None,
-            use_rotary_embedding=position == "rotary",
-            dtype=self.dtype_policy,
-        )
+        stack_kwargs = stack_arguments(architecture, self.dtype_policy)
         if share_embeddings:
             self.encoder_embedding = embedding(source_vocabulary_size, tie_embeddings, "shared_embedding")
             self.decoder_embedding = self.encoder_embedding
@@ -315,19 +297,7 @@ class Transformer(keras.Model):
         return self.decode(inputs["decoder_token_ids"], encoder_output, encoder_padding_mask, training)
 
     def _check_token_ids(self, name, token_ids):
-        """Reject what the model cannot mean: wrong rank, float ids, too long."""
-        shape = token_ids.shape
-        dtype = keras.backend.standardize_dtype(getattr(token_ids, "dtype", "int32"))
-        if len(shape) != 2:
-            raise ValueError(f"`{name}` must be (batch, length) token ids. Received: shape={tuple(shape)}")
-        if "int" not in dtype:
-            raise ValueError(f"`{name}` must hold integer token ids. Received: dtype={dtype}")
-        if shape[1] is not None and shape[1] > self.max_sequence_length:
-            raise ValueError(
-                f"`{name}` has {shape[1]} positions, more than max_sequence_length="
-                f"{self.max_sequence_length}. Truncate the input or build a model with a larger "
-                "`max_sequence_length`."
-            )
+        check_token_ids(name, token_ids, self.max_sequence_length)
 
     def compile(self, optimizer="auto", loss="auto", metrics="auto", warmup_steps=4000, label_smoothing=0.1, **kwargs):
         """`keras.Model.compile` with the paper's training set-up by default.
@@ -347,11 +317,7 @@ class Transformer(keras.Model):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def compile_from_config(self, config):
-        """Restore the compiled state saved in a `.keras` file."""
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
+        compile_from_config(self, config)
 
     def get_config(self):
         config = super().get_config()

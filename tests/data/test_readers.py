@@ -53,7 +53,7 @@ def test_bad_lines_are_skipped_counted_and_reported(tmp_path):
     assert sources == ["good one", "fine"] and targets == ["gut", "gut"]
     assert report.skipped == {"not UTF-8": 1, "empty side": 1, "over 40 characters": 1}
     summary = report.summary()
-    assert "2 of 5 pairs kept" in summary and "not UTF-8: line 2" in summary and "empty side: line 3" in summary
+    assert "2 pairs kept of 5 lines" in summary and "not UTF-8: line 2" in summary and "empty side: line 3" in summary
 
 
 def test_tsv_lines_without_one_tab_are_skipped(tmp_path):

@@ -58,3 +58,23 @@ def test_text_round_trip():
     words = task.source_text(sources[0]).split()
     assert [task.source_vocabulary.index(w) for w in words] == sources[0]
     assert task.target_text([START_ID, *targets[0], END_ID, 0]) == task.target_text(targets[0])
+
+
+def test_invented_vocabularies_are_the_same_in_every_process():
+    """String hashing differs between processes; the invented words must not depend on it."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import keras_transformer as kt; "
+        "print(' '.join(kt.data.SyntheticLanguage().vocabulary + kt.data.SyntheticTranslationTask().source_vocabulary))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True,
+            check=True,
+        ).stdout  # fmt: skip
+        for seed in ("1", "2")
+    }
+    assert len(outputs) == 1

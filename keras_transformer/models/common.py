@@ -1,0 +1,97 @@
+"""Argument checks and sublayer settings shared by every model family."""
+
+import keras
+
+from keras_transformer.layers.transformer_embedding import TransformerEmbedding
+from keras_transformer.layers.utils import check_positive_int, check_rate
+
+POSITIONS = ("sinusoidal", "learned", "relative", "rotary")
+
+# The architecture arguments every model takes, with their defaults (the paper's base model).
+ARCHITECTURE = dict(
+    num_layers=6,
+    hidden_dim=512,
+    num_heads=8,
+    intermediate_dim=2048,
+    dropout=0.1,
+    max_sequence_length=256,
+    position="sinusoidal",
+    normalize_first=False,
+    attention_dropout=0.0,
+    activation="relu",
+    layer_norm_epsilon=1e-5,
+    max_relative_position=16,
+)
+
+
+def check_architecture(config, **vocabulary_sizes):
+    """Raise `ValueError` for sizes, rates or choices no model can be built with."""
+    for name in ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", "max_sequence_length"):
+        check_positive_int(config[name], name)
+    check_positive_int(config["max_relative_position"], "max_relative_position")
+    for name, value in vocabulary_sizes.items():
+        check_positive_int(value, name)
+    check_rate(config["dropout"], "dropout")
+    if config["hidden_dim"] % config["num_heads"]:
+        raise ValueError(
+            "`hidden_dim` (d_model) must be divisible by `num_heads` (h). "
+            f"Received: hidden_dim={config['hidden_dim']}, num_heads={config['num_heads']}"
+        )
+    if config["position"] not in POSITIONS:
+        raise ValueError(f"`position` must be one of {POSITIONS}. Received: position={config['position']!r}")
+
+
+def make_embedding(config, vocabulary_size, tie_weights, dtype, name):
+    """The token embedding (`* sqrt(d_model)`), absolute positions and dropout of a stack."""
+    position = config["position"]
+    return TransformerEmbedding(
+        vocabulary_size,
+        config["hidden_dim"],
+        config["max_sequence_length"],
+        position=position if position in ("sinusoidal", "learned") else "none",
+        dropout=config["dropout"],
+        tie_weights=tie_weights,
+        dtype=dtype,
+        name=name,
+    )
+
+
+def stack_arguments(config, dtype):
+    """Keyword arguments of `TransformerEncoder`/`TransformerDecoder` for `config`."""
+    return dict(
+        num_layers=config["num_layers"],
+        intermediate_dim=config["intermediate_dim"],
+        num_heads=config["num_heads"],
+        dropout=config["dropout"],
+        attention_dropout=config["attention_dropout"],
+        activation=config["activation"],
+        layer_norm_epsilon=config["layer_norm_epsilon"],
+        normalize_first=config["normalize_first"],
+        max_relative_position=config["max_relative_position"] if config["position"] == "relative" else None,
+        use_rotary_embedding=config["position"] == "rotary",
+        dtype=dtype,
+    )
+
+
+def check_token_ids(name, token_ids, max_sequence_length):
+    """Reject what a model cannot mean: wrong rank, float ids, too long."""
+    shape = token_ids.shape
+    dtype = keras.backend.standardize_dtype(getattr(token_ids, "dtype", "int32"))
+    if len(shape) != 2:
+        raise ValueError(f"`{name}` must be (batch, length) token ids. Received: shape={tuple(shape)}")
+    if "int" not in dtype:
+        raise ValueError(f"`{name}` must hold integer token ids. Received: dtype={dtype}")
+    if shape[1] is not None and shape[1] > max_sequence_length:
+        raise ValueError(
+            f"`{name}` has {shape[1]} positions, more than max_sequence_length="
+            f"{max_sequence_length}. Truncate the input or build a model with a larger "
+            "`max_sequence_length`."
+        )
+
+
+def compile_from_config(model, config):
+    """Restore the compiled state saved in a `.keras` file (the model's own `compile`)."""
+    config = keras.saving.deserialize_keras_object(config)
+    model.compile(**config)
+    if model.built:
+        model.optimizer.build(model.trainable_variables)

@@ -1,0 +1,231 @@
+"""Task models over a `TransformerEncoderModel`: classifier, tagger, masked LM."""
+
+import keras
+from keras import ops
+
+from keras_transformer.layers.masks import padding_mask
+from keras_transformer.layers.utils import check_positive_int, check_rate
+from keras_transformer.models.common import compile_from_config
+from keras_transformer.models.transformer_encoder_model import TransformerEncoderModel
+
+POOLINGS = ("first", "mean")
+
+
+class EncoderTask(keras.Model):
+    """A backbone and a head: config with the backbone nested, compile defaults.
+
+    Subclasses set `default_loss` and `default_metrics` (callables).
+    """
+
+    def __init__(self, backbone, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(backbone, TransformerEncoderModel):
+            raise ValueError(
+                f"`backbone` must be a `TransformerEncoderModel`. Received: {type(backbone).__name__}"
+            )
+        self.backbone = backbone
+
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", learning_rate=1e-3, **kwargs):
+        """`keras.Model.compile`; `"auto"`: Adam at `learning_rate`, the task's loss and accuracy."""
+        if optimizer == "auto":
+            optimizer = keras.optimizers.Adam(learning_rate)
+        if loss == "auto":
+            loss = self.default_loss()
+        if metrics == "auto":
+            metrics = self.default_metrics()
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        compile_from_config(self, config)
+
+    def get_config(self):
+        config = super().get_config()
+        config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+def _masked_losses():
+    from keras_transformer.losses import MaskedSparseCategoricalCrossentropy
+
+    return MaskedSparseCategoricalCrossentropy()
+
+
+def _masked_accuracy():
+    from keras_transformer.metrics import MaskedAccuracy
+
+    return [MaskedAccuracy()]
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class TransformerClassifier(EncoderTask):
+    """N-to-1: a sentence's class from the encoder (BERT-like classification).
+
+    The backbone's vectors are pooled, either the first position's (the
+    `[CLS]`-style token: the data pipelines put the start token there) or the
+    mean over real (non-padding) positions, then dropout and a linear layer
+    give class logits (softmax is left to the loss and to export).
+
+    Args:
+        backbone: a `TransformerEncoderModel` (pre-trained or fresh).
+        num_classes: number of classes.
+        pooling: `"first"` or `"mean"`.
+        dropout: dropout on the pooled vector.
+
+    Call arguments:
+        token_ids: `(B, T)` int ids, 0-padded.
+        training: whether dropout is active.
+
+    Returns:
+        `(B, num_classes)` logits.
+
+    Example:
+    >>> backbone = keras_transformer.models.TransformerEncoderModel.from_preset("tiny", vocabulary_size=100)
+    >>> classifier = keras_transformer.TransformerClassifier(backbone, num_classes=3)
+    >>> classifier(keras.ops.ones((2, 9), "int32")).shape
+    (2, 3)
+    """
+
+    default_loss = staticmethod(lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    default_metrics = staticmethod(lambda: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+
+    def __init__(self, backbone, num_classes, pooling="mean", dropout=0.1, **kwargs):
+        super().__init__(backbone, **kwargs)
+        check_positive_int(num_classes, "num_classes")
+        check_rate(dropout, "dropout")
+        if pooling not in POOLINGS:
+            raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
+        self.num_classes = num_classes
+        self.pooling = pooling
+        self.dropout = dropout
+        self.pooled_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="pooled_dropout")
+        self.classifier_head = keras.layers.Dense(num_classes, dtype=self.dtype_policy, name="classifier_head")
+        self.classifier_head.build((None, backbone.hidden_dim))
+        self.built = True
+
+    def call(self, token_ids, training=None):
+        hidden = self.backbone(token_ids, training=training)  # (B, T, d)
+        if self.pooling == "first":
+            pooled = hidden[:, 0, :]
+        else:
+            mask = ops.cast(padding_mask(token_ids), hidden.dtype)[:, :, None]  # (B, T, 1)
+            pooled = ops.sum(hidden * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
+        pooled = self.pooled_dropout(pooled, training=training)
+        return ops.cast(self.classifier_head(pooled), "float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_classes=self.num_classes, pooling=self.pooling, dropout=self.dropout)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class TransformerTagger(EncoderTask):
+    """N-to-N: one tag per token (part-of-speech, named entities).
+
+    A linear layer over each position's vector. Tag id 0 is the padding tag:
+    the default loss and accuracy ignore positions labelled 0, so padding
+    (and the start/end positions the pipelines label 0) costs nothing.
+
+    Args:
+        backbone: a `TransformerEncoderModel`.
+        num_tags: number of tag ids, the padding tag 0 included.
+        dropout: dropout before the output layer.
+
+    Call arguments:
+        token_ids: `(B, T)` int ids, 0-padded.
+        training: whether dropout is active.
+
+    Returns:
+        `(B, T, num_tags)` logits.
+
+    Example:
+    >>> backbone = keras_transformer.models.TransformerEncoderModel.from_preset("tiny", vocabulary_size=100)
+    >>> tagger = keras_transformer.TransformerTagger(backbone, num_tags=5)
+    >>> tagger(keras.ops.ones((2, 9), "int32")).shape
+    (2, 9, 5)
+    """
+
+    default_loss = staticmethod(_masked_losses)
+    default_metrics = staticmethod(_masked_accuracy)
+
+    def __init__(self, backbone, num_tags, dropout=0.1, **kwargs):
+        super().__init__(backbone, **kwargs)
+        check_positive_int(num_tags, "num_tags")
+        check_rate(dropout, "dropout")
+        self.num_tags = num_tags
+        self.dropout = dropout
+        self.output_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="output_dropout")
+        self.tagger_head = keras.layers.Dense(num_tags, dtype=self.dtype_policy, name="tagger_head")
+        self.tagger_head.build((None, None, backbone.hidden_dim))
+        self.built = True
+
+    def call(self, token_ids, training=None):
+        hidden = self.output_dropout(self.backbone(token_ids, training=training), training=training)
+        return ops.cast(self.tagger_head(hidden), "float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_tags=self.num_tags, dropout=self.dropout)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class TransformerMaskedLM(EncoderTask):
+    """Masked language modelling, BERT's pre-training objective.
+
+    Predicts the original ids at masked positions (the inputs there hold the
+    mask token, a random token or the original, 80/10/10: see
+    `keras_transformer.data.families.masked_lm_dataset`). The head is a dense
+    layer with GELU and a LayerNorm, then the backbone's token embedding in
+    reverse (tied, as in BERT), so only positions asked for are projected to
+    the vocabulary.
+
+    Args:
+        backbone: a `TransformerEncoderModel`; its vocabulary includes the
+            mask token.
+
+    Call arguments:
+        inputs: dict with `"token_ids"` `(B, T)` and `"mask_positions"`
+            `(B, P)` int positions to predict (padded entries are ignored by
+            the loss through their label 0).
+        training: whether dropout is active.
+
+    Returns:
+        `(B, P, vocabulary_size)` logits.
+
+    Example:
+    >>> backbone = keras_transformer.models.TransformerEncoderModel.from_preset("tiny", vocabulary_size=100)
+    >>> mlm = keras_transformer.TransformerMaskedLM(backbone)
+    >>> mlm({"token_ids": keras.ops.ones((2, 9), "int32"),
+    ...      "mask_positions": keras.ops.zeros((2, 3), "int32")}).shape
+    (2, 3, 100)
+    """
+
+    default_loss = staticmethod(_masked_losses)
+    default_metrics = staticmethod(_masked_accuracy)
+
+    def __init__(self, backbone, **kwargs):
+        super().__init__(backbone, **kwargs)
+        hidden_dim = backbone.hidden_dim
+        self.transform = keras.layers.Dense(hidden_dim, activation="gelu", dtype=self.dtype_policy, name="transform")
+        self.transform.build((None, None, hidden_dim))
+        self.transform_norm = keras.layers.LayerNormalization(
+            epsilon=backbone.layer_norm_epsilon, dtype=self.dtype_policy, name="transform_norm"
+        )
+        self.transform_norm.build((None, None, hidden_dim))
+        self.built = True
+
+    def call(self, inputs, training=None):
+        if not isinstance(inputs, dict) or {"token_ids", "mask_positions"} - set(inputs):
+            raise ValueError('`TransformerMaskedLM` takes a dict with "token_ids" and "mask_positions".')
+        hidden = self.backbone(inputs["token_ids"], training=training)  # (B, T, d)
+        positions = ops.cast(inputs["mask_positions"], "int32")[:, :, None]  # (B, P, 1)
+        hidden = ops.take_along_axis(hidden, ops.repeat(positions, hidden.shape[-1], axis=-1), axis=1)  # (B, P, d)
+        hidden = self.transform_norm(self.transform(hidden))
+        return ops.cast(self.backbone.embedding.token_embedding(hidden, reverse=True), "float32")

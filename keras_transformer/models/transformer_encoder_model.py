@@ -1,0 +1,93 @@
+import keras
+
+from keras_transformer.layers.masks import padding_mask
+from keras_transformer.models.common import ARCHITECTURE, check_architecture, check_token_ids, make_embedding
+from keras_transformer.models.common import stack_arguments
+from keras_transformer.models.presets import preset_config
+from keras_transformer.models.transformer_encoder import TransformerEncoder
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class TransformerEncoderModel(keras.Model):
+    """An encoder-only Transformer (BERT-like): token ids to contextual vectors.
+
+    The backbone of `TransformerClassifier`, `TransformerTagger` and
+    `TransformerMaskedLM`: the encoder half of `Transformer` (token embedding
+    `* sqrt(d_model)`, positions, dropout, `N` encoder layers), with padding
+    (id 0) masked. Pre-train it with `TransformerMaskedLM`, or take a trained
+    translation model's encoder with `from_transformer`, then fine-tune a
+    task model built on it.
+
+    Args:
+        vocabulary_size: number of token ids.
+        num_layers, hidden_dim, num_heads, intermediate_dim, dropout,
+        max_sequence_length, position, normalize_first, attention_dropout,
+        activation, layer_norm_epsilon, max_relative_position: as in
+            `keras_transformer.Transformer`.
+
+    Call arguments:
+        token_ids: `(B, T)` int ids, 0-padded, `T <= max_sequence_length`.
+        training: whether dropout is active.
+
+    Returns:
+        `(B, T, hidden_dim)`.
+
+    Example:
+    >>> backbone = keras_transformer.models.TransformerEncoderModel.from_preset("tiny", vocabulary_size=100)
+    >>> backbone(keras.ops.ones((2, 9), "int32")).shape
+    (2, 9, 64)
+    """
+
+    def __init__(self, vocabulary_size, **kwargs):
+        architecture = {name: kwargs.pop(name, default) for name, default in ARCHITECTURE.items()}
+        super().__init__(**kwargs)
+        check_architecture(architecture, vocabulary_size=vocabulary_size)
+        self.vocabulary_size = vocabulary_size
+        self.architecture = architecture
+        for name, value in architecture.items():
+            setattr(self, name, value)
+        self.embedding = make_embedding(architecture, vocabulary_size, True, self.dtype_policy, "embedding")
+        self.encoder = TransformerEncoder(name="encoder", **stack_arguments(architecture, self.dtype_policy))
+        self.build()
+
+    @classmethod
+    def from_preset(cls, preset, **kwargs):
+        """A backbone with preset `preset` ("tiny", "small", "base", "big"), overridden by `kwargs`."""
+        config = preset_config(preset)
+        config.update(kwargs)
+        return cls(**config)
+
+    @classmethod
+    def from_transformer(cls, transformer):
+        """The encoder of a trained `keras_transformer.Transformer`, weights copied.
+
+        The result reads the translation model's source vocabulary.
+        """
+        config = {name: getattr(transformer, name) for name in ARCHITECTURE}
+        backbone = cls(transformer.source_vocabulary_size, dtype=transformer.dtype_policy, **config)
+        source = transformer.encoder_embedding
+        backbone.embedding.token_embedding.embeddings.assign(source.token_embedding.embeddings)
+        if source.position_encoding is not None:
+            backbone.embedding.position_encoding.set_weights(source.position_encoding.get_weights())
+        backbone.encoder.set_weights(transformer.encoder.get_weights())
+        return backbone
+
+    def build(self, input_shape=None):
+        self.embedding.build((None, None))
+        self.encoder.build((None, None, self.hidden_dim))
+        self.built = True
+
+    def call(self, token_ids, training=None):
+        check_token_ids("token_ids", token_ids, self.max_sequence_length)
+        x = self.embedding(token_ids, training=training)
+        return self.encoder(x, padding_mask=padding_mask(token_ids), training=training)
+
+    @property
+    def transformer_layers(self):
+        """The encoder layers, bottom first (what `freeze(model, up_to=k)` counts)."""
+        return self.encoder.transformer_layers
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(vocabulary_size=self.vocabulary_size, **self.architecture)
+        return config

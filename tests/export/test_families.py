@@ -1,0 +1,147 @@
+"""Export of classifiers, taggers and language models: SavedModel and TFLite equal Keras."""
+
+import os
+
+import numpy as np
+import pytest
+
+import keras_transformer as kt
+from tests.test_case import to_numpy
+
+pytestmark = pytest.mark.slow
+
+def load(family_runs, task):
+    from export import Run
+
+    return Run(str(family_runs / task))
+
+
+def tflite_runner(family_runs, task, signature, variant="model.tflite"):
+    from export.tflite import interpreter
+
+    return interpreter(str(family_runs / task / "export" / variant)).get_signature_runner(signature)
+
+
+def test_default_formats_and_signatures(family_runs):
+    from export.tflite import interpreter, operators
+
+    expected = {"classify": {"classify"}, "tag": {"tag"}, "lm": {"generate", "logits"}}
+    for task, signatures in expected.items():
+        names = set(os.listdir(family_runs / task / "export"))
+        assert names == {"saved_model", "model.tflite", "model_float16.tflite", "model_dynamic_int8.tflite"}
+        for variant in ("model.tflite", "model_float16.tflite", "model_dynamic_int8.tflite"):
+            path = str(family_runs / task / "export" / variant)
+            assert set(interpreter(path).get_signature_list()) == signatures
+            with open(path, "rb") as f:
+                assert not [op for op in operators(f.read()) if op.startswith("Flex")]
+
+
+def test_classifier_parity(family_runs):
+    import tensorflow as tf
+
+    from export.families import example_inputs
+
+    run = load(family_runs, "classify")
+    ids = example_inputs(run)
+    expected = to_numpy(keras_softmax(run.model(ids)))
+    saved = tf.saved_model.load(str(family_runs / "classify" / "export" / "saved_model"))
+    np.testing.assert_allclose(saved.signatures["classify"](token_ids=tf.constant(ids[:, :12]))["probabilities"],
+                               to_numpy(keras_softmax(run.model(ids[:, :12]))), atol=1e-5)  # fmt: skip
+    classify = tflite_runner(family_runs, "classify", "classify")
+    np.testing.assert_allclose(classify(token_ids=ids)["probabilities"], expected, atol=1e-5)
+    for variant in ("model_float16.tflite", "model_dynamic_int8.tflite"):
+        probabilities = tflite_runner(family_runs, "classify", "classify", variant)(token_ids=ids)["probabilities"]
+        assert np.mean(probabilities.argmax(-1) == expected.argmax(-1)) >= 0.9
+    # Text in, label out: equal to the Keras model on the run's own tokenization.
+    from keras_transformer.data.families import encoder_inputs
+    from keras_transformer.data.synthetic_language import SyntheticLanguage
+
+    texts = SyntheticLanguage().texts(8, seed=99) + ["", "zzz unknown words"]
+    outputs = saved.signatures["classify_text"](text=tf.constant(texts))
+    keras_ids = encoder_inputs(run.source_tokenizer, texts, run.model.backbone.max_sequence_length)
+    keras_labels = [run.labels[i] for i in to_numpy(run.model(keras_ids)).argmax(-1)]
+    assert [label.decode() for label in outputs["label"].numpy()] == keras_labels
+
+
+def keras_softmax(logits):
+    import keras
+
+    return keras.ops.softmax(logits)
+
+
+def test_tagger_parity(family_runs):
+    import tensorflow as tf
+
+    from export.families import example_inputs
+
+    run = load(family_runs, "tag")
+    ids = example_inputs(run)
+    logits = to_numpy(run.model(ids))
+    expected = np.where(ids == 0, 0, logits[:, :, 1:].argmax(-1) + 1)
+    np.testing.assert_array_equal(tflite_runner(family_runs, "tag", "tag")(token_ids=ids)["tag_ids"], expected)
+    saved = tf.saved_model.load(str(family_runs / "tag" / "export" / "saved_model"))
+    np.testing.assert_array_equal(saved.signatures["tag"](token_ids=tf.constant(ids))["tag_ids"], expected)
+    words, tags, _ = kt.data.SyntheticLanguage().sample(6, seed=98)
+    outputs = saved.signatures["tag_text"](text=tf.constant([" ".join(w) for w in words]))["tags"].numpy()
+    predicted = [[t.decode() for t in row[: len(w)]] for row, w in zip(outputs, words)]
+    from keras_transformer.data.families import tagging_data
+
+    keras_ids, _ = tagging_data(run.source_tokenizer, words, tags, run.labels, 24)
+    keras_tags = to_numpy(run.model(keras_ids))[:, 1:, 1:].argmax(-1) + 1
+    assert predicted == [[run.labels[i] for i in row[: len(w)]] for row, w in zip(keras_tags, words)]
+    assert all(t == b"" for row, w in zip(outputs, words) for t in row[len(w) :])
+
+
+def test_language_model_generate_parity(family_runs):
+    import tensorflow as tf
+
+    from export.families import example_inputs
+
+    run = load(family_runs, "lm")
+    prompts = example_inputs(run, count=8)
+    expected = to_numpy(run.model.generate(prompts[:, :4], max_length=24))
+    generate = tflite_runner(family_runs, "lm", "generate")
+    np.testing.assert_array_equal(generate(prompt_ids=prompts)["token_ids"], expected)
+    np.testing.assert_array_equal(generate(prompt_ids=prompts[:1])["token_ids"], expected[:1])
+    saved = tf.saved_model.load(str(family_runs / "lm" / "export" / "saved_model"))
+    np.testing.assert_array_equal(saved.signatures["generate"](prompt_ids=tf.constant(prompts[:, :4]))["token_ids"],
+                                  expected)  # fmt: skip
+    assert (expected == kt.END_ID).any(1).mean() > 0.75  # generations end
+    texts = saved.signatures["generate_text"](text=tf.constant(["the", ""]))["text"].numpy()
+    assert texts[0].decode().startswith("the ") and texts[1]
+    int8 = tflite_runner(family_runs, "lm", "generate", "model_dynamic_int8.tflite")(prompt_ids=prompts)["token_ids"]
+    assert np.mean(int8 == expected) > 0.5
+
+
+def test_mismatched_family_directory_is_refused(family_runs, tmp_path):
+    import shutil
+
+    from export import ExportError, Run, export_run
+
+    broken = tmp_path / "classify"
+    shutil.copytree(family_runs / "classify", broken)
+    with pytest.raises(ExportError, match="no \\['tflite_text'\\] export"):
+        export_run(str(broken), ["tflite_text"])
+    config = (broken / "config.json").read_text().replace('"positive"', '"good", "extra"')
+    (broken / "config.json").write_text(config)
+    with pytest.raises(ExportError, match="labels"):
+        Run(str(broken))
+
+
+@pytest.mark.parametrize("task", ["classify", "tag", "lm"])
+def test_verify_reports_every_artifact(family_runs, task, tmp_path):
+    from export import verify
+
+    rows = verify.main(["--model", str(family_runs / task), "--limit", "16", "--json", str(tmp_path / "v.json")])
+    assert [row["artifact"] for row in rows] == [
+        "keras", "saved_model", "tflite", "tflite_float16", "tflite_dynamic_int8"
+    ]  # fmt: skip
+    assert all(row["agreement"] == 1.0 for row in rows[:3]) and rows[4]["size_mb"] < rows[2]["size_mb"]
+    assert (tmp_path / "v.json").exists()
+
+
+def test_export_cli_reexports_a_family_run(family_runs, tmp_path):
+    from export.__main__ import main
+
+    written = main(["--model", str(family_runs / "tag"), "--out", str(tmp_path)])
+    assert sorted(written) == ["saved_model", "tflite", "tflite_dynamic_int8", "tflite_float16"]
