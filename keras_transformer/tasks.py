@@ -17,7 +17,7 @@ import types
 import keras
 import numpy as np
 
-from keras_transformer import fine_tuning, metrics, models
+from keras_transformer import fine_tuning, losses, metrics, models
 from keras_transformer.data import families
 from keras_transformer.data.synthetic_language import SENTIMENTS, TAGS, SyntheticLanguage
 from keras_transformer.data.tokenizers import WordPieceTokenizer, load_tokenizers, save_tokenizers, train_tokenizer
@@ -113,6 +113,13 @@ def _encoder_task(args, model, frozen, train, val, evaluate, description, config
     )
 
 
+def _check_split(path, train, validation):
+    if not train or not validation:
+        raise ValueError(
+            f"{path}: too few usable examples to train and validate on ({len(train)} + {len(validation)})."
+        )
+
+
 def _freeze(args, model):
     if args.freeze_layers is None:
         return []
@@ -128,8 +135,9 @@ def classify_task(args, run):
             cut = max(1, len(texts) // 10)
             texts, labels, val_texts, val_labels = texts[cut:], labels[cut:], texts[:cut], labels[:cut]
         print(report.summary())
+        _check_split(args.train_tsv, texts, val_texts)
         label_names, built_in = families.label_vocabulary(labels), None
-        source = f"{args.train_tsv}"
+        source = args.train_tsv
     else:
         language = SyntheticLanguage()
         num_train, num_val = _sizes(args)
@@ -147,8 +155,7 @@ def classify_task(args, run):
     val = families.classification_data(tokenizer, val_texts, val_labels, label_names, args.max_length)
 
     def evaluate(model):
-        probabilities = keras.ops.softmax(model.predict(val[0], batch_size=args.batch_size, verbose=0))
-        predicted = np.argmax(keras.ops.convert_to_numpy(probabilities), -1)
+        predicted = np.argmax(model.predict(val[0], batch_size=args.batch_size, verbose=0), -1)
         per_class = {
             f"accuracy_{name}": float(np.mean(predicted[val[1] == i] == i))
             for i, name in enumerate(label_names)
@@ -174,6 +181,7 @@ def tag_task(args, run):
         else:
             cut = max(1, len(sentences) // 10)
             sentences, tags, val_sentences, val_tags = sentences[cut:], tags[cut:], sentences[:cut], tags[:cut]
+        _check_split(args.train_conll, sentences, val_sentences)
         tag_names = families.label_vocabulary([t for row in tags for t in row], reserved=[TAGS[0]])
         built_in = families.word_vocabulary(sentences, args.vocab_size)
         source = args.train_conll
@@ -221,8 +229,7 @@ def _plain_text(args, task_seed):
         else:
             cut = max(1, len(lines) // 20)
             lines, val_lines = lines[cut:], lines[:cut]
-        if not lines or not val_lines:
-            raise ValueError(f"{args.train_text}: too few non-empty lines to train and validate on.")
+        _check_split(args.train_text, lines, val_lines)
         return lines, val_lines, None, args.train_text
     language = SyntheticLanguage()
     num_train, num_val = _sizes(args)
@@ -243,7 +250,7 @@ def lm_task(args, run):
         logits = model.predict(val[0], batch_size=args.batch_size, verbose=0)
         real = val[1] != 0
         correct = (np.argmax(logits, -1) == val[1]) & real
-        cross_entropy = float(metrics_loss(val[1], logits))
+        cross_entropy = float(losses.MaskedSparseCategoricalCrossentropy()(val[1], logits))
         results = {"token_accuracy": float(correct.sum() / real.sum()), "cross_entropy": cross_entropy,
                    "perplexity": float(np.exp(cross_entropy))}  # fmt: skip
         # 200 samples from the start token: pure (temperature 1) and nucleus (top-p 0.9).
@@ -267,12 +274,6 @@ def lm_task(args, run):
         monitor=("val_loss", "min"),
         evaluate=evaluate,
     )
-
-
-def metrics_loss(labels, logits):
-    from keras_transformer.losses import MaskedSparseCategoricalCrossentropy
-
-    return MaskedSparseCategoricalCrossentropy()(labels, logits)
 
 
 def pretrain_mlm_task(args, run):

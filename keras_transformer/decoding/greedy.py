@@ -115,8 +115,15 @@ def sample(
         `(B, max_length)` int32 ids, padded with 0 after each end token.
     """
 
+    choose = sampler(seed_generator, temperature, top_k, top_p)
+    return _decode(model, encoder_token_ids, max_length, choose, start_id, end_id)
+
+
+def sampler(seed_generator, temperature=1.0, top_k=None, top_p=None):
+    """`choose(logits (B, V)) -> (B,)` token ids drawn from the filtered softmax."""
+
     def choose(logits):
         logits = filter_logits(logits, temperature, top_k, top_p)
         return keras.random.categorical(logits, 1, seed=seed_generator)[:, 0]
 
-    return _decode(model, encoder_token_ids, max_length, choose, start_id, end_id)
+    return choose

@@ -1,9 +1,8 @@
 """Generation for decoder-only language models: prompt, then one cached step per token."""
 
-import keras
 from keras import ops
 
-from keras_transformer.decoding.greedy import best_token, filter_logits
+from keras_transformer.decoding.greedy import best_token, sampler
 from keras_transformer.layers.masks import END_ID, PAD_ID, START_ID, mask_value
 
 
@@ -91,8 +90,5 @@ def lm_sample(
     `temperature`, `top_k` and `top_p` as in `keras_transformer.decoding.sample`.
     """
 
-    def choose(logits):
-        logits = filter_logits(logits, temperature, top_k, top_p)
-        return keras.random.categorical(logits, 1, seed=seed_generator)[:, 0]
-
+    choose = sampler(seed_generator, temperature, top_k, top_p)
     return _continue(model, prompt_ids, max_length, choose, start_id, end_id)
