@@ -50,7 +50,7 @@ class EncoderTask(keras.Model):
         return cls(**config)
 
 
-def _masked_losses():
+def _masked_loss():
     from keras_transformer.losses import MaskedSparseCategoricalCrossentropy
 
     return MaskedSparseCategoricalCrossentropy()
@@ -151,7 +151,7 @@ class TransformerTagger(EncoderTask):
     (2, 9, 5)
     """
 
-    default_loss = staticmethod(_masked_losses)
+    default_loss = staticmethod(_masked_loss)
     default_metrics = staticmethod(_masked_accuracy)
 
     def __init__(self, backbone, num_tags, dropout=0.1, **kwargs):
@@ -207,7 +207,7 @@ class TransformerMaskedLM(EncoderTask):
     (2, 3, 100)
     """
 
-    default_loss = staticmethod(_masked_losses)
+    default_loss = staticmethod(_masked_loss)
     default_metrics = staticmethod(_masked_accuracy)
 
     def __init__(self, backbone, **kwargs):
