@@ -35,6 +35,7 @@ import keras_transformer as kt  # noqa: E402
 from keras_transformer.models.presets import PRESETS  # noqa: E402
 from keras_transformer.run_directory import RunDirectory  # noqa: E402
 
+EPOCH_WEIGHTS_DIR = "epoch_weights"
 MODEL_ARGUMENTS = (
     "num_layers",
     "hidden_dim",
@@ -79,6 +80,13 @@ def parse_args(argv=None):
     training.add_argument("--seed", type=int, default=0)
     training.add_argument(
         "--learning-rate", type=float, help="classify/tag/lm/pretrain-mlm: peak Adam learning rate (default by task)"
+    )
+    training.add_argument(
+        "--average-last",
+        type=int,
+        metavar="N",
+        help="translate: average the weights of the last N epochs (the paper: 5) and keep the average "
+        "if it scores better on the validation set than the best epoch",
     )
     training.add_argument(
         "--time-limit", type=float, help="minutes of training at most: the epoch in progress ends early and is scored"
@@ -154,6 +162,10 @@ def check_task_arguments(parser, args):
             parser.error("validation files need training files")
         if args.freeze_layers is not None and not args.init_from:
             parser.error("--freeze-layers needs --init-from (a pre-trained encoder to freeze)")
+        if args.average_last is not None:
+            parser.error("--average-last is for --task translate")
+    if args.average_last is not None and args.average_last < 1:
+        parser.error("--average-last needs a positive number of epochs")
 
 
 def model_config(args, source_vocabulary_size, target_vocabulary_size):
@@ -204,6 +216,7 @@ def synthetic_task(args, run):
         make_callbacks=lambda model: [],
         monitor=("val_loss", "min"),
         evaluate=evaluate,
+        score=(lambda model: evaluate(model)["cross_entropy"], "min"),
     )
 
 
@@ -259,6 +272,10 @@ def text_task(args, run):
         kt.run_directory.write_text(run.file("hypotheses.txt"), "".join(h + "\n" for h in hypotheses))
         return corpus_scores(hypotheses, val_tgt)
 
+    def score(model):  # what BleuCallback logs as val_bleu
+        translator = Translator(model, source_tokenizer, target_tokenizer)
+        return corpus_scores(translator.translate(val_src), val_tgt)["bleu"]
+
     return types.SimpleNamespace(
         description=f"parallel text, {len(train_src)} training / {len(val_src or [])} validation pairs",
         config={
@@ -278,6 +295,7 @@ def text_task(args, run):
         make_callbacks=make_callbacks,
         monitor=("val_bleu", "max") if val_src is not None else ("loss", "min"),
         evaluate=evaluate,
+        score=(score, "max") if val_src is not None else None,
     )
 
 
@@ -324,6 +342,8 @@ def main(argv=None):
         raise ValueError(f"--resume: {run.path} has no interrupted training to continue (it finished).")
 
     task, model = (translation_model if args.task == "translate" else family_model)(args, run)
+    if args.average_last and task.score is None:
+        raise ValueError("--average-last needs a validation set (--val-src/--val-tgt or --val-tsv) to compare with.")
     config = json.loads(json.dumps(task.model_config))
     if args.resume and run.read_json("config.json")["model"] != config:
         raise ValueError(f"--resume: the model flags differ from the run's {run.file('config.json')}.")
@@ -338,12 +358,18 @@ def main(argv=None):
     ]
     if args.time_limit:
         callbacks.insert(0, kt.callbacks.TimeLimit(args.time_limit))
+    if args.average_last:
+        epoch_weights = kt.callbacks.EpochWeights(run.file(EPOCH_WEIGHTS_DIR), keep=args.average_last)
+        callbacks.append(epoch_weights)
     start = time.time()
     model.fit(epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, **task.fit_kwargs)
     seconds = time.time() - start
+    averaged = keep_better_average(run, task, model, epoch_weights.paths()) if args.average_last else None
 
     results = task.evaluate(run.load_model(compile=False))
     results["train_seconds"] = round(seconds, 1)
+    if averaged:
+        results["averaged"] = averaged
     run.write_json("evaluation.json", results)
     formats = {
         "bleu": "BLEU {:.2f}",
@@ -369,6 +395,23 @@ def main(argv=None):
 
         results["export"] = export_run(run.path, export_to)
     return results
+
+
+def keep_better_average(run, task, model, paths):
+    """Average the weight files at `paths` into `model`; save it if it beats the best epoch's model."""
+    score, mode = task.score
+    best_score = score(run.load_model(compile=False))
+    kt.callbacks.average_weights(model, paths)
+    averaged_score = score(model)
+    better = averaged_score > best_score if mode == "max" else averaged_score < best_score
+    if better:
+        run.save_model(model)
+    epochs = [int(os.path.basename(path)[6:-4]) for path in paths]
+    print(
+        f"Average of epochs {epochs[0]}-{epochs[-1]}: {averaged_score:.4g} against the best epoch's {best_score:.4g} "
+        f"({'keeping the average' if better else 'keeping the best epoch'})"
+    )
+    return {"epochs": epochs, "score": averaged_score, "best_epoch_score": best_score, "kept_average": better}
 
 
 def export_formats(args):

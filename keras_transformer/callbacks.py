@@ -1,8 +1,12 @@
 """Training callbacks that Keras does not ship."""
 
+import os
+import re
 import time
+import zipfile
 
 import keras
+import numpy as np
 
 
 class TimeLimit(keras.callbacks.Callback):
@@ -38,3 +42,93 @@ class TimeLimit(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.model.stop_training and self.stopped_at_epoch is None:
             self.stopped_at_epoch = epoch
+
+
+class EpochWeights(keras.callbacks.Callback):
+    """Keep the weights of the last `keep` epochs on disk, for averaging.
+
+    After each epoch the model's weights go to `directory/epoch-NNNN.npz`
+    (written to a temporary name, then renamed) and files older than the
+    last `keep` epochs are removed. The files survive an interrupted run,
+    so a resumed run averages across the interruption.
+    `average_weights(model, callback.paths())` then sets the model to their
+    mean: the paper's "averaging the last 5 checkpoints".
+
+    Args:
+        directory: where the files go (created if missing).
+        keep: how many epochs to keep; the paper averages 5.
+
+    Example:
+    >>> weights = EpochWeights("runs/en-de/epoch_weights", keep=5)
+    >>> model.fit(data, epochs=20, callbacks=[weights])
+    >>> average_weights(model, weights.paths())
+    """
+
+    def __init__(self, directory, keep=5):
+        super().__init__()
+        if not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"`keep` must be a positive integer. Received: keep={keep}")
+        self.directory = directory
+        self.keep = keep
+
+    def paths(self):
+        """The kept files, oldest first."""
+        if not os.path.isdir(self.directory):
+            return []
+        names = sorted(name for name in os.listdir(self.directory) if _EPOCH_FILE.fullmatch(name))
+        return [os.path.join(self.directory, name) for name in names]
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.directory, exist_ok=True)
+        save_weights(os.path.join(self.directory, f"epoch-{epoch + 1:04d}.npz"), self.model)
+        for path in self.paths()[: -self.keep]:
+            os.remove(path)
+
+
+_EPOCH_FILE = re.compile(r"epoch-\d{4,}\.npz")
+
+
+def save_weights(path, model):
+    """Write `model.weights` to `path` (.npz), with their paths and shapes."""
+    from keras_transformer.run_directory import _atomic_write
+
+    arrays = {f"w{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.weights)}
+    names = np.array([v.path for v in model.weights])
+    _atomic_write(path, lambda tmp: np.savez(tmp, names=names, **arrays))
+
+
+def average_weights(model, paths):
+    """Set `model`'s weights to the mean of the weight files at `paths`.
+
+    Floating-point weights are averaged (in float64, then cast back);
+    others (integer step counters, random-seed states) keep the model's
+    current values. The files must come from `save_weights` on a model of
+    the same architecture.
+
+    Returns:
+        The model.
+
+    Raises:
+        ValueError: no paths, or a file that is corrupt or belongs to a
+            model with other weights.
+    """
+    if not paths:
+        raise ValueError("No weight files to average.")
+    expected = [(v.path, tuple(v.shape)) for v in model.weights]
+    sums = [None] * len(expected)
+    for path in paths:
+        try:
+            with np.load(path) as data:
+                names = [str(name) for name in data["names"]]
+                arrays = [data[f"w{i}"] for i in range(len(names))]
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{path} is not a readable weight file: {error}") from None
+        found = [(name, tuple(array.shape)) for name, array in zip(names, arrays)]
+        if found != expected:
+            raise ValueError(f"{path} holds the weights of another model (names or shapes differ from this one's).")
+        for i, array in enumerate(arrays):
+            sums[i] = array.astype("float64") if sums[i] is None else sums[i] + array
+    for variable, total in zip(model.weights, sums):
+        if keras.backend.is_float_dtype(variable.dtype):
+            variable.assign((total / len(paths)).astype(variable.dtype))
+    return model

@@ -8,6 +8,7 @@ Layout of `runs/<name>/`:
     hypotheses.txt   (text runs) the best model's validation translations
     evaluation.json  final evaluation
     checkpoints/     per-epoch state for `--resume` (Keras BackupAndRestore)
+    epoch_weights/   (`--average-last N`) the last N epochs' weights, averaged at the end
 
 Every file is written to a temporary name in the same directory and renamed
 into place, so an interrupted write never leaves a half-written file where a

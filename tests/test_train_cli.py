@@ -109,3 +109,22 @@ def test_tiny_model_learns_the_builtin_task():
     predictions = np.argmax(model.predict(val_x, verbose=0), -1)
     real = val_y != 0
     assert np.mean(((predictions == val_y) | ~real).all(1)) > 0.6
+
+
+@pytest.mark.slow
+def test_average_last_epochs_is_scored_and_kept_only_when_better(tmp_path):
+    results = train.main(SMALL + ["--epochs", "3", "--average-last", "2", "--out", str(tmp_path), "--name", "run"])
+    run = tmp_path / "run"
+    averaged = results["averaged"]
+    assert averaged["epochs"] == [2, 3]
+    assert sorted(os.listdir(run / "epoch_weights")) == ["epoch-0002.npz", "epoch-0003.npz"]
+    # The saved model is whichever scored better (validation cross-entropy here) and evaluation.json says so.
+    best = min(averaged["score"], averaged["best_epoch_score"])
+    assert results["cross_entropy"] == pytest.approx(best, rel=1e-5)
+    assert averaged["kept_average"] == (averaged["score"] < averaged["best_epoch_score"])
+    assert json.loads((run / "evaluation.json").read_text())["averaged"] == averaged
+
+    with pytest.raises(SystemExit):
+        train.parse_args(["--average-last", "0"])
+    with pytest.raises(SystemExit):
+        train.parse_args(["--task", "classify", "--average-last", "2"])

@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -122,3 +124,45 @@ def test_time_limit_stops_fit_inside_the_first_epoch_and_still_validates():
     assert len(history.history["val_loss"]) == 1  # the cut epoch was still validated
     with pytest.raises(ValueError, match="minutes=0"):
         kt.callbacks.TimeLimit(0)
+
+
+def _dense_model(units=3):
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dropout(0.1)(keras.layers.Dense(units)(inputs))
+    return keras.Model(inputs, outputs)
+
+
+def test_epoch_weights_keep_the_last_epochs_and_average_to_their_mean(tmp_path):
+    model = _dense_model()
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.random.default_rng(0).normal(size=(2, 32, 4)).astype("float32")[0], np.ones((32, 3), "float32")
+    snapshots = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: snapshots.append([keras.ops.convert_to_numpy(w) for w in model.weights])
+    )
+    weights = kt.callbacks.EpochWeights(str(tmp_path / "w"), keep=3)
+    model.fit(x, y, batch_size=8, epochs=5, callbacks=[record, weights], verbose=0)
+    assert [os.path.basename(p) for p in weights.paths()] == ["epoch-0003.npz", "epoch-0004.npz", "epoch-0005.npz"]
+    assert not [name for name in os.listdir(tmp_path / "w") if name.startswith(".tmp-")]
+
+    kt.callbacks.average_weights(model, weights.paths())
+    for variable, *values in zip(model.weights, *snapshots[2:]):
+        assert_close(keras.ops.convert_to_numpy(variable), np.mean(values, axis=0), atol=1e-6)
+    # Averaging one file restores that epoch exactly.
+    kt.callbacks.average_weights(model, weights.paths()[:1])
+    for variable, value in zip(model.weights, snapshots[2]):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), value)
+
+
+def test_average_weights_refuses_missing_corrupt_and_mismatched_files(tmp_path):
+    model = _dense_model()
+    with pytest.raises(ValueError, match="No weight files"):
+        kt.callbacks.average_weights(model, [])
+    (tmp_path / "bad.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="not a readable weight file"):
+        kt.callbacks.average_weights(model, [str(tmp_path / "bad.npz")])
+    kt.callbacks.save_weights(str(tmp_path / "other.npz"), _dense_model(units=5))
+    with pytest.raises(ValueError, match="another model"):
+        kt.callbacks.average_weights(model, [str(tmp_path / "other.npz")])
+    with pytest.raises(ValueError, match="keep=0"):
+        kt.callbacks.EpochWeights(str(tmp_path), keep=0)
