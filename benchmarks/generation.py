@@ -16,6 +16,8 @@ of 1 and 32 source sentences of `--source-length` tokens:
 
 Each is compiled with `tf.function` ("graph") and with XLA
 (`jit_compile=True`, "xla"); the best of the two is what the backend allows.
+For each length and batch size, all of them are compiled first, then timed
+in turn `--repeats` times (A/B alternated), and the medians are reported.
 Prints one JSON object per measurement, then a table of ms per token.
 """
 
@@ -115,14 +117,17 @@ class KerasHubSeq2Seq:
         return result[1][:, 1:]
 
 
-def time_per_token(function, source, length, repeats):
-    function(source)  # compile
-    times = []
+def time_alternated(functions, source, length, repeats):
+    """Median ms per token of each function, timed in turn (A/B/...) `repeats` times after compiling."""
+    for function in functions.values():
+        np.asarray(function(source))  # compile
+    times = {key: [] for key in functions}
     for _ in range(repeats):
-        start = time.perf_counter()
-        np.asarray(function(source))
-        times.append((time.perf_counter() - start) * 1000 / length)
-    return statistics.median(times)
+        for key, function in functions.items():
+            start = time.perf_counter()
+            np.asarray(function(source))
+            times[key].append((time.perf_counter() - start) * 1000 / length)
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def main():
@@ -166,22 +171,26 @@ def main():
                 "ours_uncached": lambda s, n=length: ours_uncached(model, s, n),
                 "keras_hub_cached": lambda s, n=length: hub.greedy(s, n),
             }
+            compiled = {
+                (name, mode): tf.function(functions[name], jit_compile=mode == "xla")
+                for name in args.decoders
+                for mode in args.compile
+            }
+            medians = time_alternated(compiled, source, length, args.repeats)
             outputs = {}
-            for name in args.decoders:
-                for mode in args.compile:
-                    function = tf.function(functions[name], jit_compile=mode == "xla")
-                    row = {
-                        "decoder": name,
-                        "compile": mode,
-                        "batch_size": batch_size,
-                        "output_tokens": length,
-                        "ms_per_token": round(time_per_token(function, source, length, args.repeats), 3),
-                        "preset": args.preset,
-                        "device": device,
-                    }
-                    outputs[name] = np.asarray(function(source))
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+            for (name, mode), function in compiled.items():
+                row = {
+                    "decoder": name,
+                    "compile": mode,
+                    "batch_size": batch_size,
+                    "output_tokens": length,
+                    "ms_per_token": round(medians[name, mode], 3),
+                    "preset": args.preset,
+                    "device": device,
+                }
+                outputs[name] = np.asarray(function(source))
+                rows.append(row)
+                print(json.dumps(row), flush=True)
             if "ours_cached" in outputs and "ours_uncached" in outputs:
                 # Same model, same tokens: the cache changes the cost, not the result.
                 same = bool(np.array_equal(outputs["ours_cached"], outputs["ours_uncached"]))

@@ -5,7 +5,8 @@
 On the same source sentences (the run's validation set by default), for each
 artifact under `<model>/export/`: greedy token agreement with Keras (positions
 up to the later end token, and whole sentences), the largest logit difference
-along Keras's greedy output (teacher-forced, first sentences), BLEU and chrF
+along Keras's greedy output and the share of those steps with the same
+arg-max (teacher-forced, first sentences), BLEU and chrF
 against the references, file size, and milliseconds per sentence at batch 1.
 Text-in/text-out variants are compared on text: translations equal to the
 Keras model's, BLEU, chrF, size and milliseconds per sentence (tokenizing
@@ -163,6 +164,9 @@ def measure(backend, ids, reference_tokens, detokenize, references, args, start_
         keras_logits = args.keras_logits(ids[:n], decoder_ids)
         real = np.arange(steps)[None] < _lengths(reference_tokens[:n], end_id)[:, None]
         result["max_logit_difference"] = float(np.abs(logits - keras_logits)[real].max())
+        # The same next-token decision given the same prefix: free-running greedy agreement above
+        # counts every token after a first difference as different too.
+        result["step_agreement"] = float(np.mean((logits.argmax(-1) == keras_logits.argmax(-1))[real]))
     hypotheses = detokenize(tokens)
     if references is not None:
         from keras_transformer.evaluation import corpus_scores
@@ -190,8 +194,8 @@ FAMILY_COLUMNS = [
 def format_table(rows, columns=None):
     columns = columns or [
         ("artifact", "{}"), ("size_mb", "{:.2f}"), ("token_agreement", "{:.2%}"), ("sentences_equal", "{:.2%}"),
-        ("max_logit_difference", "{:.2e}"), ("bleu", "{:.2f}"), ("chrf", "{:.2f}"), ("ms_per_sentence", "{:.1f}"),
-        ("ms_per_token", "{:.3f}"),
+        ("max_logit_difference", "{:.2e}"), ("step_agreement", "{:.2%}"), ("bleu", "{:.2f}"), ("chrf", "{:.2f}"),
+        ("ms_per_sentence", "{:.1f}"), ("ms_per_token", "{:.3f}"),
     ]  # fmt: skip
     header = [name for name, _ in columns]
     lines = [header] + [
@@ -276,7 +280,7 @@ def main(argv=None):
             row, tokens, hypotheses = measure(backend, ids, reference_tokens, detokenize, references, args)
             if reference_tokens is None:
                 reference_tokens, reference_hypotheses = tokens, hypotheses
-                row.update(token_agreement=1.0, sentences_equal=1.0, max_logit_difference=0.0)
+                row.update(token_agreement=1.0, sentences_equal=1.0, max_logit_difference=0.0, step_agreement=1.0)
         rows.append(row)
         print(f"{backend.name}: done", file=sys.stderr)
     print(format_table(rows))
