@@ -91,6 +91,13 @@ def parse_args(argv=None):
     training.add_argument(
         "--time-limit", type=float, help="minutes of training at most: the epoch in progress ends early and is scored"
     )
+    training.add_argument(
+        "--precision",
+        choices=["float32", "mixed_bfloat16", "mixed_float16"],
+        default="float32",
+        help="compute dtype while training (variables, loss and softmax stay float32); the saved model "
+        "computes in float32",
+    )
 
     data = parser.add_argument_group("data: parallel text (without it, the built-in synthetic task)")
     data.add_argument("--train-src", help="training source sentences, one per line (plain or .gz)")
@@ -341,31 +348,17 @@ def main(argv=None):
     if args.resume and not os.path.isdir(run.checkpoint_dir):
         raise ValueError(f"--resume: {run.path} has no interrupted training to continue (it finished).")
 
-    task, model = (translation_model if args.task == "translate" else family_model)(args, run)
-    if args.average_last and task.score is None:
-        raise ValueError("--average-last needs a validation set (--val-src/--val-tgt or --val-tsv) to compare with.")
-    config = json.loads(json.dumps(task.model_config))
-    if args.resume and run.read_json("config.json")["model"] != config:
-        raise ValueError(f"--resume: the model flags differ from the run's {run.file('config.json')}.")
-    run.write_json("config.json", {"model": config, "training": vars(args), "task": task.config})
-    print(f"Run directory: {run.path}\nTask: {task.description}\nModel: {args.preset} preset, {describe(model)}")
-    monitor, mode = task.monitor
-    callbacks = [
-        keras.callbacks.BackupAndRestore(run.checkpoint_dir),
-        *task.make_callbacks(model),  # adds validation scores to the logs below
-        keras.callbacks.ModelCheckpoint(run.file("model.keras"), monitor=monitor, mode=mode, save_best_only=True),
-        keras.callbacks.CSVLogger(run.file("history.csv"), append=args.resume),
-    ]
-    if args.time_limit:
-        callbacks.insert(0, kt.callbacks.TimeLimit(args.time_limit))
-    if args.average_last:
-        epoch_weights = kt.callbacks.EpochWeights(run.file(EPOCH_WEIGHTS_DIR), keep=args.average_last)
-        callbacks.append(epoch_weights)
-    start = time.time()
-    model.fit(epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, **task.fit_kwargs)
-    seconds = time.time() - start
-    averaged = keep_better_average(run, task, model, epoch_weights.paths()) if args.average_last else None
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(args.precision)  # every layer built below computes in this dtype
+    try:
+        task, model, seconds, averaged = train(args, run)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    if args.precision != "float32":
+        # The run's model.keras computes in float32 from here on (translate, export): same weights.
+        run.save_model(kt.models.set_dtype_policy(run.load_model(), "float32"))
 
+    monitor, _ = task.monitor
     results = task.evaluate(run.load_model(compile=False))
     results["train_seconds"] = round(seconds, 1)
     if averaged:
@@ -395,6 +388,35 @@ def main(argv=None):
 
         results["export"] = export_run(run.path, export_to)
     return results
+
+
+def train(args, run):
+    """Build the task's model and fit it (with averaging if asked): `(task, model, seconds, averaged)`."""
+    task, model = (translation_model if args.task == "translate" else family_model)(args, run)
+    if args.average_last and task.score is None:
+        raise ValueError("--average-last needs a validation set (--val-src/--val-tgt or --val-tsv) to compare with.")
+    config = json.loads(json.dumps(task.model_config))
+    if args.resume and run.read_json("config.json")["model"] != config:
+        raise ValueError(f"--resume: the model flags differ from the run's {run.file('config.json')}.")
+    run.write_json("config.json", {"model": config, "training": vars(args), "task": task.config})
+    print(f"Run directory: {run.path}\nTask: {task.description}\nModel: {args.preset} preset, {describe(model)}")
+    monitor, mode = task.monitor
+    callbacks = [
+        keras.callbacks.BackupAndRestore(run.checkpoint_dir),
+        *task.make_callbacks(model),  # adds validation scores to the logs below
+        keras.callbacks.ModelCheckpoint(run.file("model.keras"), monitor=monitor, mode=mode, save_best_only=True),
+        keras.callbacks.CSVLogger(run.file("history.csv"), append=args.resume),
+    ]
+    if args.time_limit:
+        callbacks.insert(0, kt.callbacks.TimeLimit(args.time_limit))
+    if args.average_last:
+        epoch_weights = kt.callbacks.EpochWeights(run.file(EPOCH_WEIGHTS_DIR), keep=args.average_last)
+        callbacks.append(epoch_weights)
+    start = time.time()
+    model.fit(epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, **task.fit_kwargs)
+    seconds = time.time() - start
+    averaged = keep_better_average(run, task, model, epoch_weights.paths()) if args.average_last else None
+    return task, model, seconds, averaged
 
 
 def keep_better_average(run, task, model, paths):

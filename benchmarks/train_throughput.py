@@ -1,6 +1,7 @@
 """Training throughput: ours vs keras-hub's layers, same architecture, same batches, one run.
 
     python benchmarks/train_throughput.py [--preset small] [--repeats 5] [--steps 20]
+    python benchmarks/train_throughput.py --precision mixed_bfloat16
 
 Both models are the "small" Transformer (vocabulary 8000, d_model 256, 4
 heads, d_ff 1024, 3+3 layers, dropout 0.1): ours is `kt.Transformer`; the
@@ -11,11 +12,19 @@ the same label-smoothed masked loss and the same fixed synthetic batches
 (batch 64, source/target lengths up to 32, padded), through `model.fit`.
 
 After a warm-up, the two alternate A/B for `--repeats` rounds of `--steps`
-steps each. Reported per model: median non-pad target tokens per second,
-achieved GFLOP/s (training FLOPs of the padded batch, 3x the forward
-matmul and attention FLOPs, counted the same way for both) and the ratio
-ours / keras-hub; plus a 2048^3 float32 matmul's GFLOP/s measured in the
-same process, so each figure has a "% of peak".
+steps each. A round is timed by a callback from the start of training to
+its end, inside `fit`: on this machine `fit` sometimes returned ~10.2 s
+after it started however early its last step ended (its teardown waits),
+which would otherwise decide the median. Reported per model: median non-pad
+target tokens per second, achieved GFLOP/s (training FLOPs of the padded
+batch, 3x the forward matmul and attention FLOPs, counted the same way for
+both) and the ratio ours / keras-hub; plus a 2048^3 matmul's GFLOP/s in the
+compute dtype, measured in the same process, so each figure has a "% of
+peak" (and, under mixed precision, the float32 matmul's too).
+
+`--precision mixed_bfloat16` (or `mixed_float16`) sets Keras's global dtype
+policy for both models: bfloat16 compute, float32 variables, loss and
+softmax in float32.
 
 Prints one JSON object per measurement, then a table.
 """
@@ -63,9 +72,9 @@ def training_flops(config, batch_size, source_length, target_length):
     return 3 * batch_size * (encoder + decoder + output)
 
 
-def matmul_gflops(size=2048, repeats=5):
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
+def matmul_gflops(size=2048, repeats=5, dtype="float32"):
+    a = tf.cast(tf.random.normal((size, size)), dtype)
+    b = tf.cast(tf.random.normal((size, size)), dtype)
     tf.matmul(a, b).numpy()
     times = []
     for _ in range(repeats):
@@ -73,6 +82,16 @@ def matmul_gflops(size=2048, repeats=5):
         tf.matmul(a, b).numpy()
         times.append(time.perf_counter() - start)
     return 2 * size**3 / statistics.median(times) / 1e9
+
+
+class TrainingTimer(keras.callbacks.Callback):
+    """Seconds from the start of training to the end of its last step, measured inside `fit`."""
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_end(self, logs=None):
+        self.seconds = time.perf_counter() - self.start
 
 
 def synthetic_batches(vocabulary_size, batch_size, source_length, target_length, count, seed=0):
@@ -100,8 +119,11 @@ def main():
     parser.add_argument("--steps", type=int, default=20, help="steps per timed round")
     parser.add_argument("--repeats", type=int, default=5, help="A/B rounds after the warm-up")
     parser.add_argument("--jit-compile", action="store_true", help="compile train steps with XLA")
+    parser.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default="float32")
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
+    keras.config.set_dtype_policy(args.precision)
+    compute_dtype = keras.config.dtype_policy().compute_dtype
 
     config = dict(kt.models.PRESETS[args.preset], vocabulary_size=args.vocabulary_size)
     max_length = max(args.source_length, args.target_length)
@@ -139,14 +161,18 @@ def main():
     for model in models.values():  # warm-up: tracing, allocation, optimizer slots
         model.fit(data, epochs=1, verbose=0)
     seconds = {name: [] for name in models}
-    peak = [matmul_gflops()]
+    peak = [matmul_gflops(dtype=compute_dtype)]
+    peak_float32 = [matmul_gflops()] if compute_dtype != "float32" else peak
     for _ in range(args.repeats):
         for name, model in models.items():
-            start = time.perf_counter()
-            model.fit(data, epochs=1, verbose=0)
-            seconds[name].append(time.perf_counter() - start)
-        peak.append(matmul_gflops())
+            timer = TrainingTimer()
+            model.fit(data, epochs=1, verbose=0, callbacks=[timer])
+            seconds[name].append(timer.seconds)
+        peak.append(matmul_gflops(dtype=compute_dtype))
+        if compute_dtype != "float32":
+            peak_float32.append(matmul_gflops())
     peak_gflops = statistics.median(peak)
+    peak_float32_gflops = statistics.median(peak_float32)
     rows = []
     for name, model in models.items():
         median = statistics.median(seconds[name])
@@ -159,10 +185,15 @@ def main():
             "matmul_gflops_per_second": round(peak_gflops, 1),
             "percent_of_matmul": round(100 * flops / median / 1e9 / peak_gflops, 1),
             "seconds_per_step": round(median / len(batches), 4),
+            "precision": args.precision,
+            "matmul_dtype": compute_dtype,
             "jit_compile": args.jit_compile,
             "preset": args.preset,
             "batch_size": args.batch_size,
         }
+        if compute_dtype != "float32":
+            row["float32_matmul_gflops_per_second"] = round(peak_float32_gflops, 1)
+            row["percent_of_float32_matmul"] = round(100 * flops / median / 1e9 / peak_float32_gflops, 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
     ratio = rows[0]["target_tokens_per_second"] / rows[1]["target_tokens_per_second"]
@@ -174,7 +205,8 @@ def main():
             f"| {row['model']} | {row['parameters']:,} | {row['target_tokens_per_second']} | "
             f"{row['gflops_per_second']} | {row['percent_of_matmul']} | {row['seconds_per_step']} |"
         )
-    print(f"ours / keras-hub: {ratio:.3f}; matmul {peak_gflops:.1f} GFLOP/s")
+    print(f"ours / keras-hub: {ratio:.3f}; {compute_dtype} matmul {peak_gflops:.1f} GFLOP/s", end="")
+    print(f", float32 matmul {peak_float32_gflops:.1f} GFLOP/s" if compute_dtype != "float32" else "")
 
 
 if __name__ == "__main__":

@@ -113,3 +113,26 @@ def test_resuming_a_text_run_reuses_its_tokenizers(corpus, tmp_path, monkeypatch
     with open(tmp_path / "text" / "history.csv") as f:
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1]
     assert json.loads((tmp_path / "text" / "evaluation.json").read_text())["bleu"] >= 0
+
+
+@pytest.mark.slow
+def test_mixed_bfloat16_run_trains_scores_and_saves_a_float32_model(corpus, tmp_path):
+    import keras
+
+    directory, _, _ = corpus
+    results = train.main(
+        MODEL + [
+            "--train-src", str(directory / "train.src.gz"), "--train-tgt", str(directory / "train.tgt"),
+            "--val-tsv", str(directory / "val.tsv"), "--tokenizer", "wordpiece", "--vocab-size", "200",
+            "--epochs", "2", "--out", str(tmp_path), "--name", "bf16", "--precision", "mixed_bfloat16",
+            "--export", "tflite",
+        ]
+    )  # fmt: skip
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    with open(tmp_path / "bf16" / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    assert len(history) == 2 and all(np.isfinite(float(row["loss"])) for row in history)
+    assert "val_bleu" in history[0] and np.isfinite(results["bleu"])
+    model = keras.saving.load_model(tmp_path / "bf16" / "model.keras", compile=False)
+    assert {layer.compute_dtype for layer in model._flatten_layers()} == {"float32"}
+    assert (tmp_path / "bf16" / "export" / "model.tflite").is_file()

@@ -95,3 +95,31 @@ def compile_from_config(model, config):
     model.compile(**config)
     if model.built:
         model.optimizer.build(model.trainable_variables)
+
+
+def set_dtype_policy(model, policy):
+    """Give `model` and every layer in it the dtype policy `policy` (a name or a `DTypePolicy`).
+
+    For a model trained under mixed precision (`"mixed_bfloat16"`,
+    `"mixed_float16"`: float32 variables, half-precision compute), setting
+    `"float32"` makes it compute in float32 with the same weights, which is what
+    inference and export want; `.keras` files keep the policy set here. Only the
+    compute dtype may change: variables are float32 under all three policies.
+
+    Example:
+    >>> model = keras_transformer.Transformer.from_preset("tiny", source_vocabulary_size=100,
+    ...     target_vocabulary_size=100, dtype="mixed_bfloat16")
+    >>> keras_transformer.models.set_dtype_policy(model, "float32")
+    >>> model.compute_dtype
+    'float32'
+    """
+    policy = keras.dtype_policies.get(policy)
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        variable_dtype = layer.dtype_policy.variable_dtype
+        if variable_dtype != policy.variable_dtype:
+            raise ValueError(
+                f"Layer {layer.name!r} keeps {variable_dtype} variables; the policy {policy.name!r} expects "
+                f"{policy.variable_dtype}. Only the compute dtype can be changed on a built model."
+            )
+        layer.dtype_policy = policy
+    return model

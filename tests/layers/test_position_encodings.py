@@ -23,6 +23,16 @@ def test_sinusoid_odd_dimension_and_start_index():
     assert_close(encoding[1], reference.sinusoid_table(10, 7)[4:], atol=2e-5)
 
 
+@pytest.mark.parametrize("dtype", ["mixed_bfloat16", "mixed_float16"])
+def test_sinusoid_angles_stay_float32_under_mixed_precision(dtype):
+    # Only the encoding is rounded to the compute dtype, not the angles: bfloat16 angles would be
+    # off by up to ~0.25 rad at position 60.
+    encoding = SinusoidalPositionEncoding(dtype=dtype)(np.zeros((1, 64, 32), "float32"))
+    expected = reference.sinusoid_table(64, 32)
+    atol = 2 ** -8 if dtype == "mixed_bfloat16" else 2 ** -11  # half a unit in the last place at 1.0
+    assert_close(ops.cast(encoding, "float32")[0], expected, atol=atol)
+
+
 def test_sinusoidal_battery(tmp_path):
     check_layer(
         SinusoidalPositionEncoding, {"max_wavelength": 100}, np.zeros((2, 5, 8), "float32"), (2, 5, 8), tmp_path=tmp_path

@@ -215,3 +215,38 @@ def test_cached_step_compiles_under_xla_with_a_tensor_index(position, batch):
     assert step.experimental_get_tracing_count() == 1  # one program for every position
     real = batch["decoder_token_ids"] != 0
     assert_close(np.concatenate(steps, 1)[real], logits[real], atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_training_then_float32_inference(policy, batch, tmp_path):
+    if policy == "mixed_float16" and keras.backend.backend() == "jax":
+        pytest.skip("JAX's CPU dot_general refuses float16 inputs with float32 accumulation (F16_F16_F32).")
+    model = make_model(dtype=policy, tie_embeddings=True)
+    model.compile(warmup_steps=10)
+    labels = np.roll(batch["decoder_token_ids"], -1, axis=1)
+    history = model.fit(batch, labels, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert all(w.dtype == "float32" for w in model.weights)
+    mixed_logits = to_numpy(model(batch))
+
+    kt.models.set_dtype_policy(model, "float32")
+    assert {layer.compute_dtype for layer in model._flatten_layers()} == {"float32"}
+    reference = make_model(tie_embeddings=True)
+    reference(batch)
+    reference.set_weights(model.get_weights())
+    logits = to_numpy(model(batch))
+    assert_close(logits, reference(batch), atol=0, rtol=0)
+    # Half-precision compute is close to float32 compute, not equal to it.
+    assert np.abs(mixed_logits - logits).max() < 0.25 * np.abs(logits).max()
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path, compile=False)
+    assert restored.compute_dtype == "float32"
+    assert_close(restored(batch), logits, atol=0, rtol=0)
+
+
+def test_set_dtype_policy_refuses_to_change_variable_dtypes(batch):
+    model = make_model()
+    model(batch)
+    with pytest.raises(ValueError, match="Only the compute dtype"):
+        kt.models.set_dtype_policy(model, "bfloat16")
