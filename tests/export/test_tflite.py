@@ -112,3 +112,67 @@ def test_each_position_type_converts_and_matches(position):
     flatbuffer = convert(build_module(model), signatures=("generate",))
     runner = Interpreter(model_content=flatbuffer).get_signature_runner("generate")
     np.testing.assert_array_equal(runner(encoder_token_ids=ids)["token_ids"], to_numpy(model.generate(ids)))
+
+
+def test_quantized_files_store_each_set_of_quantization_parameters_once():
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from export.tflite import build_module, convert
+
+    model = make_model(dropout=0.0, max_sequence_length=8, num_layers=1)
+    shared = convert(build_module(model), "tflite_dynamic_int8")
+    # Written back by the plain object API, every tensor gets its own copy again.
+    copies = flatbuffer_utils.convert_object_to_bytearray(flatbuffer_utils.convert_bytearray_to_object(bytearray(shared)))
+    assert len(shared) < len(copies)
+    ids = np.random.default_rng(0).integers(4, 40, size=(3, 8)).astype("int32")
+    ids[1, 3:] = 0
+    outputs = []
+    for flatbuffer in (shared, copies):
+        interpreter = Interpreter(model_content=flatbuffer)
+        outputs.append(
+            {name: interpreter.get_signature_runner(name)(encoder_token_ids=ids) for name in ("generate", "beam_search", "encode")}
+        )
+    for name, result in outputs[0].items():
+        for key, value in result.items():
+            np.testing.assert_array_equal(value, outputs[1][name][key])
+
+
+def test_dynamic_int8_stores_a_tied_embedding_once():
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from export.tflite import build_module, convert, share_tied_embedding
+
+    def int8_matrices(flatbuffer):
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+        return {
+            tensor.buffer
+            for subgraph in model.subgraphs
+            for tensor in subgraph.tensors
+            if tensor.type == schema.TensorType.INT8
+            and tensor.shape is not None
+            and tuple(tensor.shape) == (40, 32)
+            and model.buffers[tensor.buffer].data is not None
+        }
+
+    model = make_model(
+        dropout=0.0, max_sequence_length=8, num_layers=1, tie_embeddings=True, share_embeddings=True, target_vocabulary_size=40
+    )
+    module = build_module(model)
+    float32, int8 = convert(module, "tflite"), convert(module, "tflite_dynamic_int8")
+    assert len(int8_matrices(int8)) == 1  # the output layer's per-channel matrix, read by the lookups too
+    ids = np.random.default_rng(0).integers(4, 40, size=(3, 8)).astype("int32")
+    ids[1, 3:] = 0
+    results = []
+    for flatbuffer in (float32, int8):
+        interpreter = Interpreter(model_content=flatbuffer)
+        results.append({name: interpreter.get_signature_runner(name)(encoder_token_ids=ids) for name in ("generate", "encode")})
+    cache = results[0]["encode"]["cross_attention_cache"]
+    assert np.abs(results[1]["encode"]["cross_attention_cache"] - cache).max() < 0.1 * np.abs(cache).max()
+    assert agreement(results[0]["generate"]["token_ids"], results[1]["generate"]["token_ids"]) >= 0.75
+
+    # Untied embeddings: nothing to share, the file is returned as is.
+    untied = convert(build_module(make_model(dropout=0.0, max_sequence_length=8, num_layers=1)), "tflite_dynamic_int8")
+    assert share_tied_embedding(untied) == untied
