@@ -351,7 +351,7 @@ def main(argv=None):
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(args.precision)  # every layer built below computes in this dtype
     try:
-        task, model, seconds, averaged = train(args, run)
+        task, seconds, averaged = train(args, run)
     finally:
         keras.config.set_dtype_policy(previous_policy)
     if args.precision != "float32":
@@ -391,7 +391,7 @@ def main(argv=None):
 
 
 def train(args, run):
-    """Build the task's model and fit it (with averaging if asked): `(task, model, seconds, averaged)`."""
+    """Build the task's model and fit it (with averaging if asked): `(task, seconds, averaged)`."""
     task, model = (translation_model if args.task == "translate" else family_model)(args, run)
     if args.average_last and task.score is None:
         raise ValueError("--average-last needs a validation set (--val-src/--val-tgt or --val-tsv) to compare with.")
@@ -416,7 +416,7 @@ def train(args, run):
     model.fit(epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, **task.fit_kwargs)
     seconds = time.time() - start
     averaged = keep_better_average(run, task, model, epoch_weights.paths()) if args.average_last else None
-    return task, model, seconds, averaged
+    return task, seconds, averaged
 
 
 def keep_better_average(run, task, model, paths):
