@@ -38,8 +38,10 @@ import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
 import keras_transformer as kt  # noqa: E402
-from export.graphs import TranslationModule  # noqa: E402
-from export.tflite import convert, interpreter  # noqa: E402
+from export.converter import convert  # noqa: E402
+from export.interpreter import interpreter  # noqa: E402
+from export.tflite import QUANTIZATION  # noqa: E402
+from export.translation_module import TranslationModule  # noqa: E402
 from keras_transformer.decoding import greedy_search  # noqa: E402
 from keras_transformer.decoding.greedy import best_token  # noqa: E402
 
@@ -55,7 +57,7 @@ class FixedLengthModule(TranslationModule):
         ids = tf.TensorSpec([None, length], tf.int32, name="encoder_token_ids")
 
         def generate(encoder_token_ids):
-            with self._weights():
+            with self.weight_scope():
                 if cached:
                     return {"token_ids": greedy_search(model, encoder_token_ids, length, end_id=NO_END)}
                 return {"token_ids": prefix_greedy(model, encoder_token_ids, length)}
@@ -113,7 +115,7 @@ def fixed_lengths(args, directory):
         for loop in ("cached", "prefix"):
             module = FixedLengthModule(model, cached=loop == "cached")
             for variant in ("tflite", "tflite_dynamic_int8"):
-                flatbuffer = convert(module, variant, signatures=("generate",))
+                flatbuffer = convert(module, ("generate",), QUANTIZATION[variant])
                 path = write(flatbuffer, directory, f"{loop}_{length}_{variant}.tflite")
                 seconds, tokens = time_generate(path, source, args.threads, args.repeats)
                 row = {
@@ -131,7 +133,8 @@ def fixed_lengths(args, directory):
 
 def trained_run(args, directory):
     from export.run import Run
-    from export.tflite import build_module, encode_sentences
+    from export.converter import encode_sentences
+    from export.tflite import build_module
     from export.verify import token_agreement, validation_data
 
     run = Run(args.model)
@@ -140,9 +143,9 @@ def trained_run(args, directory):
     ids = encode_sentences(run, sources)
     reference = np.asarray(run.model.generate(ids))
     rows, float32 = [], None
-    calibration = encode_sentences(run, run.source_sentences(limit=100))
+    calibration = encode_sentences(run, run.calibration_sentences()[:100])
     for variant in args.variants:
-        flatbuffer = convert(build_module(run.model), variant, calibration, signatures=("generate",))
+        flatbuffer = convert(build_module(run.model), ("generate",), QUANTIZATION[variant], calibration)
         path = write(flatbuffer, directory, f"{variant}.tflite")
         seconds, tokens = time_generate(path, ids, args.threads, args.repeats)
         generated = int(sum(np.argmax(row == kt.END_ID) + 1 if (row == kt.END_ID).any() else len(row) for row in tokens))

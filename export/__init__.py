@@ -2,13 +2,28 @@
 
     python -m export --model runs/<name> --format saved_model|tflite|... [--out DIR]
 
-Each format is an exporter registered by name (`FORMATS`); each writes to a
-temporary path and renames it into place, so a failed export leaves nothing
-behind and never clobbers a previous artifact.
+The house, bottom up (no module imports one above it):
+
+    errors.py              ExportError
+    run.py                 Run: a run directory loaded and checked for export
+    base.py                Exporter, ExportOptions, the (family, format) registry, export_run
+    module.py              ExportModule: frozen weights and length checks for tf.Module graphs
+    translation_module.py  a Transformer's signatures (generate, beam_search, encode, decode_step, ...)
+    family_module.py       classifier / tagger / language-model signatures
+    converter.py           TFLite conversion and int8 calibration
+    flatbuffer.py          flatbuffer passes (shared quantization parameters, op lists)
+    interpreter.py         the LiteRT interpreter
+    saved_model.py, tflite.py, tflite_text.py    the registered exporters
+    verify.py (backends.py, verify_families.py), run_tflite.py, __main__.py    command lines
+
+Each exporter writes to a temporary path that `export_run` renames into
+place, so a failed export leaves nothing behind and never clobbers a
+previous artifact.
 """
 
-from export.registry import FORMATS, export_run, register  # noqa: F401
-from export.run import ExportError, Run  # noqa: F401
+from export.base import EXPORTERS, Exporter, ExportOptions, all_formats, export_run, formats_for, register  # noqa: F401
+from export.errors import ExportError  # noqa: F401
+from export.run import Run  # noqa: F401
 
-# Importing the format modules registers them.
-from export import families, saved_model, tflite, tflite_text  # noqa: F401, E402
+# Importing the exporter modules registers them (in this order: "all" exports in it).
+from export import saved_model, tflite, tflite_text  # noqa: F401, E402

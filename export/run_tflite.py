@@ -29,10 +29,13 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
 
-    from export.tflite import interpreter as make_interpreter
-    from keras_transformer.data.tokenizers import load_tokenizers
+    from export.interpreter import interpreter as make_interpreter
+    from export.tflite import VARIANTS
+    from keras_transformer.run_directory import RunDirectory
+    from keras_transformer.vocabulary import PAD_ID
 
-    path = args.tflite or os.path.join(args.model, "export", "model.tflite")
+    run = RunDirectory(args.model)
+    path = args.tflite or os.path.join(run.export_dir, VARIANTS["tflite"])
     if not os.path.isfile(path):
         parser.error(f"{path} does not exist: run python -m export --model {args.model} --format tflite first.")
     interpreter = make_interpreter(path, num_threads=args.threads)  # with tensorflow-text's kernels
@@ -44,7 +47,7 @@ def main(argv=None):
             print(translate(text=text)["translation"][0].decode("utf-8"))
         return
 
-    source_tokenizer, target_tokenizer = load_tokenizers(os.path.join(args.model, "tokenizers"))
+    source_tokenizer, target_tokenizer = run.load_tokenizers()
     generate = interpreter.get_signature_runner("generate")
     max_length = int(generate.get_input_details()["encoder_token_ids"]["shape"][1])
     for sentence in sentences:
@@ -52,7 +55,7 @@ def main(argv=None):
             print("")
             continue
         ids = source_tokenizer.tokenize(tf.constant([sentence]))[:, :max_length]  # longer: truncated
-        ids = ids.to_tensor(0, shape=[1, max_length]).numpy().astype(np.int32)
+        ids = ids.to_tensor(PAD_ID, shape=[1, max_length]).numpy().astype(np.int32)
         tokens = generate(encoder_token_ids=ids)["token_ids"]
         print(target_tokenizer.detokenize(tokens).numpy()[0].decode("utf-8"))
 

@@ -2,25 +2,37 @@
 
 Load with `tf.saved_model.load(path)` after `import tensorflow_text` (the
 tokenizer ops); `saved_model_cli show --dir PATH --all` lists the signatures.
+Translation runs: `translate` (= `serving_default`), `translate_beam`,
+`generate`, `beam_search`, `logits`, `encode`, `decode_step`
+(`export.translation_module`). Classify, tag and lm runs: their family's
+signatures and a text-in one (`export.family_module`).
 """
 
 import tensorflow as tf
 
-from export.graphs import TranslationModule
-from export.registry import register
+from export.base import Exporter, register
+from export.family_module import SIGNATURES as FAMILY_SIGNATURES
+from export.family_module import TEXT_SIGNATURES, FamilyModule
+from export.translation_module import TranslationModule
 
 SIGNATURES = ("translate", "translate_beam", "generate", "beam_search", "logits", "encode", "decode_step")
 
 
-def build_module(run, beam_size=4, length_penalty=0.6):
-    return TranslationModule(
-        run.model, run.source_tokenizer, run.target_tokenizer, beam_size=beam_size, length_penalty=length_penalty
-    )
+@register
+class SavedModelExporter(Exporter):
+    format, filename = "saved_model", "saved_model"
+    families = ("translate", "classify", "tag", "lm")
 
-
-@register("saved_model", "saved_model")
-def export_saved_model(run, path, beam_size=4, length_penalty=0.6, **unused):
-    module = build_module(run, beam_size, length_penalty)
-    signatures = {name: getattr(module, name).get_concrete_function() for name in SIGNATURES}
-    signatures["serving_default"] = signatures["translate"]
-    tf.saved_model.save(module, path, signatures=signatures)
+    def export(self, run, path):
+        if run.family == "translate":
+            module = TranslationModule(
+                run.model, run.source_tokenizer, run.target_tokenizer,
+                beam_size=self.options.beam_size, length_penalty=self.options.length_penalty,
+            )  # fmt: skip
+            names = SIGNATURES
+        else:
+            module = FamilyModule(run, text=True)
+            names = FAMILY_SIGNATURES[run.family] + (TEXT_SIGNATURES[run.family],)
+        signatures = {name: getattr(module, name).get_concrete_function() for name in names}
+        signatures["serving_default"] = signatures[names[0]]
+        tf.saved_model.save(module, path, signatures=signatures)

@@ -40,13 +40,13 @@ import re
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from export.graphs import TranslationModule
-from export.registry import register
-from export.run import ExportError
-from export.tflite import convert, operators
-from keras_transformer.layers.masks import END_ID, PAD_ID
+from export.base import Exporter, register
+from export.converter import convert
+from export.errors import ExportError
+from export.flatbuffer import operators
+from export.translation_module import TranslationModule
+from keras_transformer.vocabulary import END_ID, PAD_ID
 
-VARIANTS = {"tflite_text": "model_text.tflite", "tflite_text_dynamic_int8": "model_text_dynamic_int8.tflite"}
 SIGNATURES = ("translate", "translate_beam")
 # tensorflow-text's TFLite kernels whose names lack the "TFText>" prefix.
 TFTEXT_OPS = ("FastWordpieceTokenizeWithOffsets", "FastWordpieceDetokenize", "RaggedTensorToTensor")
@@ -133,21 +133,39 @@ class TextTranslationModule(TranslationModule):
         return {"translation": detokenize_in_graph(self._strings, token_ids)}
 
 
-def _export(variant):
-    def export(run, path, beam_size=4, length_penalty=0.6, **unused):
-        module = TextTranslationModule(run.model, run.source_tokenizer, run.target_tokenizer, beam_size, length_penalty)
-        base_variant = "tflite" if variant == "tflite_text" else "tflite_dynamic_int8"
-        flatbuffer = convert(module, base_variant, signatures=SIGNATURES, allow_custom_ops=True)
+class TextExporter(Exporter):
+    """A text-in/text-out `.tflite` file of a translation run."""
+
+    families = ("translate",)
+    quantization = None
+
+    def export(self, run, path):
+        options = self.options
+        module = TextTranslationModule(
+            run.model, run.source_tokenizer, run.target_tokenizer, options.beam_size, options.length_penalty
+        )
+        flatbuffer = convert(module, SIGNATURES, self.quantization, allow_custom_ops=True)
         custom = operators(flatbuffer, custom_only=True)
         unexpected = [name for name in custom if not name.startswith("TFText>") and name not in TFTEXT_OPS]
         if unexpected:
-            raise ExportError(f"{variant}: the converted model needs ops outside TFLite and tensorflow-text: {unexpected}.")
+            raise ExportError(
+                f"{self.format}: the converted model needs ops outside TFLite and tensorflow-text: {unexpected}."
+            )
         with open(path, "wb") as f:
             f.write(flatbuffer)
 
-    export.__name__ = f"export_{variant}"
-    return export
+
+@register
+class TextFloat32Exporter(TextExporter):
+    format, filename = "tflite_text", "model_text.tflite"
 
 
-for _variant, _filename in VARIANTS.items():
-    register(_variant, _filename)(_export(_variant))
+@register
+class TextDynamicInt8Exporter(TextExporter):
+    """Not written by `train.py` by default."""
+
+    format, filename, quantization = "tflite_text_dynamic_int8", "model_text_dynamic_int8.tflite", "dynamic_int8"
+    default = False
+
+
+VARIANTS = {cls.format: cls.filename for cls in (TextFloat32Exporter, TextDynamicInt8Exporter)}

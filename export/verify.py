@@ -15,7 +15,6 @@ Prints a table and writes JSON (`<export dir>/verify.json` by default).
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,13 +24,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from keras_transformer.run_directory import write_json  # noqa: E402
+
+from keras_transformer.vocabulary import END_ID, START_ID  # noqa: E402
+
 
 def _lengths(tokens, end_id):
     is_end = tokens == end_id
     return np.where(is_end.any(1), is_end.argmax(1) + 1, tokens.shape[1])
 
 
-def token_agreement(reference, tokens, end_id=3):
+def token_agreement(reference, tokens, end_id=END_ID):
     """Share of positions (up to the later end token of each pair) and of whole rows that agree."""
     lengths = np.maximum(_lengths(reference, end_id), _lengths(tokens, end_id))
     positions = np.arange(reference.shape[1])[None] < lengths[:, None]
@@ -39,91 +42,9 @@ def token_agreement(reference, tokens, end_id=3):
     return float(equal.sum() / positions.sum()), float(np.mean(equal.sum(1) == positions.sum(1)))
 
 
-class KerasBackend:
-    name = "keras"
-
-    def __init__(self, model):
-        self.model = model
-
-    def generate(self, ids):
-        return np.asarray(self.model.generate(ids))
-
-    def teacher_forced_logits(self, ids, decoder_ids):
-        return np.asarray(self.model({"encoder_token_ids": ids, "decoder_token_ids": decoder_ids}))
-
-
-class SavedModelBackend:
-    name = "saved_model"
-
-    def __init__(self, path):
-        import tensorflow as tf
-        import tensorflow_text  # noqa: F401  (the tokenizer ops)
-
-        self.tf = tf
-        self.loaded = tf.saved_model.load(path)
-        self.path = path
-
-    def generate(self, ids):
-        return self.loaded.signatures["generate"](encoder_token_ids=self.tf.constant(ids))["token_ids"].numpy()
-
-    def teacher_forced_logits(self, ids, decoder_ids):
-        outputs = self.loaded.signatures["logits"](
-            encoder_token_ids=self.tf.constant(ids), decoder_token_ids=self.tf.constant(decoder_ids)
-        )
-        return outputs["logits"].numpy()
-
-
-class TFLiteBackend:
-    def __init__(self, path, name, num_threads=2):
-        from export.tflite import interpreter
-
-        self.name, self.path = name, path
-        self.interpreter = interpreter(path, num_threads=num_threads)
-        self.runners = {}
-
-    def _runner(self, name):
-        if name not in self.runners:
-            self.runners[name] = self.interpreter.get_signature_runner(name)
-        return self.runners[name]
-
-    def generate(self, ids):
-        return self._runner("generate")(encoder_token_ids=ids)["token_ids"]
-
-    def teacher_forced_logits(self, ids, decoder_ids):
-        caches = self._runner("encode")(encoder_token_ids=ids)
-        self_cache, cross_cache = caches["self_attention_cache"], caches["cross_attention_cache"]
-        step = self._runner("decode_step")
-        logits = []
-        for index in range(decoder_ids.shape[1]):
-            out = step(
-                token_ids=decoder_ids[:, index : index + 1],
-                index=np.array(index, "int32"),
-                self_attention_cache=self_cache,
-                cross_attention_cache=cross_cache,
-                encoder_token_ids=ids,
-            )
-            self_cache = out["self_attention_cache"]
-            logits.append(out["logits"])
-        return np.stack(logits, 1)
-
-
-class TFLiteTextBackend:
-    """A text-in/text-out variant (`export.tflite_text`): compared on text."""
-
-    def __init__(self, path, name, num_threads=2):
-        from export.tflite import interpreter
-
-        self.name, self.path = name, path
-        self.runner = interpreter(path, num_threads=num_threads).get_signature_runner("translate")
-
-    def translate(self, sentences):
-        text = np.array([sentence.encode("utf-8") for sentence in sentences], dtype=object)
-        return [t.decode("utf-8") for t in self.runner(text=text)["translation"]]
-
-
 def measure_text(backend, sources, reference_hypotheses, references, args):
     """Sentences equal to the Keras translations, BLEU/chrF and ms per sentence of a text backend."""
-    from export.registry import artifact_size
+    from export.base import artifact_size
     from keras_transformer.evaluation import corpus_scores
 
     result = {"artifact": backend.name, "size_mb": round(artifact_size(backend.path) / 1e6, 3)}
@@ -146,8 +67,8 @@ def batched(function, ids, batch_size):
     return np.concatenate([function(ids[i : i + batch_size]) for i in range(0, len(ids), batch_size)])
 
 
-def measure(backend, ids, reference_tokens, detokenize, references, args, start_id=2, end_id=3):
-    from export.registry import artifact_size
+def measure(backend, ids, reference_tokens, detokenize, references, args, start_id=START_ID, end_id=END_ID):
+    from export.base import artifact_size
 
     result = {"artifact": backend.name}
     path = getattr(backend, "path", None)
@@ -183,12 +104,6 @@ def measure(backend, ids, reference_tokens, detokenize, references, args, start_
     result["ms_per_sentence"] = round(statistics.mean(times), 2)
     result["ms_per_token"] = round(sum(times) / max(generated, 1), 3)
     return result, tokens, hypotheses
-
-
-FAMILY_COLUMNS = [
-    ("artifact", "{}"), ("size_mb", "{:.3f}"), ("agreement", "{:.2%}"), ("max_probability_difference", "{:.2e}"),
-    ("ms_batch_1", "{:.3f}"),
-]  # fmt: skip
 
 
 def format_table(rows, columns=None):
@@ -244,8 +159,9 @@ def validation_data(run, args):
 
 
 def main(argv=None):
-    from export.run import Run, atomic_output
-    from export.tflite import VARIANTS, encode_sentences
+    from export.converter import encode_sentences
+    from export.run import Run
+    from export.tflite import VARIANTS
     from export.tflite_text import VARIANTS as TEXT_VARIANTS
 
     args = parse_args(argv)
@@ -258,6 +174,8 @@ def main(argv=None):
 
     def detokenize(tokens):
         return [t.decode("utf-8") for t in run.target_tokenizer.detokenize(tokens).numpy()]
+
+    from export.backends import KerasBackend, SavedModelBackend, TFLiteBackend, TFLiteTextBackend
 
     keras_backend = KerasBackend(run.model)
     args.keras_logits = keras_backend.teacher_forced_logits
@@ -285,26 +203,21 @@ def main(argv=None):
         print(f"{backend.name}: done", file=sys.stderr)
     print(format_table(rows))
     path = args.json or os.path.join(export_dir, "verify.json")
-    with atomic_output(path) as tmp:
-        with open(tmp, "w") as f:
-            json.dump({"model": run.path, "sentences": len(sources), "results": rows}, f, indent=2)
+    write_json(path, {"model": run.path, "sentences": len(sources), "results": rows})
     print(f"Written: {path}")
     return rows
 
 
 def verify_family(run, export_dir, args):
     """A classify, tag or lm run: every artifact against Keras on generated inputs."""
-    from export.families import verify
-    from export.run import atomic_output
+    from export.verify_families import COLUMNS, verify
 
     rows = verify(run, export_dir, count=args.limit or 64, threads=args.threads)
     if len(rows) == 1:
         print(f"warning: no exported artifact in {export_dir}; run python -m export first.", file=sys.stderr)
-    print(format_table(rows, FAMILY_COLUMNS))
+    print(format_table(rows, COLUMNS))
     path = args.json or os.path.join(export_dir, "verify.json")
-    with atomic_output(path) as tmp:
-        with open(tmp, "w") as f:
-            json.dump({"model": run.path, "family": run.family, "results": rows}, f, indent=2)
+    write_json(path, {"model": run.path, "family": run.family, "results": rows})
     print(f"Written: {path}")
     return rows
 

@@ -8,6 +8,8 @@ import zipfile
 import keras
 import numpy as np
 
+from keras_transformer.run_directory import atomic_write
+
 
 class TimeLimit(keras.callbacks.Callback):
     """Stop `fit` once `minutes` of training have passed.
@@ -90,11 +92,9 @@ _EPOCH_FILE = re.compile(r"epoch-\d{4,}\.npz")
 
 def save_weights(path, model):
     """Write `model.weights` to `path` (.npz), with their paths and shapes."""
-    from keras_transformer.run_directory import _atomic_write
-
     arrays = {f"w{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.weights)}
     names = np.array([v.path for v in model.weights])
-    _atomic_write(path, lambda tmp: np.savez(tmp, names=names, **arrays))
+    atomic_write(path, lambda tmp: np.savez(tmp, names=names, **arrays))
 
 
 def average_weights(model, paths):

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 from keras.src.backend import set_keras_mask
 
-from keras_transformer.layers.masks import PAD_ID
+from keras_transformer.vocabulary import PAD_ID
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")

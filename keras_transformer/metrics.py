@@ -1,9 +1,10 @@
-"""Token accuracy that ignores padding."""
+"""Token accuracy that ignores padding: a Keras metric for training, a function for evaluation."""
 
 import keras
+import numpy as np
 from keras import ops
 
-from keras_transformer.layers.masks import PAD_ID
+from keras_transformer.vocabulary import PAD_ID
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
@@ -51,3 +52,21 @@ class MaskedAccuracy(keras.metrics.Metric):
         config = super().get_config()
         config.update({"pad_id": self.pad_id})
         return config
+
+
+def sequence_accuracy(labels, predictions, pad_id=PAD_ID):
+    """Token and whole-sequence accuracy of predicted ids, positions labelled `pad_id` ignored.
+
+    Args:
+        labels, predictions: `(N, T)` int arrays (predictions: arg-max ids).
+
+    Returns:
+        `{"token_accuracy": ..., "sentence_accuracy": ...}` as floats.
+    """
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    real = labels != pad_id
+    correct = (predictions == labels) & real
+    return {
+        "token_accuracy": float(correct.sum() / max(real.sum(), 1)),
+        "sentence_accuracy": float(np.mean(correct.sum(1) == real.sum(1))),
+    }

@@ -1,58 +1,86 @@
-"""A training run's directory: model, config, history; written atomically.
+"""A training run's directory: every file name in it, its checks, atomic writes.
 
-Layout of `runs/<name>/`:
-    config.json      model config, training arguments, task description
-    model.keras      the trained model (best epoch by validation BLEU or loss)
+Layout of `runs/<name>/` (each name is an attribute of `RunDirectory`):
+    config.json      model config, training options, task description
+    model.keras      the trained model (best epoch by the task's monitored score)
     history.csv      per-epoch metrics, appended as each epoch ends
-    tokenizers/      (text runs) the source and target tokenizers
-    hypotheses.txt   (text runs) the best model's validation translations
     evaluation.json  final evaluation
-    checkpoints/     per-epoch state for `--resume` (Keras BackupAndRestore)
-    epoch_weights/   (`--average-last N`) the last N epochs' weights, averaged at the end
+    tokenizers/      the source and target tokenizers (one for encoder-only and LM runs)
+    hypotheses.txt   (text translation runs) the best model's validation translations
+    calibration.txt  source sentences for int8 calibration, written when training ends
+    checkpoints/     per-epoch state for resuming (Keras BackupAndRestore)
+    epoch_weights/   (`average_last=N`) the last N epochs' weights, averaged at the end
+    export/          what `python -m export` writes
 
 Every file is written to a temporary name in the same directory and renamed
-into place, so an interrupted write never leaves a half-written file where a
-good one was.
+into place (`atomic_path`), so an interrupted write never leaves a
+half-written file where a good one was. `RunDirectory.load` is the one check
+of a finished run that training (`init_from`), translation and export use.
 """
 
+import contextlib
+import dataclasses
 import json
 import os
+import shutil
 import tempfile
 
 import keras
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
+TOKENIZER_DIR = "tokenizers"
 
 
-def _atomic_write(path, write):
-    directory = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
+class RunDirectoryError(ValueError):
+    """A run directory that is missing, incomplete, corrupt or mismatched."""
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; on success, rename it to `path`.
+
+    Works for a file or a directory written at the yielded path. On failure
+    the temporary is removed and whatever was at `path` is left untouched.
+    The temporary lives in a hidden `.tmp-*` folder in `path`'s directory
+    (created if missing), so the rename never crosses file systems, and
+    keeps `path`'s name (and suffix, which some writers read).
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    folder = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
+    target = os.path.join(folder, os.path.basename(path))
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        yield target
+        if os.path.isdir(path) and not os.path.islink(path):
+            old = os.path.join(folder, ".old")
+            os.replace(path, old)
+            os.replace(target, path)
+        else:
+            os.replace(target, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def write_json(path, data):
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-
-    _atomic_write(path, write)
+def atomic_write(path, write):
+    """Call `write(tmp)` with a temporary path, then rename the result to `path`."""
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def write_text(path, text):
+    """Write `text` (UTF-8) to `path` atomically."""
+
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
+
+
+def write_json(path, data):
+    """Write `data` as indented JSON to `path` atomically."""
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_json(path):
@@ -61,16 +89,41 @@ def read_json(path):
             return json.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} is missing: not a run directory, or an incomplete one.") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is corrupt (not valid JSON: {error}).") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunDirectoryError(f"{path} is corrupt (not valid JSON: {error}).") from None
 
 
 def save_model(path, model):
-    _atomic_write(path, model.save)
+    atomic_write(path, model.save)
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    """A finished run, checked: what `RunDirectory.load` returns."""
+
+    path: str
+    config: dict
+    model: keras.Model
+    source_tokenizer: object
+    target_tokenizer: object
+
+    @property
+    def family(self):
+        """The run's task family: "translate", "classify", "tag", "lm" or "pretrain-mlm"."""
+        return self.config.get("task", {}).get("family", "translate")
+
+    @property
+    def labels(self):
+        """Class or tag names (classify, tag runs), else `None`."""
+        return self.config.get("task", {}).get("labels")
+
+    @property
+    def max_sequence_length(self):
+        return getattr(self.model, "backbone", self.model).max_sequence_length
 
 
 class RunDirectory:
-    """The directory of one run.
+    """The directory of one run, and the one owner of its file names.
 
     Args:
         path: `runs/<name>`.
@@ -78,26 +131,48 @@ class RunDirectory:
             unless `exist_ok` (resuming).
     """
 
+    config_file = CONFIG_FILE
+    model_file = MODEL_FILE
+    history_file = "history.csv"
+    evaluation_file = "evaluation.json"
+    hypotheses_file = "hypotheses.txt"
+    calibration_file = "calibration.txt"
+    tokenizer_dir = TOKENIZER_DIR
+    checkpoint_dir_name = "checkpoints"
+    epoch_weights_dir_name = "epoch_weights"
+    export_dir_name = "export"
+
     def __init__(self, path, create=False, exist_ok=False):
-        self.path = path
+        self.path = str(path)
         if create:
-            if os.path.exists(os.path.join(path, CONFIG_FILE)) and not exist_ok:
+            if os.path.exists(self.file(CONFIG_FILE)) and not exist_ok:
                 raise FileExistsError(
-                    f"{path} already holds a run; pass --resume to continue it or choose another --name."
+                    f"{self.path} already holds a run; resume it (`resume`) or choose another name."
                 )
-            os.makedirs(path, exist_ok=True)
-        elif not os.path.isdir(path):
-            raise FileNotFoundError(f"Run directory {path} does not exist.")
+            os.makedirs(self.path, exist_ok=True)
+        elif not os.path.isdir(self.path):
+            raise FileNotFoundError(f"Run directory {self.path} does not exist.")
 
     def file(self, name):
         return os.path.join(self.path, name)
 
     @property
     def checkpoint_dir(self):
-        return self.file("checkpoints")
+        return self.file(self.checkpoint_dir_name)
+
+    @property
+    def epoch_weights_dir(self):
+        return self.file(self.epoch_weights_dir_name)
+
+    @property
+    def export_dir(self):
+        return self.file(self.export_dir_name)
 
     def write_json(self, name, data):
         write_json(self.file(name), data)
+
+    def write_text(self, name, text):
+        write_text(self.file(name), text)
 
     def read_json(self, name):
         return read_json(self.file(name))
@@ -114,4 +189,103 @@ class RunDirectory:
         try:
             return keras.saving.load_model(path, compile=compile)
         except Exception as error:
-            raise ValueError(f"{path} could not be loaded as a keras-transformer model: {error}") from error
+            raise RunDirectoryError(f"{path} could not be loaded as a keras-transformer model: {error}") from error
+
+    # Tokenizers (TensorFlow: imported only when used).
+
+    def has_tokenizers(self):
+        from keras_transformer.data.tokenizers import METADATA_FILE
+
+        return os.path.exists(os.path.join(self.file(TOKENIZER_DIR), METADATA_FILE))
+
+    def save_tokenizers(self, source, target=None):
+        """Save the run's tokenizers atomically (`target` defaults to `source`: one vocabulary)."""
+        from keras_transformer.data.tokenizers import save_tokenizers
+
+        with atomic_path(self.file(TOKENIZER_DIR)) as tmp:
+            save_tokenizers(tmp, source, source if target is None else target)
+
+    def load_tokenizers(self):
+        """`(source, target)` tokenizers of the run."""
+        from keras_transformer.data.tokenizers import load_tokenizers
+
+        return load_tokenizers(self.file(TOKENIZER_DIR))
+
+    # Calibration sentences for int8 export.
+
+    def write_calibration(self, sentences):
+        lines = [" ".join(sentence.split()) for sentence in sentences]
+        self.write_text(self.calibration_file, "".join(line + "\n" for line in lines if line))
+
+    def read_calibration(self):
+        """The sentences `write_calibration` saved, or `None` when the run has none."""
+        path = self.file(self.calibration_file)
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return [line for line in f.read().split("\n") if line]
+
+    def load(self, tokenizers=True):
+        """The finished run, checked: a `LoadedRun`.
+
+        Raises:
+            RunDirectoryError: a file is missing or corrupt, or the config,
+                model and tokenizers do not describe one another (a
+                mismatched directory); the message names the file.
+        """
+        from keras_transformer.data.tokenizers import METADATA_FILE
+
+        required = [CONFIG_FILE, MODEL_FILE] + ([os.path.join(TOKENIZER_DIR, METADATA_FILE)] if tokenizers else [])
+        for name in required:
+            if not os.path.exists(self.file(name)):
+                raise RunDirectoryError(f"{self.path} is incomplete: {name} is missing (was training interrupted?).")
+        try:
+            config = self.read_json(CONFIG_FILE)
+            model = self.load_model(compile=False)
+            source, target = self.load_tokenizers() if tokenizers else (None, None)
+        except (OSError, ValueError) as error:
+            raise RunDirectoryError(f"{self.path}: {error}") from None
+        run = LoadedRun(self.path, config, model, source, target)
+        _check_model_matches(run)
+        return run
+
+
+def _check_model_matches(run):
+    """The config, model and tokenizers of `run` describe one model."""
+    model, config = run.model, run.config.get("model", {})
+    if _find(config, "max_sequence_length") != run.max_sequence_length:
+        raise RunDirectoryError(f"{run.path}: {CONFIG_FILE} does not describe {MODEL_FILE} (max_sequence_length differs).")
+    if run.source_tokenizer is None:
+        return
+    tokenizer_sizes = (run.source_tokenizer.vocabulary_size, run.target_tokenizer.vocabulary_size)
+    if hasattr(model, "source_vocabulary_size"):  # encoder-decoder
+        sizes = (model.source_vocabulary_size, model.target_vocabulary_size)
+        if sizes != tokenizer_sizes:
+            raise RunDirectoryError(
+                f"{run.path}: the tokenizers do not match the model (vocabularies {tokenizer_sizes[0]} / "
+                f"{tokenizer_sizes[1]}, the model's {sizes[0]} / {sizes[1]}): a mismatched run directory."
+            )
+        return
+    # A pre-trained encoder's vocabulary has one more id than its tokenizer: the mask token.
+    size = getattr(model, "backbone", model).vocabulary_size
+    if size not in (tokenizer_sizes[0], tokenizer_sizes[0] + 1):
+        raise RunDirectoryError(
+            f"{run.path}: the tokenizer ({tokenizer_sizes[0]} ids) does not match the model ({size}): "
+            "a mismatched run directory."
+        )
+    if run.family in ("classify", "tag"):
+        count = model.num_classes if run.family == "classify" else model.num_tags
+        if not run.labels or len(run.labels) != count:
+            raise RunDirectoryError(f"{run.path}: {CONFIG_FILE} does not list the model's {count} labels.")
+
+
+def _find(config, key):
+    """The first value of `key` in nested dicts (a task model's config holds its backbone's)."""
+    if isinstance(config, dict):
+        if key in config:
+            return config[key]
+        for value in config.values():
+            found = _find(value, key)
+            if found is not None:
+                return found
+    return None

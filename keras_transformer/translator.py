@@ -1,14 +1,11 @@
 """Text in, text out: tokenizers + model + greedy or beam decoding."""
 
-import os
 import sys
 
 import tensorflow as tf
 
-from keras_transformer.data.tokenizers import load_tokenizers
-from keras_transformer.run_directory import MODEL_FILE, RunDirectory
-
-TOKENIZER_DIR = "tokenizers"
+from keras_transformer.run_directory import RunDirectory
+from keras_transformer.vocabulary import PAD_ID
 
 
 class Translator:
@@ -51,19 +48,11 @@ class Translator:
 
     @classmethod
     def from_run_directory(cls, path, **kwargs):
-        """Load `model.keras` and the tokenizers of a run directory."""
-        run = RunDirectory(path)
-        tokenizer_dir = run.file(TOKENIZER_DIR)
-        if not os.path.isdir(tokenizer_dir):
-            raise FileNotFoundError(f"{path} has no {TOKENIZER_DIR}/: it was not trained on text.")
-        source_tokenizer, target_tokenizer = load_tokenizers(tokenizer_dir)
-        model = run.load_model(MODEL_FILE, compile=False)
-        if (model.source_vocabulary_size, model.target_vocabulary_size) != (
-            source_tokenizer.vocabulary_size,
-            target_tokenizer.vocabulary_size,
-        ):
-            raise ValueError(f"{path}: the model's vocabulary sizes do not match its tokenizers.")
-        return cls(model, source_tokenizer, target_tokenizer, **kwargs)
+        """The translator of a translation run's `model.keras` and tokenizers (checked by `RunDirectory.load`)."""
+        run = RunDirectory(path).load()
+        if run.family != "translate":
+            raise ValueError(f"{path} holds a {run.family} run, not a translation model.")
+        return cls(run.model, run.source_tokenizer, run.target_tokenizer, **kwargs)
 
     def translate(self, texts, batch_size=64):
         """Translations of `texts` (a list of strings), in order."""
@@ -78,7 +67,7 @@ class Translator:
             batch = tf.constant([texts[i] for i in todo[start : start + batch_size]])
             source_ids = self.source_tokenizer.tokenize(batch)  # ragged (B, None)
             self.truncated += int(tf.reduce_sum(tf.cast(source_ids.row_lengths() > limit, tf.int32)))
-            generated = self._generate(source_ids[:, :limit].to_tensor(0))
+            generated = self._generate(source_ids[:, :limit].to_tensor(PAD_ID))
             translations.extend(t.decode("utf-8") for t in self.target_tokenizer.detokenize(generated).numpy())
         for i, translation in zip(todo, translations):
             outputs[i] = translation

@@ -64,11 +64,19 @@ def test_translate_cli_errors_on_bad_run_directories(tmp_path, capsys):
     assert "--beam-size" in capsys.readouterr().err
     assert translate.main(["--model", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # One check of a run directory (`RunDirectory.load`) names the first missing file.
     assert translate.main(["--model", str(tmp_path)]) == 2
-    assert "not trained on text" in capsys.readouterr().err
+    assert "config.json is missing" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text("{}")
+    assert translate.main(["--model", str(tmp_path)]) == 2
+    assert "model.keras is missing" in capsys.readouterr().err
+    (tmp_path / "model.keras").write_text("")
+    assert translate.main(["--model", str(tmp_path)]) == 2
+    assert "tokenizers/tokenizers.json is missing" in capsys.readouterr().err
     (tmp_path / "tokenizers").mkdir()
+    (tmp_path / "tokenizers" / "tokenizers.json").write_text("{}")
     assert translate.main(["--model", str(tmp_path)]) == 2
-    assert "Tokenizer files missing" in capsys.readouterr().err
+    assert "could not be loaded" in capsys.readouterr().err
 
 
 def test_train_cli_rejects_incomplete_text_flags():

@@ -14,8 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transformer.data.readers import ReadReport, _decode, _read_lines, read_tsv
-from keras_transformer.data.synthetic import RESERVED_TOKENS
-from keras_transformer.layers.masks import END_ID, PAD_ID, START_ID
+from keras_transformer.vocabulary import END_ID, PAD_ID, RESERVED_TOKENS, START_ID
 
 
 def _pad(rows, length):

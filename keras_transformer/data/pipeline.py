@@ -8,7 +8,7 @@ forcing, grouped by length to limit padding, padded per batch with 0.
 
 import tensorflow as tf
 
-from keras_transformer.layers.masks import END_ID, START_ID
+from keras_transformer.vocabulary import END_ID, START_ID
 
 TOKENIZE_CHUNK = 1024
 

@@ -14,9 +14,8 @@ translation needs: a lexicon of hundreds of words, long-range reordering
 
 import numpy as np
 
-from keras_transformer.layers.masks import END_ID, PAD_ID, START_ID, UNKNOWN_ID
+from keras_transformer.vocabulary import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNKNOWN_ID
 
-RESERVED_TOKENS = ["[PAD]", "[UNK]", "[START]", "[END]"]  # as the tokenizers'
 _SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
 
 

@@ -19,7 +19,8 @@ import re
 
 import numpy as np
 
-from keras_transformer.data.synthetic import RESERVED_TOKENS, SyntheticTranslationTask
+from keras_transformer.data.synthetic import SyntheticTranslationTask
+from keras_transformer.vocabulary import RESERVED_TOKENS
 
 TAGS = ["[PAD]", "DET", "ADJ", "NOUN", "VERB", "ADV", "CONJ"]
 SENTIMENTS = ["negative", "positive"]

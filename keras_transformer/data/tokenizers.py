@@ -27,9 +27,8 @@ import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from keras_transformer.layers.masks import END_ID, PAD_ID
+from keras_transformer.vocabulary import END_ID, PAD_ID, RESERVED_TOKENS
 
-RESERVED_TOKENS = ["[PAD]", "[UNK]", "[START]", "[END]"]
 # Chinese, Japanese kana, Korean and CJK punctuation: written without spaces.
 CJK = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\x{3000}-\x{303F}\x{FF00}-\x{FFEF}]"
 
@@ -172,8 +171,8 @@ class WordPieceTokenizer(Tokenizer):
     kind = "wordpiece"
 
     def __init__(self, vocabulary):
-        if list(vocabulary[: len(RESERVED_TOKENS)]) != RESERVED_TOKENS:
-            raise ValueError(f"A WordPiece vocabulary must start with {RESERVED_TOKENS}.")
+        if tuple(vocabulary[: len(RESERVED_TOKENS)]) != RESERVED_TOKENS:
+            raise ValueError(f"A WordPiece vocabulary must start with {list(RESERVED_TOKENS)}.")
         self.vocabulary = list(vocabulary)
         self.tokenizer = tf_text.FastWordpieceTokenizer(
             vocab=self.vocabulary,
@@ -198,7 +197,7 @@ class WordPieceTokenizer(Tokenizer):
             lowercase=False,
             strip_accents=False,
             split=False,
-            reserved_tokens=RESERVED_TOKENS,
+            reserved_tokens=list(RESERVED_TOKENS),
         )
         return cls(vocabulary)
 

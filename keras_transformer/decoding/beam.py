@@ -3,7 +3,8 @@
 import keras
 from keras import ops
 
-from keras_transformer.layers.masks import END_ID, PAD_ID, START_ID, mask_value
+from keras_transformer.layers.masks import mask_value
+from keras_transformer.vocabulary import END_ID, PAD_ID, START_ID
 
 
 def length_penalty(length, alpha):

@@ -1,4 +1,6 @@
-"""`Transformer.generate`: argument checks and compiled decoders by settings."""
+"""`generate` of every model: its settings (declared once), their checks, compiled decoders."""
+
+import dataclasses
 
 import keras
 import numpy as np
@@ -6,6 +8,7 @@ from keras import ops
 
 from keras_transformer.decoding.beam import beam_search
 from keras_transformer.decoding.greedy import greedy_search, sample
+from keras_transformer.options import from_kwargs
 
 def _compile(model, function, seed_generator=None):
     """Compile a decoding function `function(ids)` for the current backend.
@@ -39,6 +42,46 @@ def _compile(model, function, seed_generator=None):
 SEQ2SEQ = {"greedy": greedy_search, "beam": beam_search, "sample": sample}
 
 
+@dataclasses.dataclass(frozen=True)
+class GenerationSettings:
+    """How `generate` decodes: the keyword arguments of every model's `generate`.
+
+    Attributes:
+        max_length: the most tokens per row (end token, and a language
+            model's prompt, included); `None`: the model's
+            `max_sequence_length`.
+        method: `"greedy"`, `"beam"` (encoder-decoder only) or `"sample"`.
+        beam_size: beams per sentence (`"beam"`; the paper used 4).
+        length_penalty: GNMT's alpha (`"beam"`; the paper used 0.6).
+        temperature, top_k, top_p: the sampling distribution (`"sample"`;
+            see `keras_transformer.decoding.sample`).
+        seed: an int for reproducible samples (`"sample"`).
+    """
+
+    max_length: int = None
+    method: str = "greedy"
+    beam_size: int = 4
+    length_penalty: float = 0.6
+    temperature: float = 1.0
+    top_k: int = None
+    top_p: float = None
+    seed: int = None
+
+    @classmethod
+    def from_kwargs(cls, **kwargs):
+        """Settings from `generate`'s keyword arguments; unknown names are a `ValueError`."""
+        return from_kwargs(cls, kwargs, "`generate` argument(s)")
+
+    def key(self):
+        """What the compiled decoder depends on (not the seed, which is fed at each call)."""
+        settings = {
+            "greedy": (),
+            "beam": (self.beam_size, float(self.length_penalty)),
+            "sample": (float(self.temperature), self.top_k, self.top_p),
+        }[self.method]
+        return (self.method, self.max_length, *settings)
+
+
 class Generator:
     """The compiled decoding functions of one model, built on first use.
 
@@ -46,7 +89,7 @@ class Generator:
     generators are not model state and are not saved with it.
 
     Args:
-        model: the model (`max_sequence_length` and `_check_token_ids`).
+        model: the model (`max_sequence_length` and `check_token_ids`).
         vocabulary_size: its output vocabulary (checks `top_k`).
         searches: `{"greedy": f, "sample": f, ...}` over `(model, ids,
             max_length, ...)`; by default the encoder-decoder searches.
@@ -63,19 +106,21 @@ class Generator:
         self.input_name = input_name
         self.functions = {}
 
-    def _check(self, max_length, method, beam_size, temperature, top_k, top_p):
+    def _check(self, settings):
         limit = self.model.max_sequence_length
-        if not 0 < max_length <= limit:
+        if not 0 < settings.max_length <= limit:
             raise ValueError(
-                f"`max_length` must be in [1, {limit}] (max_sequence_length). Received: max_length={max_length}"
+                f"`max_length` must be in [1, {limit}] (max_sequence_length). Received: max_length={settings.max_length}"
             )
-        if method not in self.searches:
+        if settings.method not in self.searches:
             raise ValueError(
-                f"Unknown decoding method. Expected one of {tuple(self.searches)}. Received: method={method!r}"
+                f"Unknown decoding method. Expected one of {tuple(self.searches)}. Received: method={settings.method!r}"
             )
-        if method == "beam" and (not isinstance(beam_size, int) or beam_size < 1):
+        beam_size = settings.beam_size
+        if settings.method == "beam" and (not isinstance(beam_size, int) or beam_size < 1):
             raise ValueError(f"`beam_size` must be a positive integer. Received: beam_size={beam_size}")
-        if method == "sample":
+        if settings.method == "sample":
+            temperature, top_k, top_p = settings.temperature, settings.top_k, settings.top_p
             if temperature <= 0:
                 raise ValueError(f"`temperature` must be positive. Received: temperature={temperature}")
             if top_k is not None and not 0 < top_k <= self.vocabulary_size:
@@ -83,13 +128,15 @@ class Generator:
             if top_p is not None and not 0 < top_p <= 1:
                 raise ValueError(f"`top_p` must be in (0, 1]. Received: top_p={top_p}")
 
-    def _build(self, method, max_length, beam_size, length_penalty, temperature, top_k, top_p):
-        model, search = self.model, self.searches[method]
-        if method == "greedy":
+    def _build(self, settings):
+        model, search, max_length = self.model, self.searches[settings.method], settings.max_length
+        if settings.method == "greedy":
             return _compile(model, lambda ids: search(model, ids, max_length)), None
-        if method == "beam":
+        if settings.method == "beam":
+            beam_size, length_penalty = settings.beam_size, settings.length_penalty
             return _compile(model, lambda ids: search(model, ids, max_length, beam_size, length_penalty)), None
         seed_generator = keras.random.SeedGenerator(0)  # reseeded before each call
+        temperature, top_k, top_p = settings.temperature, settings.top_k, settings.top_p
         function = _compile(
             model,
             lambda ids: search(model, ids, max_length, seed_generator, temperature, top_k, top_p),
@@ -97,35 +144,21 @@ class Generator:
         )
         return function, seed_generator
 
-    def __call__(
-        self,
-        encoder_token_ids,
-        max_length=None,
-        method="greedy",
-        beam_size=4,
-        length_penalty=0.6,
-        temperature=1.0,
-        top_k=None,
-        top_p=None,
-        seed=None,
-    ):
-        max_length = max_length or self.model.max_sequence_length
-        self._check(max_length, method, beam_size, temperature, top_k, top_p)
-        encoder_token_ids = ops.convert_to_tensor(encoder_token_ids)
-        self.model._check_token_ids(self.input_name, encoder_token_ids)
-        settings = {
-            "greedy": (),
-            "beam": (beam_size, float(length_penalty)),
-            "sample": (float(temperature), top_k, top_p),
-        }[method]
-        key = (method, max_length, *settings)
+    def __call__(self, token_ids, **kwargs):
+        """Decode `token_ids` with the `GenerationSettings` named in `kwargs`."""
+        settings = GenerationSettings.from_kwargs(**kwargs)
+        settings = dataclasses.replace(settings, max_length=settings.max_length or self.model.max_sequence_length)
+        self._check(settings)
+        token_ids = ops.convert_to_tensor(token_ids)
+        self.model.check_token_ids(self.input_name, token_ids)
+        key = settings.key()
         if self.static_length:
-            key += (encoder_token_ids.shape[1],)
+            key += (token_ids.shape[1],)
         if key not in self.functions:
-            self.functions[key] = self._build(method, max_length, beam_size, length_penalty, temperature, top_k, top_p)
+            self.functions[key] = self._build(settings)
         function, seed_generator = self.functions[key]
         if seed_generator is not None:
-            seed = int(np.random.randint(0, 2**31 - 1)) if seed is None else seed
+            seed = int(np.random.randint(0, 2**31 - 1)) if settings.seed is None else settings.seed
             state = seed_generator.state
             state.assign(ops.cast(ops.convert_to_tensor([seed, 0]), state.dtype))
-        return function(encoder_token_ids)
+        return function(token_ids)

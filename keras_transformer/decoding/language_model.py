@@ -3,7 +3,8 @@
 from keras import ops
 
 from keras_transformer.decoding.greedy import best_token, sampler
-from keras_transformer.layers.masks import END_ID, PAD_ID, START_ID, mask_value
+from keras_transformer.layers.masks import mask_value
+from keras_transformer.vocabulary import END_ID, PAD_ID, START_ID
 
 
 def _continue(model, prompt_ids, max_length, choose, start_id=START_ID, end_id=END_ID):

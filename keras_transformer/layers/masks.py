@@ -9,10 +9,7 @@ negative *finite* number (see `mask_value`), safe in float16.
 import ml_dtypes
 from keras import ops
 
-PAD_ID = 0
-UNKNOWN_ID = 1
-START_ID = 2
-END_ID = 3
+from keras_transformer.vocabulary import PAD_ID
 
 
 def mask_value(dtype):

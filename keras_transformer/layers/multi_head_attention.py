@@ -1,3 +1,12 @@
+"""Multi-head attention, the paper's section 3.2.2, as one layer.
+
+Longer than the house's ~300 lines on purpose: like Keras's own
+`MultiHeadAttention`, the layer keeps its overridable steps together (the
+projections, the fused `dot_product_attention` path and the explicit one
+that can return weights, the cached single-query decoding step, relative and
+rotary positions), since they share the same projections and caches.
+"""
+
 import math
 
 import keras

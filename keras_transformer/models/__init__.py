@@ -1,4 +1,5 @@
-from keras_transformer.models.common import set_dtype_policy
+from keras_transformer.models.base import ArchitectureModel, ModelBase
+from keras_transformer.models.common import ARCHITECTURE, set_dtype_policy
 from keras_transformer.models.presets import PRESETS
 from keras_transformer.models.transformer import Transformer
 from keras_transformer.models.transformer_decoder import TransformerDecoder, stack_cache, unstack_cache

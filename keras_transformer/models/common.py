@@ -89,14 +89,6 @@ def check_token_ids(name, token_ids, max_sequence_length):
         )
 
 
-def compile_from_config(model, config):
-    """Restore the compiled state saved in a `.keras` file (the model's own `compile`)."""
-    config = keras.saving.deserialize_keras_object(config)
-    model.compile(**config)
-    if model.built:
-        model.optimizer.build(model.trainable_variables)
-
-
 def set_dtype_policy(model, policy):
     """Give `model` and every layer in it the dtype policy `policy` (a name or a `DTypePolicy`).
 

@@ -5,17 +5,14 @@ from keras import ops
 
 from keras_transformer.layers.masks import padding_mask
 from keras_transformer.layers.utils import check_positive_int, check_rate
-from keras_transformer.models.common import compile_from_config
+from keras_transformer.models.base import ModelBase
 from keras_transformer.models.transformer_encoder_model import TransformerEncoderModel
 
 POOLINGS = ("first", "mean")
 
 
-class EncoderTask(keras.Model):
-    """A backbone and a head: config with the backbone nested, compile defaults.
-
-    Subclasses set `default_loss` and `default_metrics` (callables).
-    """
+class EncoderTask(ModelBase):
+    """A backbone and a head: config with the backbone nested, `compile` defaults (`ModelBase`)."""
 
     def __init__(self, backbone, **kwargs):
         super().__init__(**kwargs)
@@ -24,19 +21,6 @@ class EncoderTask(keras.Model):
                 f"`backbone` must be a `TransformerEncoderModel`. Received: {type(backbone).__name__}"
             )
         self.backbone = backbone
-
-    def compile(self, optimizer="auto", loss="auto", metrics="auto", learning_rate=1e-3, **kwargs):
-        """`keras.Model.compile`; `"auto"`: Adam at `learning_rate`, the task's loss and accuracy."""
-        if optimizer == "auto":
-            optimizer = keras.optimizers.Adam(learning_rate)
-        if loss == "auto":
-            loss = self.default_loss()
-        if metrics == "auto":
-            metrics = self.default_metrics()
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
-
-    def compile_from_config(self, config):
-        compile_from_config(self, config)
 
     def get_config(self):
         config = super().get_config()
@@ -48,18 +32,6 @@ class EncoderTask(keras.Model):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
-
-
-def _masked_loss():
-    from keras_transformer.losses import MaskedSparseCategoricalCrossentropy
-
-    return MaskedSparseCategoricalCrossentropy()
-
-
-def _masked_accuracy():
-    from keras_transformer.metrics import MaskedAccuracy
-
-    return [MaskedAccuracy()]
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
@@ -91,8 +63,16 @@ class TransformerClassifier(EncoderTask):
     (2, 3)
     """
 
-    default_loss = staticmethod(lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    default_metrics = staticmethod(lambda: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    def default_loss(self, label_smoothing):
+        if label_smoothing:
+            raise ValueError(
+                "`TransformerClassifier`'s default loss has no label smoothing; pass a `loss`. "
+                f"Received: label_smoothing={label_smoothing}"
+            )
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def default_metrics(self):
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def __init__(self, backbone, num_classes, pooling="mean", dropout=0.1, **kwargs):
         super().__init__(backbone, **kwargs)
@@ -151,9 +131,6 @@ class TransformerTagger(EncoderTask):
     (2, 9, 5)
     """
 
-    default_loss = staticmethod(_masked_loss)
-    default_metrics = staticmethod(_masked_accuracy)
-
     def __init__(self, backbone, num_tags, dropout=0.1, **kwargs):
         super().__init__(backbone, **kwargs)
         check_positive_int(num_tags, "num_tags")
@@ -206,9 +183,6 @@ class TransformerMaskedLM(EncoderTask):
     ...      "mask_positions": keras.ops.zeros((2, 3), "int32")}).shape
     (2, 3, 100)
     """
-
-    default_loss = staticmethod(_masked_loss)
-    default_metrics = staticmethod(_masked_accuracy)
 
     def __init__(self, backbone, **kwargs):
         super().__init__(backbone, **kwargs)

@@ -3,22 +3,16 @@ from keras import ops
 
 from keras_transformer.decoding.generate import Generator
 from keras_transformer.layers.masks import padding_mask
-from keras_transformer.models.common import (
-    check_architecture,
-    check_token_ids,
-    compile_from_config,
-    make_embedding,
-    stack_arguments,
-)
-from keras_transformer.models.presets import preset_config
-from keras_transformer.models.transformer_decoder import TransformerDecoder
+from keras_transformer.models.base import ArchitectureModel
+from keras_transformer.models.common import make_embedding, stack_arguments
+from keras_transformer.models.transformer_decoder import TransformerDecoder, stack_cache
 from keras_transformer.models.transformer_encoder import TransformerEncoder
 
 INPUT_KEYS = ("encoder_token_ids", "decoder_token_ids")
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
-class Transformer(keras.Model):
+class Transformer(ArchitectureModel):
     """The encoder-decoder Transformer of "Attention Is All You Need".
 
     Source ids are embedded (`* sqrt(d_model)`, plus positions, dropout),
@@ -70,45 +64,13 @@ class Transformer(keras.Model):
     (2, 7, 120)
     """
 
+    default_label_smoothing = 0.1
+
     def __init__(
-        self,
-        source_vocabulary_size,
-        target_vocabulary_size,
-        num_layers=6,
-        hidden_dim=512,
-        num_heads=8,
-        intermediate_dim=2048,
-        dropout=0.1,
-        max_sequence_length=256,
-        position="sinusoidal",
-        normalize_first=False,
-        tie_embeddings=False,
-        share_embeddings=False,
-        attention_dropout=0.0,
-        activation="relu",
-        layer_norm_epsilon=1e-5,
-        max_relative_position=16,
-        **kwargs,
+        self, source_vocabulary_size, target_vocabulary_size, tie_embeddings=False, share_embeddings=False, **kwargs
     ):
-        super().__init__(**kwargs)
-        architecture = dict(
-            num_layers=num_layers,
-            hidden_dim=hidden_dim,
-            num_heads=num_heads,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-            position=position,
-            normalize_first=normalize_first,
-            attention_dropout=attention_dropout,
-            activation=activation,
-            layer_norm_epsilon=layer_norm_epsilon,
-            max_relative_position=max_relative_position,
-        )
-        check_architecture(
-            architecture,
-            source_vocabulary_size=source_vocabulary_size,
-            target_vocabulary_size=target_vocabulary_size,
+        super().__init__(
+            kwargs, source_vocabulary_size=source_vocabulary_size, target_vocabulary_size=target_vocabulary_size
         )
         if share_embeddings and source_vocabulary_size != target_vocabulary_size:
             raise ValueError(
@@ -118,25 +80,13 @@ class Transformer(keras.Model):
             )
         self.source_vocabulary_size = source_vocabulary_size
         self.target_vocabulary_size = target_vocabulary_size
-        self.num_layers = num_layers
-        self.hidden_dim = hidden_dim
-        self.num_heads = num_heads
-        self.intermediate_dim = intermediate_dim
-        self.dropout = dropout
-        self.max_sequence_length = max_sequence_length
-        self.position = position
-        self.normalize_first = normalize_first
         self.tie_embeddings = tie_embeddings
         self.share_embeddings = share_embeddings
-        self.attention_dropout = attention_dropout
-        self.activation = activation
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.max_relative_position = max_relative_position
 
         def embedding(vocabulary_size, tie_weights, name):
-            return make_embedding(architecture, vocabulary_size, tie_weights, self.dtype_policy, name)
+            return make_embedding(self.architecture, vocabulary_size, tie_weights, self.dtype_policy, name)
 
-        stack_kwargs = stack_arguments(architecture, self.dtype_policy)
+        stack_kwargs = stack_arguments(self.architecture, self.dtype_policy)
         if share_embeddings:
             self.encoder_embedding = embedding(source_vocabulary_size, tie_embeddings, "shared_embedding")
             self.decoder_embedding = self.encoder_embedding
@@ -149,17 +99,6 @@ class Transformer(keras.Model):
         # All weights exist from construction: shapes never depend on data.
         self.build()
         self._generator = Generator(self)
-
-    @classmethod
-    def from_preset(cls, preset, **kwargs):
-        """A model with preset `preset` ("tiny", "small", "base", "big").
-
-        Keyword arguments (vocabulary sizes at least) complete or override the
-        preset.
-        """
-        config = preset_config(preset)
-        config.update(kwargs)
-        return cls(**config)
 
     def build(self, input_shape=None):
         self.encoder_embedding.build((None, None))
@@ -190,22 +129,32 @@ class Transformer(keras.Model):
         """The final linear layer: `(B, T, d_model)` to `(B, T, V)`."""
         return self.decoder_embedding.token_embedding(hidden_states, reverse=True)
 
-    def initialize_cache(self, encoder_output, max_length):
+    def initialize_cache(self, encoder_output, max_length, stacked=False):
         """Caches for incremental decoding of up to `max_length` target tokens.
 
         Returns:
             `(self_attention_cache, cross_attention_cache)`: tuples of `2N`
             tensors (layer `i`'s keys at `2i`, its values at `2i + 1`), zeros
             of `(B, max_length, h, d_k)` and the encoder output's projected
-            keys and values `(B, S, h, d_k)`. `models.stack_cache` turns
-            each into one `(B, 2N, T, h, d_k)` tensor, which
-            `call_with_cache` also accepts.
+            keys and values `(B, S, h, d_k)`. With `stacked=True`, each as one
+            `(B, 2N, T, h, d_k)` tensor (`cache_shapes`), which
+            `call_with_cache` also accepts and returns as given.
         """
         batch_size = ops.shape(encoder_output)[0]
-        return (
+        caches = (
             self.decoder.initialize_self_attention_cache(batch_size, max_length),
             self.decoder.compute_cross_attention_cache(encoder_output),
         )
+        return tuple(stack_cache(cache) for cache in caches) if stacked else caches
+
+    def cache_shapes(self, max_length, source_length=None):
+        """Shapes of the stacked caches without the batch axis (what `decode_step` signatures declare).
+
+        Returns:
+            `(self_attention (2N, max_length, h, d_k), cross_attention (2N,
+            source_length, h, d_k))`; `source_length` may be `None`.
+        """
+        return self.decoder.cache_shape(max_length), self.decoder.cache_shape(source_length)
 
     def call_with_cache(
         self,
@@ -240,30 +189,16 @@ class Transformer(keras.Model):
         )
         return self.logits(x), self_attention_cache, cross_attention_cache
 
-    def generate(
-        self,
-        encoder_token_ids,
-        max_length=None,
-        method="greedy",
-        beam_size=4,
-        length_penalty=0.6,
-        temperature=1.0,
-        top_k=None,
-        top_p=None,
-        seed=None,
-    ):
+    def generate(self, encoder_token_ids, **settings):
         """Decode target token ids for a batch of source ids.
 
         Args:
             encoder_token_ids: `(B, S)` int source ids, 0-padded.
-            max_length: the most target tokens (end token included);
-                defaults to `max_sequence_length`.
-            method: `"greedy"`, `"beam"` or `"sample"`.
-            beam_size: beams per sentence (`"beam"`; the paper used 4).
-            length_penalty: GNMT's alpha (`"beam"`; the paper used 0.6).
-            temperature, top_k, top_p: the sampling distribution
-                (`"sample"`; see `keras_transformer.decoding.sample`).
-            seed: an int for reproducible samples (`"sample"`).
+            **settings: the fields of
+                `keras_transformer.decoding.GenerationSettings`:
+                `max_length` (default `max_sequence_length`), `method`
+                (`"greedy"`, `"beam"` or `"sample"`), `beam_size`,
+                `length_penalty`, `temperature`, `top_k`, `top_p`, `seed`.
 
         Returns:
             Greedy and sample: `(B, max_length)` int32 ids, each row ending
@@ -272,17 +207,7 @@ class Transformer(keras.Model):
             the n-best lists, best first, with length-normalised
             log-probabilities.
         """
-        return self._generator(
-            encoder_token_ids,
-            max_length=max_length,
-            method=method,
-            beam_size=beam_size,
-            length_penalty=length_penalty,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-        )
+        return self._generator(encoder_token_ids, **settings)
 
     def call(self, inputs, training=None):
         if not isinstance(inputs, dict) or any(key not in inputs for key in INPUT_KEYS):
@@ -292,53 +217,22 @@ class Transformer(keras.Model):
                 f"padding. Received: {received}"
             )
         for key in INPUT_KEYS:
-            self._check_token_ids(key, inputs[key])
+            self.check_token_ids(key, inputs[key])
         encoder_output, encoder_padding_mask = self.encode(inputs["encoder_token_ids"], training)
         return self.decode(inputs["decoder_token_ids"], encoder_output, encoder_padding_mask, training)
 
-    def _check_token_ids(self, name, token_ids):
-        check_token_ids(name, token_ids, self.max_sequence_length)
+    def default_optimizer(self, learning_rate=None, warmup_steps=4000):
+        """The paper's Adam (beta_2 0.98, epsilon 1e-9) on the warm-up schedule."""
+        from keras_transformer.optimizers import transformer_adam
 
-    def compile(self, optimizer="auto", loss="auto", metrics="auto", warmup_steps=4000, label_smoothing=0.1, **kwargs):
-        """`keras.Model.compile` with the paper's training set-up by default.
-
-        `"auto"` gives Adam (beta_2 0.98, epsilon 1e-9) on the warm-up schedule,
-        the padding-masked cross-entropy with label smoothing, and masked
-        token accuracy.
-        """
-        from keras_transformer import losses, metrics as metrics_module, optimizers
-
-        if optimizer == "auto":
-            optimizer = optimizers.transformer_adam(self.hidden_dim, warmup_steps=warmup_steps)
-        if loss == "auto":
-            loss = losses.MaskedSparseCategoricalCrossentropy(label_smoothing=label_smoothing)
-        if metrics == "auto":
-            metrics = [metrics_module.MaskedAccuracy()]
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
-
-    def compile_from_config(self, config):
-        compile_from_config(self, config)
+        return transformer_adam(self.hidden_dim, warmup_steps=warmup_steps, learning_rate=learning_rate)
 
     def get_config(self):
         config = super().get_config()
         config.update(
-            {
-                "source_vocabulary_size": self.source_vocabulary_size,
-                "target_vocabulary_size": self.target_vocabulary_size,
-                "num_layers": self.num_layers,
-                "hidden_dim": self.hidden_dim,
-                "num_heads": self.num_heads,
-                "intermediate_dim": self.intermediate_dim,
-                "dropout": self.dropout,
-                "max_sequence_length": self.max_sequence_length,
-                "position": self.position,
-                "normalize_first": self.normalize_first,
-                "tie_embeddings": self.tie_embeddings,
-                "share_embeddings": self.share_embeddings,
-                "attention_dropout": self.attention_dropout,
-                "activation": self.activation,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "max_relative_position": self.max_relative_position,
-            }
+            source_vocabulary_size=self.source_vocabulary_size,
+            target_vocabulary_size=self.target_vocabulary_size,
+            tie_embeddings=self.tie_embeddings,
+            share_embeddings=self.share_embeddings,
         )
         return config

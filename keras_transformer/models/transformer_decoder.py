@@ -57,10 +57,15 @@ class TransformerDecoder(StackBase):
             caches += tuple(layer.cross_attention_layer.project_key_value(encoder_sequence))
         return caches
 
+    def cache_shape(self, length):
+        """The stacked cache of `length` positions without its batch axis: `(2N, length, h, d_k)`."""
+        layer = self.transformer_layers[0].self_attention
+        return (2 * self.num_layers, length, layer.num_heads, layer.key_dim)
+
     def initialize_self_attention_cache(self, batch_size, max_length):
         """`2N` zero tensors of shape `(B, T_max, h, d_k)`."""
-        layer = self.transformer_layers[0].self_attention
-        shape = (batch_size, max_length, layer.num_heads, layer.key_dim)
+        _, _, num_heads, key_dim = self.cache_shape(max_length)
+        shape = (batch_size, max_length, num_heads, key_dim)
         return tuple(ops.zeros(shape, dtype=self.compute_dtype) for _ in range(2 * self.num_layers))
 
     def call(

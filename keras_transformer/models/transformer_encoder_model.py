@@ -1,14 +1,13 @@
 import keras
 
 from keras_transformer.layers.masks import padding_mask
-from keras_transformer.models.common import ARCHITECTURE, check_architecture, check_token_ids, make_embedding
-from keras_transformer.models.common import stack_arguments
-from keras_transformer.models.presets import preset_config
+from keras_transformer.models.base import ArchitectureModel
+from keras_transformer.models.common import make_embedding, stack_arguments
 from keras_transformer.models.transformer_encoder import TransformerEncoder
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
-class TransformerEncoderModel(keras.Model):
+class TransformerEncoderModel(ArchitectureModel):
     """An encoder-only Transformer (BERT-like): token ids to contextual vectors.
 
     The backbone of `TransformerClassifier`, `TransformerTagger` and
@@ -39,23 +38,11 @@ class TransformerEncoderModel(keras.Model):
     """
 
     def __init__(self, vocabulary_size, **kwargs):
-        architecture = {name: kwargs.pop(name, default) for name, default in ARCHITECTURE.items()}
-        super().__init__(**kwargs)
-        check_architecture(architecture, vocabulary_size=vocabulary_size)
+        super().__init__(kwargs, vocabulary_size=vocabulary_size)
         self.vocabulary_size = vocabulary_size
-        self.architecture = architecture
-        for name, value in architecture.items():
-            setattr(self, name, value)
-        self.embedding = make_embedding(architecture, vocabulary_size, True, self.dtype_policy, "embedding")
-        self.encoder = TransformerEncoder(name="encoder", **stack_arguments(architecture, self.dtype_policy))
+        self.embedding = make_embedding(self.architecture, vocabulary_size, True, self.dtype_policy, "embedding")
+        self.encoder = TransformerEncoder(name="encoder", **stack_arguments(self.architecture, self.dtype_policy))
         self.build()
-
-    @classmethod
-    def from_preset(cls, preset, **kwargs):
-        """A backbone with preset `preset` ("tiny", "small", "base", "big"), overridden by `kwargs`."""
-        config = preset_config(preset)
-        config.update(kwargs)
-        return cls(**config)
 
     @classmethod
     def from_transformer(cls, transformer):
@@ -63,8 +50,7 @@ class TransformerEncoderModel(keras.Model):
 
         The result reads the translation model's source vocabulary.
         """
-        config = {name: getattr(transformer, name) for name in ARCHITECTURE}
-        backbone = cls(transformer.source_vocabulary_size, dtype=transformer.dtype_policy, **config)
+        backbone = cls(transformer.source_vocabulary_size, dtype=transformer.dtype_policy, **transformer.architecture)
         source = transformer.encoder_embedding
         backbone.embedding.token_embedding.embeddings.assign(source.token_embedding.embeddings)
         if source.position_encoding is not None:
@@ -78,7 +64,7 @@ class TransformerEncoderModel(keras.Model):
         self.built = True
 
     def call(self, token_ids, training=None):
-        check_token_ids("token_ids", token_ids, self.max_sequence_length)
+        self.check_token_ids("token_ids", token_ids)
         x = self.embedding(token_ids, training=training)
         return self.encoder(x, padding_mask=padding_mask(token_ids), training=training)
 
@@ -89,5 +75,5 @@ class TransformerEncoderModel(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(vocabulary_size=self.vocabulary_size, **self.architecture)
+        config.update(vocabulary_size=self.vocabulary_size)
         return config

@@ -3,14 +3,13 @@ import keras
 from keras_transformer.decoding.generate import Generator
 from keras_transformer.decoding.language_model import lm_greedy_search, lm_sample
 from keras_transformer.layers.masks import padding_mask
-from keras_transformer.models.common import ARCHITECTURE, check_architecture, check_token_ids, make_embedding
-from keras_transformer.models.common import compile_from_config, stack_arguments
-from keras_transformer.models.presets import preset_config
+from keras_transformer.models.base import ArchitectureModel
+from keras_transformer.models.common import make_embedding, stack_arguments
 from keras_transformer.models.transformer_decoder import TransformerDecoder
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
-class TransformerLM(keras.Model):
+class TransformerLM(ArchitectureModel):
     """A decoder-only Transformer language model (GPT-like).
 
     Token embedding (`* sqrt(d_model)`), positions, `N` decoder layers with
@@ -43,17 +42,14 @@ class TransformerLM(keras.Model):
     """
 
     def __init__(self, vocabulary_size, tie_embeddings=True, **kwargs):
-        architecture = {name: kwargs.pop(name, default) for name, default in ARCHITECTURE.items()}
-        super().__init__(**kwargs)
-        check_architecture(architecture, vocabulary_size=vocabulary_size)
+        super().__init__(kwargs, vocabulary_size=vocabulary_size)
         self.vocabulary_size = vocabulary_size
         self.tie_embeddings = tie_embeddings
-        self.architecture = architecture
-        for name, value in architecture.items():
-            setattr(self, name, value)
-        self.embedding = make_embedding(architecture, vocabulary_size, tie_embeddings, self.dtype_policy, "embedding")
+        self.embedding = make_embedding(
+            self.architecture, vocabulary_size, tie_embeddings, self.dtype_policy, "embedding"
+        )
         self.decoder = TransformerDecoder(
-            name="decoder", cross_attention=False, **stack_arguments(architecture, self.dtype_policy)
+            name="decoder", cross_attention=False, **stack_arguments(self.architecture, self.dtype_policy)
         )
         self.build()
         self._generator = Generator(
@@ -63,13 +59,6 @@ class TransformerLM(keras.Model):
             input_name="prompt_ids",
             static_length=True,
         )
-
-    @classmethod
-    def from_preset(cls, preset, **kwargs):
-        """A model with preset `preset` ("tiny", "small", "base", "big"), overridden by `kwargs`."""
-        config = preset_config(preset)
-        config.update(kwargs)
-        return cls(**config)
 
     def build(self, input_shape=None):
         self.embedding.build((None, None))
@@ -82,7 +71,7 @@ class TransformerLM(keras.Model):
         return self.decoder.transformer_layers
 
     def call(self, token_ids, training=None):
-        self._check_token_ids("token_ids", token_ids)
+        self.check_token_ids("token_ids", token_ids)
         x = self.embedding(token_ids, training=training)
         x = self.decoder(x, decoder_padding_mask=padding_mask(token_ids), training=training)
         return self.logits(x)
@@ -106,26 +95,25 @@ class TransformerLM(keras.Model):
         x, cache, _ = self.decoder(x, self_attention_cache=cache, self_attention_cache_update_index=cache_update_index)
         return self.logits(x), cache
 
-    def generate(self, prompt_ids=None, max_length=None, method="greedy", temperature=1.0, top_k=None,
-                 top_p=None, seed=None, batch_size=1):  # fmt: skip
+    def generate(self, prompt_ids=None, batch_size=1, **settings):
         """Continue prompts, one cached step per new token.
 
         Args:
             prompt_ids: `(B, P)` int ids after the start token (which is
                 added here), 0-padded on the right; `None`: `batch_size`
                 rows generated from the start token alone.
-            max_length: the most tokens per row, prompt included (default
-                `max_sequence_length`).
-            method: `"greedy"` or `"sample"`.
-            temperature, top_k, top_p: the sampling distribution.
-            seed: an int for reproducible samples.
             batch_size: rows to generate when `prompt_ids` is `None`.
+            **settings: the fields of
+                `keras_transformer.decoding.GenerationSettings`: `max_length`
+                (the most tokens per row, prompt included; default
+                `max_sequence_length`), `method` (`"greedy"` or `"sample"`),
+                `temperature`, `top_k`, `top_p`, `seed`.
 
         Returns:
             `(B, max_length)` int32: each prompt, then its continuation up to
             and including the end token, then 0.
         """
-        max_length = max_length or self.max_sequence_length
+        max_length = settings.get("max_length") or self.max_sequence_length
         if prompt_ids is None:
             prompt_ids = keras.ops.zeros((batch_size, 0), "int32")
         prompt_ids = keras.ops.convert_to_tensor(prompt_ids)
@@ -133,31 +121,9 @@ class TransformerLM(keras.Model):
             raise ValueError(
                 f"`prompt_ids` has {prompt_ids.shape[1]} tokens, more than max_length={max_length}."
             )
-        return self._generator(
-            prompt_ids, max_length=max_length, method=method, temperature=temperature, top_k=top_k, top_p=top_p,
-            seed=seed,
-        )  # fmt: skip
-
-    def _check_token_ids(self, name, token_ids):
-        check_token_ids(name, token_ids, self.max_sequence_length)
-
-    def compile(self, optimizer="auto", loss="auto", metrics="auto", learning_rate=1e-3, label_smoothing=0.0,
-                **kwargs):  # fmt: skip
-        """`keras.Model.compile`; `"auto"`: Adam, the padding-masked cross-entropy, token accuracy."""
-        from keras_transformer import losses, metrics as metrics_module
-
-        if optimizer == "auto":
-            optimizer = keras.optimizers.Adam(learning_rate)
-        if loss == "auto":
-            loss = losses.MaskedSparseCategoricalCrossentropy(label_smoothing=label_smoothing)
-        if metrics == "auto":
-            metrics = [metrics_module.MaskedAccuracy()]
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
-
-    def compile_from_config(self, config):
-        compile_from_config(self, config)
+        return self._generator(prompt_ids, **settings)
 
     def get_config(self):
         config = super().get_config()
-        config.update(vocabulary_size=self.vocabulary_size, tie_embeddings=self.tie_embeddings, **self.architecture)
+        config.update(vocabulary_size=self.vocabulary_size, tie_embeddings=self.tie_embeddings)
         return config

@@ -13,7 +13,7 @@ def exported(run):
 @pytest.fixture(scope="session")
 def sources(corpus, exported):
     """Test inputs: short sentences, blank-free, plus ones cut at the maximum length."""
-    from export.tflite import encode_sentences
+    from export.converter import encode_sentences
 
     _, sentences, _ = corpus
     long_sentence = " ".join(sentences[1000:1010])  # far over 24 tokens: truncated to the maximum

@@ -59,15 +59,30 @@ def test_failed_conversion_leaves_no_partial_artifact(run, tmp_path, monkeypatch
 
     out = tmp_path / "out"
 
-    def broken(*args, **kwargs):
-        with open(args[1] if len(args) > 1 else kwargs["path"], "wb") as f:
+    def broken(self, run, path):
+        with open(path, "wb") as f:
             f.write(b"half")
         raise export.ExportError("conversion failed")
 
-    monkeypatch.setitem(export.FORMATS, "tflite", (broken, tflite.VARIANTS["tflite"]))
+    monkeypatch.setattr(tflite.Float32Exporter, "export", broken)
     with pytest.raises(export.ExportError):
         export.export_run(str(run), ["tflite"], out=str(out))
     assert os.listdir(out) == []
+
+
+def test_export_options_and_formats_are_checked(run):
+    import export
+
+    with pytest.raises(export.ExportError, match="Unknown export option"):
+        export.export_run(str(run), ["tflite"], beam_sise=2)
+    with pytest.raises(export.ExportError, match="beam-size"):
+        export.ExportOptions(beam_size=0)
+    with pytest.raises(export.ExportError, match="unknown format"):
+        export.formats_for("translate", "tflite,onnx")
+    assert export.formats_for("translate", "default") == [
+        "saved_model", "tflite", "tflite_float16", "tflite_dynamic_int8", "tflite_text"
+    ]  # fmt: skip
+    assert "tflite_int8" not in export.formats_for("lm", "all")
 
 
 def test_verify_prints_a_table_and_writes_json(run, int8_path, tmp_path, capsys):

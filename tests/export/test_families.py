@@ -17,13 +17,14 @@ def load(family_runs, task):
 
 
 def tflite_runner(family_runs, task, signature, variant="model.tflite"):
-    from export.tflite import interpreter
+    from export.interpreter import interpreter
 
     return interpreter(str(family_runs / task / "export" / variant)).get_signature_runner(signature)
 
 
 def test_default_formats_and_signatures(family_runs):
-    from export.tflite import interpreter, operators
+    from export.flatbuffer import operators
+    from export.interpreter import interpreter
 
     expected = {"classify": {"classify"}, "tag": {"tag"}, "lm": {"generate", "logits"}}
     for task, signatures in expected.items():
@@ -39,7 +40,7 @@ def test_default_formats_and_signatures(family_runs):
 def test_classifier_parity(family_runs):
     import tensorflow as tf
 
-    from export.families import example_inputs
+    from export.verify_families import example_inputs
 
     run = load(family_runs, "classify")
     ids = example_inputs(run)
@@ -72,7 +73,7 @@ def keras_softmax(logits):
 def test_tagger_parity(family_runs):
     import tensorflow as tf
 
-    from export.families import example_inputs
+    from export.verify_families import example_inputs
 
     run = load(family_runs, "tag")
     ids = example_inputs(run)
@@ -95,7 +96,7 @@ def test_tagger_parity(family_runs):
 def test_language_model_generate_parity(family_runs):
     import tensorflow as tf
 
-    from export.families import example_inputs
+    from export.verify_families import example_inputs
 
     run = load(family_runs, "lm")
     prompts = example_inputs(run, count=8)

@@ -21,7 +21,9 @@ def test_train_exports_every_format_without_leftovers(run):
 
 
 def test_no_flex_ops_and_every_signature(run, int8_path):
-    from export.tflite import VARIANTS, interpreter, operators
+    from export.flatbuffer import operators
+    from export.interpreter import interpreter
+    from export.tflite import VARIANTS
 
     for variant in VARIANTS:
         with open(tflite_path(run, variant), "rb") as f:
@@ -32,7 +34,7 @@ def test_no_flex_ops_and_every_signature(run, int8_path):
 
 
 def test_generate_equals_keras_greedy_at_batch_one_and_many(exported, sources, run):
-    from export.tflite import interpreter
+    from export.interpreter import interpreter
 
     _, ids = sources
     expected = to_numpy(exported.model.generate(ids))
@@ -44,7 +46,7 @@ def test_generate_equals_keras_greedy_at_batch_one_and_many(exported, sources, r
 
 
 def test_beam_search_signature_equals_keras(exported, sources, run):
-    from export.tflite import interpreter
+    from export.interpreter import interpreter
 
     _, ids = sources
     expected, expected_scores = exported.model.generate(ids[:4], method="beam", beam_size=4, length_penalty=0.6)
@@ -54,7 +56,7 @@ def test_beam_search_signature_equals_keras(exported, sources, run):
 
 
 def test_decode_step_driven_from_python_equals_generate(exported, sources, run):
-    from export.tflite import interpreter
+    from export.interpreter import interpreter
 
     _, ids = sources
     tflite = interpreter(tflite_path(run))
@@ -79,7 +81,7 @@ def test_decode_step_driven_from_python_equals_generate(exported, sources, run):
 
 
 def test_quantized_variants_agree_with_float32_and_are_smaller(sources, run, int8_path):
-    from export.tflite import interpreter
+    from export.interpreter import interpreter
 
     _, ids = sources
 
@@ -104,12 +106,13 @@ def test_quantized_variants_agree_with_float32_and_are_smaller(sources, run, int
 def test_each_position_type_converts_and_matches(position):
     from ai_edge_litert.interpreter import Interpreter
 
-    from export.tflite import build_module, convert
+    from export.converter import convert
+    from export.tflite import build_module
 
     model = make_model(position=position, dropout=0.0, max_sequence_length=8, num_layers=1)
     ids = np.random.default_rng(0).integers(4, 40, size=(3, 8)).astype("int32")
     ids[1, 3:] = 0
-    flatbuffer = convert(build_module(model), signatures=("generate",))
+    flatbuffer = convert(build_module(model), ("generate",))
     runner = Interpreter(model_content=flatbuffer).get_signature_runner("generate")
     np.testing.assert_array_equal(runner(encoder_token_ids=ids)["token_ids"], to_numpy(model.generate(ids)))
 
@@ -118,10 +121,11 @@ def test_quantized_files_store_each_set_of_quantization_parameters_once():
     from ai_edge_litert.interpreter import Interpreter
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from export.tflite import build_module, convert
+    from export.converter import convert
+    from export.tflite import SIGNATURES, build_module
 
     model = make_model(dropout=0.0, max_sequence_length=8, num_layers=1)
-    shared = convert(build_module(model), "tflite_dynamic_int8")
+    shared = convert(build_module(model), SIGNATURES, "dynamic_int8")
     # Written back by the plain object API, every tensor gets its own copy again.
     copies = flatbuffer_utils.convert_object_to_bytearray(flatbuffer_utils.convert_bytearray_to_object(bytearray(shared)))
     assert len(shared) < len(copies)

@@ -17,7 +17,7 @@ def text_path(run, variant="tflite_text"):
 
 
 def translate(path, texts, signature="translate"):
-    from export.tflite import interpreter
+    from export.interpreter import interpreter
 
     runner = interpreter(path).get_signature_runner(signature)
     outputs = runner(text=np.array([t.encode("utf-8") for t in texts], dtype=object))["translation"]
@@ -31,7 +31,8 @@ def texts(sources):
 
 
 def test_only_builtin_and_tensorflow_text_ops(run):
-    from export.tflite import interpreter, operators
+    from export.flatbuffer import operators
+    from export.interpreter import interpreter
     from export.tflite_text import TFTEXT_OPS
 
     with open(text_path(run), "rb") as f:
@@ -87,7 +88,7 @@ def test_sentencepiece_text_model_converts_and_equals_keras(corpus):
     from ai_edge_litert.interpreter import InterpreterWithCustomOps
     import tensorflow_text
 
-    from export.tflite import convert
+    from export.converter import convert
     from export.tflite_text import SIGNATURES, TextTranslationModule
     from keras_transformer.data.tokenizers import train_tokenizer
     from keras_transformer.translator import Translator

@@ -19,17 +19,15 @@ Signatures (`B` any batch size, `S` source length, `T` target length):
   tokenizer, decoding and detokenizer in the graph.
 """
 
-import contextlib
-
-import keras
 import tensorflow as tf
 
+from export.module import ExportModule
 from keras_transformer.decoding import beam_search, greedy_search
-from keras_transformer.layers.masks import PAD_ID, padding_mask
-from keras_transformer.models.transformer_decoder import stack_cache
+from keras_transformer.layers.masks import padding_mask
+from keras_transformer.vocabulary import PAD_ID
 
 
-class TranslationModule(tf.Module):
+class TranslationModule(ExportModule):
     """A trained `Transformer` (and its tokenizers) as exportable functions.
 
     Args:
@@ -55,23 +53,17 @@ class TranslationModule(tf.Module):
         beam_size=4,
         length_penalty=0.6,
     ):
-        super().__init__()
-        self.model = model
+        super().__init__(model, model.max_sequence_length, freeze)
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
-        self.max_length = model.max_sequence_length
         self.beam_size = beam_size
         self.length_penalty = length_penalty
-        self._frozen = [v.numpy() for v in model.variables] if freeze else None
         source = self.max_length if fixed_source_length else None
         ids = tf.TensorSpec([None, source], tf.int32, name="encoder_token_ids")
         self.generate = tf.function(self._generate, input_signature=[ids])
         self.beam_search = tf.function(self._beam_search, input_signature=[ids])
         self.encode = tf.function(self._encode, input_signature=[ids])
-        decoder = model.decoder.transformer_layers[0].self_attention
-        head = [2 * model.num_layers, None, decoder.num_heads, decoder.key_dim]
-        self_cache_shape, cross_cache_shape = list(head), list(head)
-        self_cache_shape[1], cross_cache_shape[1] = self.max_length, source
+        self_cache_shape, cross_cache_shape = model.cache_shapes(self.max_length, source)
         self.decode_step = tf.function(
             self._decode_step,
             input_signature=[
@@ -92,55 +84,39 @@ class TranslationModule(tf.Module):
         self.translate = tf.function(lambda text: self._translate(text, beam=False), input_signature=[text])
         self.translate_beam = tf.function(lambda text: self._translate(text, beam=True), input_signature=[text])
 
-    @contextlib.contextmanager
-    def _weights(self):
-        if self._frozen is None:
-            yield
-            return
-        mapping = [(v, tf.constant(value)) for v, value in zip(self.model.variables, self._frozen)]
-        with keras.StatelessScope(state_mapping=mapping):
-            yield
-
-    def _check_length(self, token_ids):
-        return tf.debugging.assert_less_equal(
-            tf.shape(token_ids)[1],
-            self.max_length,
-            message=f"token sequences must be at most max_sequence_length={self.max_length} long",
-        )
-
     def _generate(self, encoder_token_ids):
-        with tf.control_dependencies([self._check_length(encoder_token_ids)]), self._weights():
+        with tf.control_dependencies([self.check_length(encoder_token_ids)]), self.weight_scope():
             return {"token_ids": greedy_search(self.model, encoder_token_ids, self.max_length)}
 
     def _beam_search(self, encoder_token_ids):
-        with tf.control_dependencies([self._check_length(encoder_token_ids)]), self._weights():
+        with tf.control_dependencies([self.check_length(encoder_token_ids)]), self.weight_scope():
             token_ids, scores = beam_search(
                 self.model, encoder_token_ids, self.max_length, self.beam_size, self.length_penalty
             )
         return {"token_ids": token_ids, "scores": scores}
 
     def _encode(self, encoder_token_ids):
-        with tf.control_dependencies([self._check_length(encoder_token_ids)]), self._weights():
+        with tf.control_dependencies([self.check_length(encoder_token_ids)]), self.weight_scope():
             encoder_output, _ = self.model.encode(encoder_token_ids)
-            self_cache, cross_cache = self.model.initialize_cache(encoder_output, self.max_length)
-        return {"self_attention_cache": stack_cache(self_cache), "cross_attention_cache": stack_cache(cross_cache)}
+            self_cache, cross_cache = self.model.initialize_cache(encoder_output, self.max_length, stacked=True)
+        return {"self_attention_cache": self_cache, "cross_attention_cache": cross_cache}
 
     def _decode_step(self, token_ids, index, self_attention_cache, cross_attention_cache, encoder_token_ids):
-        with self._weights():
+        with self.weight_scope():
             logits, self_attention_cache, _ = self.model.call_with_cache(
                 token_ids, self_attention_cache, cross_attention_cache, index, padding_mask(encoder_token_ids)
             )
         return {"logits": logits[:, 0], "self_attention_cache": self_attention_cache}
 
     def _logits(self, encoder_token_ids, decoder_token_ids):
-        checks = [self._check_length(encoder_token_ids), self._check_length(decoder_token_ids)]
-        with tf.control_dependencies(checks), self._weights():
+        checks = [self.check_length(encoder_token_ids), self.check_length(decoder_token_ids)]
+        with tf.control_dependencies(checks), self.weight_scope():
             inputs = {"encoder_token_ids": encoder_token_ids, "decoder_token_ids": decoder_token_ids}
             return {"logits": self.model(inputs, training=False)}
 
     def _best_ids(self, source, beam):
         """`(B, max_length)` ids: greedy, or the best beam's."""
-        with self._weights():
+        with self.weight_scope():
             if beam:
                 token_ids, _ = beam_search(self.model, source, self.max_length, self.beam_size, self.length_penalty)
                 return token_ids[:, 0]

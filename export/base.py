@@ -1,0 +1,156 @@
+"""One registry of exporters keyed by (model family, format), their base class and options.
+
+An exporter is a class: `format` (its name, e.g. `"tflite_float16"`),
+`filename` (what it writes under the export directory), `families` (the
+model families it exports: `"translate"`, `"classify"`, `"tag"`, `"lm"`),
+`default` (whether `train.py` writes it unless told otherwise), and
+`export(run, path)`, which writes the artifact at `path` (a temporary path,
+renamed into place by `export_run`). Options every exporter may read are
+one typed `ExportOptions`; an unknown option is an error, never dropped.
+"""
+
+import dataclasses
+import os
+import time
+
+from export.errors import ExportError
+from export.run import Run
+from keras_transformer.options import from_kwargs
+from keras_transformer.run_directory import atomic_path
+
+EXPORTERS = {}  # (family, format) -> Exporter subclass, in registration order
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    """Settings of the exported functions.
+
+    Attributes:
+        beam_size, length_penalty: the `beam_search` / `translate_beam`
+            signatures' beam search (the paper: 4 and 0.6).
+        calibration_sentences: source sentences for `tflite_int8`
+            (default: the run's `calibration.txt`).
+    """
+
+    beam_size: int = 4
+    length_penalty: float = 0.6
+    calibration_sentences: tuple = None
+
+    def __post_init__(self):
+        if not isinstance(self.beam_size, int) or self.beam_size < 1:
+            raise ExportError(f"--beam-size must be a positive integer. Received: {self.beam_size}")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs):
+        """Options from `export_run`'s keyword arguments; unknown names are an `ExportError`."""
+        return from_kwargs(cls, kwargs, "export option(s)", ExportError)
+
+
+class Exporter:
+    """Writes one artifact of a trained run.
+
+    Args:
+        options: an `ExportOptions`.
+    """
+
+    format = None
+    filename = None
+    families = ()
+    default = True
+
+    def __init__(self, options=None):
+        self.options = options or ExportOptions()
+
+    def export(self, run, path):
+        """Write the artifact of `run` (an `export.Run`) at `path`."""
+        raise NotImplementedError
+
+
+def register(cls):
+    """Class decorator: register `cls` for each of its `families` under its `format`."""
+    if not cls.format or not cls.filename or not cls.families:
+        raise ValueError(f"{cls.__name__} needs a format, a filename and families to be registered.")
+    for family in cls.families:
+        EXPORTERS[(family, cls.format)] = cls
+    return cls
+
+
+def all_formats():
+    """Every registered format name, in registration order."""
+    return list(dict.fromkeys(name for _, name in EXPORTERS))
+
+
+def formats_for(family, selection="all", what="formats"):
+    """The formats named by `selection` for runs of `family`, checked.
+
+    Args:
+        family: the run's model family.
+        selection: `"all"`, `"default"`, a comma-separated string or a list
+            of format names (which may hold `"all"` or `"default"`).
+        what: how the caller calls the selection, for messages.
+
+    Raises:
+        ExportError: a name unknown for the family, or none left.
+    """
+    known = [name for fam, name in EXPORTERS if fam == family]
+    if not known:
+        raise ExportError(f"A {family} run has no export (fine-tune it first).")
+    names = selection.split(",") if isinstance(selection, str) else list(selection)
+    names = [name.strip() for name in names if name.strip()]
+    chosen = []
+    for name in names:
+        if name == "all":
+            chosen += known
+        elif name == "default":
+            chosen += [fmt for fmt in known if EXPORTERS[(family, fmt)].default]
+        else:
+            chosen.append(name)
+    unknown = sorted(set(chosen) - set(known))
+    if unknown or not chosen:
+        raise ExportError(
+            f"{what}: unknown format(s) {unknown} for {family} runs. Expected default, all or some of {sorted(known)}."
+        )
+    return list(dict.fromkeys(chosen))
+
+
+def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=print, **options):
+    """Export the run at `model_dir` in each of `formats`.
+
+    Args:
+        model_dir: `runs/<name>`.
+        formats: format names (see `formats_for`).
+        out: the directory to write into (default `runs/<name>/export/`).
+        run: an already loaded `export.Run` of `model_dir`, to skip reloading.
+        log: where progress lines go (`None`: nowhere).
+        **options: the fields of `ExportOptions`.
+
+    Returns:
+        `{format: path}` of what was written. Each artifact is written to a
+        temporary path and renamed: a failed export leaves nothing behind and
+        never clobbers an earlier artifact.
+    """
+    options = ExportOptions.from_kwargs(**options)
+    run = run or Run(model_dir)
+    known = [name for fam, name in EXPORTERS if fam == run.family]
+    unknown = [name for name in formats if name not in known]
+    if unknown:
+        raise ExportError(f"{run.family} runs have no {unknown} export. Expected some of {sorted(known)}.")
+    out = out or run.default_out
+    written = {}
+    for name in formats:
+        exporter = EXPORTERS[(run.family, name)](options)
+        path = os.path.join(out, exporter.filename)
+        start = time.time()
+        with atomic_path(path) as tmp:
+            exporter.export(run, tmp)
+        written[name] = path
+        if log:
+            log(f"export {name}: {path} ({artifact_size(path) / 1e6:.2f} MB, {time.time() - start:.0f} s)")
+    return written
+
+
+def artifact_size(path):
+    """Bytes of a file, or of every file under a directory."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)

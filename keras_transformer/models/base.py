@@ -1,0 +1,114 @@
+"""What every model family shares: architecture defaults, `from_preset`, `compile` defaults.
+
+`ModelBase` resolves `compile("auto")` from three hooks a family overrides
+(`default_optimizer`, `default_loss`, `default_metrics`) and restores the
+compiled state of a `.keras` file. `ArchitectureModel` adds the architecture
+arguments (`ARCHITECTURE`: names and the paper's base-model defaults, the
+one place they are written), their checks, attributes and config, and
+`from_preset`.
+"""
+
+import keras
+
+from keras_transformer.models.common import ARCHITECTURE, check_architecture, check_token_ids
+from keras_transformer.models.presets import preset_config
+
+
+class ModelBase(keras.Model):
+    """`compile` with defaults: `"auto"` takes the family's optimizer, loss and metrics.
+
+    Class attributes:
+        default_label_smoothing: used when `compile` gets none.
+        default_learning_rate: Adam's rate when `compile` gets none (families
+            whose default optimizer is not the paper's schedule).
+    """
+
+    default_label_smoothing = 0.0
+    default_learning_rate = 1e-3
+
+    def default_optimizer(self, learning_rate=None, warmup_steps=4000):
+        return keras.optimizers.Adam(self.default_learning_rate if learning_rate is None else learning_rate)
+
+    def default_loss(self, label_smoothing):
+        from keras_transformer.losses import MaskedSparseCategoricalCrossentropy
+
+        return MaskedSparseCategoricalCrossentropy(label_smoothing=label_smoothing)
+
+    def default_metrics(self):
+        from keras_transformer.metrics import MaskedAccuracy
+
+        return [MaskedAccuracy()]
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        metrics="auto",
+        learning_rate=None,
+        warmup_steps=4000,
+        label_smoothing=None,
+        **kwargs,
+    ):
+        """`keras.Model.compile`, where `"auto"` means the family's default.
+
+        Args:
+            optimizer, loss, metrics: as in Keras, or `"auto"`.
+            learning_rate: a rate or schedule for the default optimizer.
+            warmup_steps: the paper's warm-up (encoder-decoder default
+                optimizer only).
+            label_smoothing: for the default loss (`default_label_smoothing`
+                when `None`).
+            **kwargs: any other `keras.Model.compile` argument.
+        """
+        if optimizer == "auto":
+            optimizer = self.default_optimizer(learning_rate, warmup_steps)
+        if loss == "auto":
+            loss = self.default_loss(self.default_label_smoothing if label_smoothing is None else label_smoothing)
+        if metrics == "auto":
+            metrics = self.default_metrics()
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restore the compiled state saved in a `.keras` file."""
+        config = keras.saving.deserialize_keras_object(config)
+        keras.Model.compile(self, **config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+
+class ArchitectureModel(ModelBase):
+    """A model built from the architecture arguments of `ARCHITECTURE`.
+
+    Subclasses pass their own arguments and the `**kwargs` they received to
+    `__init__`; architecture names are taken out of `kwargs` (defaults from
+    `ARCHITECTURE`), checked, and set as attributes; the rest go to
+    `keras.Model` (which refuses unknown names).
+    """
+
+    def __init__(self, kwargs, **vocabulary_sizes):
+        architecture = {name: kwargs.pop(name, default) for name, default in ARCHITECTURE.items()}
+        super().__init__(**kwargs)
+        check_architecture(architecture, **vocabulary_sizes)
+        self.architecture = architecture
+        for name, value in architecture.items():
+            setattr(self, name, value)
+
+    @classmethod
+    def from_preset(cls, preset, **kwargs):
+        """A model with preset `preset` ("tiny", "small", "base", "big").
+
+        Keyword arguments (vocabulary sizes at least) complete or override the
+        preset.
+        """
+        config = preset_config(preset)
+        config.update(kwargs)
+        return cls(**config)
+
+    def check_token_ids(self, name, token_ids):
+        """Reject ids the model cannot read (rank, dtype, longer than `max_sequence_length`) with a `ValueError`."""
+        check_token_ids(name, token_ids, self.max_sequence_length)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self.architecture)
+        return config

@@ -1,0 +1,191 @@
+"""The task interface and the typed options every task is built from.
+
+A task turns its options into what a training run needs:
+
+    task = TASKS["classify"](ClassifyOptions(train_tsv="reviews.tsv"))
+    task.prepare(run)                  # read or generate data, train or load tokenizers (saved in `run`)
+    model = task.build_model()         # compiled
+    model.fit(callbacks=task.callbacks(model), epochs=..., **task.fit_arguments())
+    results = task.evaluate(model, run)
+
+`keras_transformer.tasks.trainer.train` drives exactly this; `train.py` only
+parses flags into options. Options are plain dataclasses (no command line in
+here); a field left `None` means "the preset's" or "the task's default".
+"""
+
+import dataclasses
+import math
+
+import keras
+
+from keras_transformer.models.presets import PRESETS
+
+ARCHITECTURE_OPTIONS = ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", "dropout", "position")
+POSITIONS = ("sinusoidal", "learned", "relative", "rotary")
+
+
+@dataclasses.dataclass
+class TaskOptions:
+    """Options every task takes: architecture (a preset, then overrides), data and training sizes."""
+
+    preset: str = "tiny"
+    num_layers: int = None
+    hidden_dim: int = None
+    num_heads: int = None
+    intermediate_dim: int = None
+    dropout: float = None
+    position: str = "sinusoidal"
+    normalize_first: bool = False
+    max_length: int = 64
+    epochs: int = 10
+    batch_size: int = 64
+    warmup_steps: int = 1000
+    label_smoothing: float = 0.1
+    seed: int = 0
+    tokenizer: str = "sentencepiece"
+    vocab_size: int = 8000
+    max_line_chars: int = 1000
+    train_examples: int = None
+    val_examples: int = None
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"Unknown preset. Expected one of {sorted(PRESETS)}. Received: preset={self.preset!r}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"`position` must be one of {POSITIONS}. Received: position={self.position!r}")
+        for name in ("max_length", "epochs", "batch_size", "vocab_size", "max_line_chars"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+        files = self.data_files()
+        if any(name.startswith("val_") for name in files) and not any(name.startswith("train_") for name in files):
+            raise ValueError(f"validation files need training files (received only `{sorted(files)[0]}`)")
+
+    def architecture(self):
+        """The preset with this task's overrides, as model keyword arguments."""
+        config = dict(PRESETS[self.preset])
+        config.update({name: getattr(self, name) for name in ARCHITECTURE_OPTIONS if getattr(self, name) is not None})
+        if self.normalize_first:
+            config["normalize_first"] = True
+        config["max_sequence_length"] = self.max_length
+        return config
+
+    def data_files(self):
+        """The names of the file options that are set."""
+        names = [field.name for field in dataclasses.fields(self) if field.name.startswith(("train_", "val_"))]
+        return {name for name in names if not name.endswith("_examples") and getattr(self, name) is not None}
+
+
+class Task:
+    """One training task: data, model, callbacks, monitored score, evaluation, export family.
+
+    Subclasses set the class attributes and implement `prepare`,
+    `build_model`, `fit_arguments` and `evaluate`.
+
+    Class attributes:
+        name: the task's name (the key in `keras_transformer.tasks.TASKS`).
+        family: the model family the run's artifacts belong to (what
+            `export` reads from `config.json` to pick its exporters).
+        model_class: the class of the model `build_model` returns.
+        exported: whether runs of this task are exported (pre-training
+            runs are fine-tuned, not served).
+        options_class: the dataclass of its options.
+
+    Attributes set by `prepare`:
+        description: one line on the data, for the run's log.
+        config: what `config.json` records under `"task"`.
+    """
+
+    name = None
+    family = None
+    model_class = None
+    exported = True
+    options_class = TaskOptions
+
+    def __init__(self, options):
+        if not isinstance(options, self.options_class):
+            raise ValueError(
+                f"The {self.name} task takes {self.options_class.__name__}. Received: {type(options).__name__}"
+            )
+        self.options = options
+        self.description = ""
+        self.config = {}
+
+    def prepare(self, run, resume=False):
+        """Read or generate the data; train (or, resuming, reload) and save the tokenizers in `run`."""
+        raise NotImplementedError
+
+    def build_model(self):
+        """The task's model, compiled."""
+        raise NotImplementedError
+
+    def fit_arguments(self):
+        """`model.fit` keyword arguments for the data (`x`, `y`, `batch_size`, `validation_data`, ...)."""
+        raise NotImplementedError
+
+    def callbacks(self, model):
+        """Callbacks that add validation scores to the logs (before checkpoints read them)."""
+        return []
+
+    @property
+    def monitor(self):
+        """`(log name, "min" | "max")`: what picks the best epoch's model."""
+        return ("val_loss", "min")
+
+    @property
+    def scored(self):
+        """Whether `score` can rank models (a validation set exists)."""
+        return False
+
+    def score(self, model):
+        """The monitored score of `model` on the validation set (to compare averaged weights with)."""
+        raise NotImplementedError(f"The {self.name} task has no validation score.")
+
+    def model_config(self, model):
+        """What `config.json` records as the model (a resumed run must build the same)."""
+        return model.get_config()
+
+    def evaluate(self, model, run):
+        """The final validation results of the best model (a JSON-able dict); may write files into `run`."""
+        raise NotImplementedError
+
+    def calibration_sentences(self):
+        """Source sentences for int8 calibration, saved in the run directory (`None`: none)."""
+        return None
+
+
+def adam_with_warmup(options, num_examples, learning_rate):
+    """Adam: linear warm-up to `learning_rate`, then cosine decay over the run's steps."""
+    steps = max(1, options.epochs * math.ceil(num_examples / options.batch_size))
+    warmup = min(options.warmup_steps, steps // 10)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else learning_rate,
+        decay_steps=max(1, steps - warmup),
+        warmup_target=learning_rate if warmup else None,
+        warmup_steps=warmup,
+        alpha=0.1,
+    )
+    return keras.optimizers.Adam(schedule)
+
+
+def check_split(path, train, validation):
+    """Both splits of a file hold examples; a `ValueError` names the file otherwise."""
+    if not len(train) or not len(validation):
+        raise ValueError(
+            f"{path}: too few usable examples to train and validate on ({len(train)} + {len(validation)})."
+        )
+
+
+def hold_out(examples, share):
+    """`(rest, held-out)`: the first `1 / share` of each list in `examples` held out."""
+    cut = max(1, len(examples[0]) // share)
+    return [items[cut:] for items in examples], [items[:cut] for items in examples]
+
+
+def load_or_make_tokenizer(run, resume, make):
+    """The run's tokenizer: reloaded when resuming a run that has one, else `make()` (saved)."""
+    if resume and run.has_tokenizers():
+        return run.load_tokenizers()[0]
+    tokenizer = make()
+    run.save_tokenizers(tokenizer)
+    return tokenizer

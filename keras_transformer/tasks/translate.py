@@ -1,0 +1,227 @@
+"""N-to-M: translation with the encoder-decoder `Transformer`.
+
+Without files, the built-in `SyntheticTranslationTask` (arrays, scored by
+teacher-forced cross-entropy and accuracy), with whole-word vocabularies
+saved as WordPiece tokenizers so the run translates and exports like a text
+run. With parallel text: tokenizers trained on it (or reloaded when
+resuming), a bucketed `tf.data` pipeline, validation BLEU and chrF each
+epoch, and the best model's validation translations in `hypotheses.txt`.
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+
+from keras_transformer import losses, metrics
+from keras_transformer.models import Transformer
+from keras_transformer.optimizers import transformer_adam
+from keras_transformer.schedules import TransformerSchedule
+from keras_transformer.tasks.base import Task, TaskOptions
+
+CALIBRATION_SENTENCES = 100
+
+
+@dataclasses.dataclass
+class TranslateOptions(TaskOptions):
+    """`TaskOptions` and the encoder-decoder's own: embeddings, schedule, parallel text."""
+
+    tie_embeddings: bool = False
+    share_embeddings: bool = False
+    learning_rate_scale: float = 2.0
+    batch_by: str = "sentences"
+    joint_vocabulary: bool = False
+    train_src: str = None
+    train_tgt: str = None
+    train_tsv: str = None
+    val_src: str = None
+    val_tgt: str = None
+    val_tsv: str = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.batch_by not in ("sentences", "tokens"):
+            raise ValueError(f'`batch_by` must be "sentences" or "tokens". Received: batch_by={self.batch_by!r}')
+        if self.text and not (self.train_tsv or (self.train_src and self.train_tgt)):
+            raise ValueError("give both `train_src` and `train_tgt`, or `train_tsv`")
+
+    @property
+    def text(self):
+        """Whether the task reads parallel text (else the built-in synthetic task)."""
+        return bool(self.train_src or self.train_tgt or self.train_tsv)
+
+
+class TranslateTask(Task):
+    """The encoder-decoder on the built-in synthetic task or on parallel text."""
+
+    name = "translate"
+    family = "translate"
+    model_class = Transformer
+    options_class = TranslateOptions
+
+    def prepare(self, run, resume=False):
+        self.run = run
+        if self.options.text:
+            self._prepare_text(run, resume)
+        else:
+            self._prepare_synthetic(run)
+        self.description += f", vocabularies {self.vocabulary_sizes[0]} / {self.vocabulary_sizes[1]}"
+
+    def _prepare_synthetic(self, run):
+        from keras_transformer.data.synthetic import SyntheticTranslationTask
+        from keras_transformer.data.tokenizers import WordPieceTokenizer
+
+        options = self.options
+        task = SyntheticTranslationTask()
+        self.train_x, self.train_y = task.dataset(options.train_examples or 20000, seed=options.seed + 1)
+        self.val_x, self.val_y = task.dataset(options.val_examples or 1000, seed=options.seed + 2)
+        if max(self.train_x["encoder_token_ids"].shape[1], self.train_y.shape[1]) > options.max_length:
+            raise ValueError(f"`max_length` {options.max_length} is shorter than the synthetic sentences.")
+        run.save_tokenizers(WordPieceTokenizer(task.source_vocabulary), WordPieceTokenizer(task.target_vocabulary))
+        sources, _ = task.sample(CALIBRATION_SENTENCES, seed=options.seed + 1)  # the first training sentences
+        self.calibration = [task.source_text(ids) for ids in sources]
+        self.vocabulary_sizes = (task.source_vocabulary_size, task.target_vocabulary_size)
+        self.description = f"synthetic translation, {len(self.train_y)} training / {len(self.val_y)} validation sentences"
+        self.config = {"name": "synthetic", "family": self.family, **task.config()}
+        self.val_sources = None
+
+    def _prepare_text(self, run, resume):
+        from keras_transformer.data.readers import read_parallel
+        from keras_transformer.data.tokenizers import train_tokenizer
+
+        options = self.options
+        self.train_src, self.train_tgt, report = read_parallel(
+            options.train_src, options.train_tgt, options.train_tsv, options.max_line_chars
+        )
+        reports = [report.summary()]
+        self.val_sources = self.val_references = None
+        if options.val_src or options.val_tgt or options.val_tsv:
+            self.val_sources, self.val_references, val_report = read_parallel(
+                options.val_src, options.val_tgt, options.val_tsv, options.max_line_chars
+            )
+            reports.append(val_report.summary())
+        print("\n".join(reports))
+        if resume and run.has_tokenizers():
+            self.source_tokenizer, self.target_tokenizer = run.load_tokenizers()
+        else:
+            start, kind, size = time.time(), options.tokenizer, options.vocab_size
+            if options.joint_vocabulary:
+                self.source_tokenizer = train_tokenizer(kind, self.train_src + self.train_tgt, size)
+                self.target_tokenizer = self.source_tokenizer
+            else:
+                self.source_tokenizer = train_tokenizer(kind, self.train_src, size)
+                self.target_tokenizer = train_tokenizer(kind, self.train_tgt, size)
+            run.save_tokenizers(self.source_tokenizer, self.target_tokenizer)
+            print(
+                f"Tokenizers ({kind}): {self.source_tokenizer.vocabulary_size} source / "
+                f"{self.target_tokenizer.vocabulary_size} target subwords, {time.time() - start:.0f} s"
+            )
+        self.calibration = self.train_src[:CALIBRATION_SENTENCES]
+        self.vocabulary_sizes = (self.source_tokenizer.vocabulary_size, self.target_tokenizer.vocabulary_size)
+        self.description = (
+            f"parallel text, {len(self.train_src)} training / {len(self.val_sources or [])} validation pairs"
+        )
+        self.config = {
+            "name": "text",
+            "family": self.family,
+            "train": [options.train_src, options.train_tgt, options.train_tsv],
+            "validation": [options.val_src, options.val_tgt, options.val_tsv],
+            "tokenizer": options.tokenizer,
+            "joint_vocabulary": options.joint_vocabulary,
+            "read": reports,
+        }
+
+    def model_config(self, model=None):
+        """The `Transformer`'s keyword arguments."""
+        options = self.options
+        config = options.architecture()
+        if options.tie_embeddings:
+            config["tie_embeddings"] = True
+        if options.share_embeddings:
+            config["share_embeddings"] = True
+        config["source_vocabulary_size"], config["target_vocabulary_size"] = self.vocabulary_sizes
+        return config
+
+    def build_model(self):
+        options = self.options
+        model = Transformer(**self.model_config())
+        schedule = TransformerSchedule(model.hidden_dim, options.warmup_steps, options.learning_rate_scale)
+        model.compile(
+            optimizer=transformer_adam(model.hidden_dim, learning_rate=schedule),
+            label_smoothing=options.label_smoothing,
+        )
+        return model
+
+    def fit_arguments(self):
+        if not self.options.text:
+            return dict(
+                x=self.train_x, y=self.train_y, batch_size=self.options.batch_size,
+                validation_data=(self.val_x, self.val_y),
+            )  # fmt: skip
+        return dict(
+            x=self._dataset(self.train_src, self.train_tgt, shuffle=True),
+            shuffle=False,  # the dataset shuffles itself, anew each epoch
+            validation_data=None if self.val_sources is None else self._dataset(
+                self.val_sources, self.val_references, shuffle=False
+            ),
+        )  # fmt: skip
+
+    def _dataset(self, sources, targets, shuffle):
+        from keras_transformer.data.pipeline import make_dataset
+
+        options = self.options
+        return make_dataset(
+            sources, targets, self.source_tokenizer, self.target_tokenizer, options.max_length, options.batch_size,
+            batch_by=options.batch_by, shuffle=shuffle, seed=options.seed, count_batches=True,
+        )  # fmt: skip
+
+    def _translator(self, model):
+        from keras_transformer.translator import Translator
+
+        return Translator(model, self.source_tokenizer, self.target_tokenizer)
+
+    def callbacks(self, model):
+        if self.val_sources is None:
+            return []
+        from keras_transformer.evaluation import BleuCallback
+
+        return [BleuCallback(self._translator(model), self.val_sources, self.val_references)]
+
+    @property
+    def monitor(self):
+        if not self.options.text:
+            return ("val_loss", "min")
+        return ("val_bleu", "max") if self.val_sources is not None else ("loss", "min")
+
+    @property
+    def scored(self):
+        return not self.options.text or self.val_sources is not None
+
+    def score(self, model):
+        """Validation cross-entropy (built-in task) or greedy BLEU (text), as the monitor logs it."""
+        if not self.options.text:
+            return self._teacher_forced(model)["cross_entropy"]
+        from keras_transformer.evaluation import corpus_scores
+
+        return corpus_scores(self._translator(model).translate(self.val_sources), self.val_references)["bleu"]
+
+    def _teacher_forced(self, model):
+        logits = model.predict(self.val_x, batch_size=self.options.batch_size, verbose=0)
+        return {
+            "cross_entropy": float(losses.MaskedSparseCategoricalCrossentropy()(self.val_y, logits)),
+            **metrics.sequence_accuracy(self.val_y, np.argmax(logits, -1)),
+        }
+
+    def evaluate(self, model, run):
+        if not self.options.text:
+            return self._teacher_forced(model)
+        if self.val_sources is None:
+            return {}
+        from keras_transformer.evaluation import corpus_scores
+
+        hypotheses = self._translator(model).translate(self.val_sources)
+        run.write_text(run.hypotheses_file, "".join(h + "\n" for h in hypotheses))
+        return corpus_scores(hypotheses, self.val_references)
+
+    def calibration_sentences(self):
+        return self.calibration

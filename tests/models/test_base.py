@@ -1,0 +1,83 @@
+"""What every model family shares (`models.base`): architecture defaults, presets, compile defaults, generate settings."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_transformer as kt
+from keras_transformer.decoding import GenerationSettings
+from keras_transformer.models import ARCHITECTURE, ArchitectureModel
+from tests.models.conftest import make_model
+
+TINY = dict(num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32, max_sequence_length=8)
+
+
+def families():
+    backbone = kt.TransformerEncoderModel(20, **TINY)
+    return {
+        "transformer": kt.Transformer(20, 30, **TINY),
+        "lm": kt.TransformerLM(20, **TINY),
+        "backbone": backbone,
+        "classifier": kt.TransformerClassifier(backbone, 3),
+    }
+
+
+def test_architecture_defaults_are_written_once_and_shared():
+    for cls, args in ((kt.Transformer, (20, 30)), (kt.TransformerLM, (20,)), (kt.TransformerEncoderModel, (20,))):
+        assert issubclass(cls, ArchitectureModel)
+        model = cls(*args, num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32)
+        config = model.get_config()
+        for name, default in ARCHITECTURE.items():
+            expected = {"num_layers": 1, "hidden_dim": 16, "num_heads": 2, "intermediate_dim": 32}.get(name, default)
+            assert config[name] == expected and getattr(model, name) == expected, (cls.__name__, name)
+
+
+def test_a_misspelled_architecture_argument_is_refused():
+    for cls, args in ((kt.Transformer, (20, 30)), (kt.TransformerLM, (20,)), (kt.TransformerEncoderModel, (20,))):
+        with pytest.raises((TypeError, ValueError), match="num_layer"):
+            cls(*args, num_layer=2)
+
+
+def test_every_family_builds_from_a_preset():
+    assert kt.TransformerLM.from_preset("tiny", vocabulary_size=20).hidden_dim == 64
+    assert kt.TransformerEncoderModel.from_preset("small", vocabulary_size=20, num_layers=1).num_layers == 1
+    assert kt.Transformer.from_preset("tiny", source_vocabulary_size=9, target_vocabulary_size=9).num_heads == 4
+
+
+def test_compile_auto_takes_each_family_s_defaults():
+    models = families()
+    for name, model in models.items():
+        model.compile()
+        assert model.optimizer is not None, name
+    transformer, lm, classifier = models["transformer"], models["lm"], models["classifier"]
+    # The paper's optimizer (beta_2 0.98, the warm-up schedule) and label smoothing 0.1 for the encoder-decoder.
+    assert transformer.optimizer.beta_2 == 0.98
+    assert isinstance(transformer.optimizer._learning_rate, kt.schedules.TransformerSchedule)
+    assert transformer.loss.label_smoothing == 0.1 and lm.loss.label_smoothing == 0.0
+    assert isinstance(classifier.loss, keras.losses.SparseCategoricalCrossentropy)
+    lm.compile(learning_rate=0.5, label_smoothing=0.2)
+    assert float(lm.optimizer.learning_rate) == pytest.approx(0.5) and lm.loss.label_smoothing == 0.2
+    with pytest.raises(ValueError, match="label smoothing"):
+        classifier.compile(label_smoothing=0.1)
+
+
+def test_generation_settings_are_declared_once_and_checked():
+    model = make_model(dropout=0.0)
+    ids = np.array([[5, 6, 7, 0]], "int32")
+    assert model.generate(ids, max_length=5).shape == (1, 5)
+    with pytest.raises(ValueError, match="Unknown `generate` argument"):
+        model.generate(ids, beam_width=4)
+    with pytest.raises(ValueError, match="Unknown `generate` argument"):
+        kt.TransformerLM(20, **TINY).generate(ids, beam_size=2, length_penalty=1.0, top_q=0.5)
+    settings = GenerationSettings.from_kwargs(method="beam", beam_size=2)
+    assert settings.key() == ("beam", None, 2, 0.6) and GenerationSettings().method == "greedy"
+
+
+def test_the_model_states_its_cache_shapes():
+    model = make_model(dropout=0.0)
+    source = np.array([[5, 6, 7, 0, 0]], "int32")
+    encoder_output, _ = model.encode(source)
+    self_cache, cross_cache = model.initialize_cache(encoder_output, 6, stacked=True)
+    self_shape, cross_shape = model.cache_shapes(6, source.shape[1])
+    assert tuple(self_cache.shape) == (1, *self_shape) and tuple(cross_cache.shape) == (1, *cross_shape)
+    assert model.cache_shapes(6)[1][1] is None

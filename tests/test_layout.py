@@ -1,0 +1,109 @@
+"""The house rules of the package layout, read from the source: no import cycle, no CLI inside."""
+
+import ast
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGES = ("keras_transformer", "export")
+
+
+def _modules():
+    """`{dotted name: path}` of every module of the library and of `export/`."""
+    modules = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _imports(path, name, modules):
+    """The project modules `path` imports, at module level or inside functions."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
+            for alias in node.names:
+                # `from package import module` imports the module.
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+    return {module for module in found if module in modules}
+
+
+def _graph():
+    modules = _modules()
+    # A package's __init__ only gathers its modules for users: edges into it are not followed.
+    packages = {name for name, path in modules.items() if path.name == "__init__.py"}
+    return {
+        name: _imports(path, name, modules) - packages
+        for name, path in modules.items()
+        if name not in packages
+    }
+
+
+def _cycles(graph):
+    """Every strongly connected set of more than one module (Tarjan)."""
+    index, low, stack, on_stack, result = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in graph[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in graph[node]:
+                result.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return result
+
+
+def test_no_import_cycle_in_the_library_or_export():
+    graph = _graph()
+    assert "export.base" in graph and "keras_transformer.tasks.trainer" in graph
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_special_ids_come_from_vocabulary_and_export_uses_public_model_methods():
+    graph = _graph()
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "keras_transformer.layers.masks":
+                assert not [alias.name for alias in node.names if alias.name.endswith("_ID")], name
+            if isinstance(node, ast.Attribute) and name.startswith("export"):
+                assert node.attr not in ("transformer_layers", "_weights", "_check_token_ids"), name
+    # The decoder's cache helpers are not imported by export: the model provides its cache shapes.
+    assert not any("keras_transformer.models.transformer_decoder" in graph[name] for name in graph if name.startswith("export"))
+
+
+def test_no_library_module_reads_command_line_arguments():
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        if name.startswith("keras_transformer"):
+            assert "argparse" not in path.read_text() or name == "keras_transformer.translate", name
+            reads = [node for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                     and isinstance(node.value, ast.Name) and node.value.id == "args"]  # fmt: skip
+            assert not reads or name == "keras_transformer.translate", name

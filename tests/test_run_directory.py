@@ -1,0 +1,82 @@
+"""`RunDirectory`: atomic writes, the one check of a finished run, calibration sentences."""
+
+import json
+import os
+
+import pytest
+
+import keras_transformer as kt
+from keras_transformer.data.tokenizers import WordPieceTokenizer
+from keras_transformer.run_directory import RunDirectory, RunDirectoryError, atomic_path, atomic_write, write_text
+
+VOCABULARY = list(kt.RESERVED_TOKENS) + ["a", "b", "c", "d"]
+
+
+def test_atomic_write_replaces_whole_files_and_keeps_the_old_one_on_failure(tmp_path):
+    path = tmp_path / "out.txt"
+    write_text(path, "first")
+
+    def failing(tmp):
+        with open(tmp, "w") as f:
+            f.write("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(str(path), failing)
+    assert path.read_text() == "first" and os.listdir(tmp_path) == ["out.txt"]
+    write_text(path, "second")
+    assert path.read_text() == "second" and os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_atomic_path_replaces_a_directory(tmp_path):
+    target = tmp_path / "export" / "saved_model"
+    for content in ("one", "two"):
+        with atomic_path(str(target)) as tmp:
+            os.makedirs(tmp)
+            with open(os.path.join(tmp, "file"), "w") as f:
+                f.write(content)
+    assert (target / "file").read_text() == "two" and os.listdir(tmp_path / "export") == ["saved_model"]
+
+
+def _finished_run(path, max_length=8):
+    run = RunDirectory(path, create=True)
+    model = kt.Transformer(len(VOCABULARY), len(VOCABULARY), num_layers=1, hidden_dim=8, num_heads=2,
+                           intermediate_dim=8, max_sequence_length=max_length)  # fmt: skip
+    run.save_model(model)
+    run.write_json(run.config_file, {"model": model.get_config(), "task": {"family": "translate"}})
+    tokenizer = WordPieceTokenizer(VOCABULARY)
+    run.save_tokenizers(tokenizer, tokenizer)
+    return run
+
+
+def test_load_checks_files_and_that_they_describe_one_model(tmp_path):
+    run = _finished_run(tmp_path / "run")
+    loaded = run.load()
+    assert loaded.family == "translate" and loaded.max_sequence_length == 8
+    assert loaded.source_tokenizer.vocabulary_size == len(VOCABULARY)
+    with pytest.raises(FileExistsError):
+        RunDirectory(tmp_path / "run", create=True)
+
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["model"]["max_sequence_length"] = 9
+    run.write_json(run.config_file, config)
+    with pytest.raises(RunDirectoryError, match="max_sequence_length"):
+        run.load()
+
+    other = _finished_run(tmp_path / "other")
+    other.save_tokenizers(WordPieceTokenizer(VOCABULARY[:-1]))
+    with pytest.raises(RunDirectoryError, match="mismatched"):
+        other.load()
+    (tmp_path / "other" / "model.keras").write_bytes(b"not a zip")
+    with pytest.raises(RunDirectoryError, match="could not be loaded"):
+        other.load()
+    os.remove(tmp_path / "other" / "config.json")
+    with pytest.raises(RunDirectoryError, match="config.json is missing"):
+        other.load()
+
+
+def test_calibration_sentences_round_trip(tmp_path):
+    run = RunDirectory(tmp_path / "run", create=True)
+    assert run.read_calibration() is None
+    run.write_calibration(["A  man\tsleeps.", "", "Zwei Hunde."])
+    assert run.read_calibration() == ["A man sleeps.", "Zwei Hunde."]
