@@ -60,7 +60,6 @@ class TranslateTask(Task):
     options_class = TranslateOptions
 
     def prepare(self, run, resume=False):
-        self.run = run
         if self.options.text:
             self._prepare_text(run, resume)
         else:

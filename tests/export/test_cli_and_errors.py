@@ -126,3 +126,14 @@ def test_train_refuses_unknown_export_formats_before_training(tmp_path):
     with pytest.raises(ValueError, match="--export"):
         train.main(["--export", "onnx", "--out", str(tmp_path)])
     assert not os.listdir(tmp_path)
+
+
+def test_int8_calibrates_on_the_run_s_saved_sentences_or_asks_for_data(run, tmp_path):
+    import export
+
+    assert len(export.Run(str(run)).calibration_sentences()) == 100  # written by train.py, not re-derived
+    copy = _copy_run(run, tmp_path)
+    os.remove(copy / "calibration.txt")
+    with pytest.raises(export.ExportError, match="--data"):
+        export.export_run(str(copy), ["tflite_int8"], out=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
