@@ -31,9 +31,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from keras_transformer.models.presets import PRESETS  # noqa: E402
-from keras_transformer.run_directory import RunDirectory  # noqa: E402
 from keras_transformer.tasks import TASKS  # noqa: E402
-from keras_transformer.tasks.trainer import PRECISIONS, TrainingOptions, train  # noqa: E402
+from keras_transformer.tasks.trainer import PRECISIONS, TrainingOptions, open_run, train  # noqa: E402
 
 CLI_ONLY = {"task", "out", "name", "export", "no_export"}
 FLAGS = {  # group: [(flag, argparse keywords)]
@@ -152,7 +151,11 @@ def main(argv=None):
     keras.utils.set_random_seed(options.seed)
     kind = ("text" if options.text else "synthetic") if args.task == "translate" else args.task
     name = args.name or f"{kind}-{options.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = RunDirectory(os.path.join(args.out, name), create=True, exist_ok=args.resume)
+    if os.path.basename(name) != name or name in (".", "..") or os.path.isabs(name):
+        raise ValueError(f"--name must be a plain name (a folder inside --out). Received: {name!r}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is a file, not a directory.")
+    run = open_run(os.path.join(args.out, name), resume=args.resume)
     results = train(TASKS[args.task](options), run, training)
     if formats:
         from export import export_run

@@ -9,7 +9,7 @@ import tensorflow as tf
 from export.base import artifact_size
 from export.interpreter import interpreter
 from export.tflite import VARIANTS
-from keras_transformer.vocabulary import END_ID, PAD_ID, START_ID
+from keras_transformer.vocabulary import END_ID, PAD_ID, RESERVED_TOKENS, START_ID
 
 TFLITE_FORMATS = ("tflite", "tflite_float16", "tflite_dynamic_int8")
 COLUMNS = [
@@ -31,10 +31,10 @@ def example_inputs(run, count=32, seed=0):
     for row in range(count):
         if run.family == "lm":
             n = int(rng.integers(0, 5))
-            ids[row, :n] = rng.integers(4, vocabulary, size=n)
+            ids[row, :n] = rng.integers(len(RESERVED_TOKENS), vocabulary, size=n)
         else:
             n = int(rng.integers(1, length - 1))
-            ids[row, : n + 2] = [START_ID, *rng.integers(4, vocabulary, size=n), END_ID]
+            ids[row, : n + 2] = [START_ID, *rng.integers(len(RESERVED_TOKENS), vocabulary, size=n), END_ID]
     return ids
 
 

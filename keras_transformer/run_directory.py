@@ -3,12 +3,12 @@
 Layout of `runs/<name>/` (each name is an attribute of `RunDirectory`):
     config.json      model config, training options, task description
     model.keras      the trained model (best epoch by the task's monitored score)
-    history.csv      per-epoch metrics, appended as each epoch ends
+    history.csv      per-epoch metrics, one row per epoch, rewritten as each epoch ends
     evaluation.json  final evaluation
     tokenizers/      the source and target tokenizers (one for encoder-only and LM runs)
     hypotheses.txt   (text translation runs) the best model's validation translations
     calibration.txt  source sentences for int8 calibration, written when training ends
-    checkpoints/     per-epoch state for resuming (Keras BackupAndRestore)
+    checkpoints/     the latest epoch's snapshot for resuming (`run_checkpoint.RunCheckpoint`)
     epoch_weights/   (`average_last=N`) the last N epochs' weights, averaged at the end
     export/          what `python -m export` writes
 

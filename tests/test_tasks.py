@@ -9,7 +9,7 @@ import pytest
 import keras_transformer as kt
 from keras_transformer.run_directory import RunDirectory
 from keras_transformer.tasks import TASKS, ClassifyOptions, Task, TaskOptions, TranslateOptions
-from keras_transformer.tasks.trainer import TrainingOptions, train
+from keras_transformer.tasks.trainer import TrainingOptions, open_run, train
 
 TINY = dict(num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32, batch_size=64, max_length=24)
 
@@ -55,7 +55,7 @@ def test_options_map_onto_the_architecture():
 @pytest.mark.slow
 def test_trainer_runs_a_task_from_python_and_saves_calibration_sentences(tmp_path):
     task = TASKS["translate"](TranslateOptions(epochs=1, train_examples=128, val_examples=32, **TINY))
-    results = train(task, RunDirectory(tmp_path / "t", create=True), TrainingOptions(verbose=0))
+    results = train(task, open_run(tmp_path / "t"), TrainingOptions(verbose=0))
     run = RunDirectory(tmp_path / "t")
     assert json.loads((tmp_path / "t" / "evaluation.json").read_text())["token_accuracy"] == results["token_accuracy"]
     assert run.read_calibration() == task.calibration_sentences() and len(run.read_calibration()) == 100
@@ -64,6 +64,6 @@ def test_trainer_runs_a_task_from_python_and_saves_calibration_sentences(tmp_pat
     assert not os.path.exists(run.checkpoint_dir)
 
     classify = TASKS["classify"](ClassifyOptions(epochs=1, train_examples=64, val_examples=32, **TINY))
-    results = train(classify, RunDirectory(tmp_path / "c", create=True), TrainingOptions(verbose=0))
+    results = train(classify, open_run(tmp_path / "c"), TrainingOptions(verbose=0))
     assert 0 <= results["accuracy"] <= 1 and RunDirectory(tmp_path / "c").read_calibration() is None
     assert RunDirectory(tmp_path / "c").load().labels == classify.label_names

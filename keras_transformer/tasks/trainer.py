@@ -1,22 +1,24 @@
 """Fit a task into a run directory: checkpoints, resume, time limit, weight averaging, evaluation.
 
-    from keras_transformer.run_directory import RunDirectory
     from keras_transformer.tasks import TASKS, TranslateOptions
-    from keras_transformer.tasks.trainer import TrainingOptions, train
+    from keras_transformer.tasks.trainer import TrainingOptions, open_run, train
 
     task = TASKS["translate"](TranslateOptions(epochs=2))
-    results = train(task, RunDirectory("runs/demo", create=True), TrainingOptions(verbose=2))
+    results = train(task, open_run("runs/demo"), TrainingOptions(verbose=2))
 """
 
 import dataclasses
 import json
 import os
-import time
+import shutil
 
 import keras
 
 from keras_transformer import callbacks as kt_callbacks
 from keras_transformer.models.common import set_dtype_policy
+from keras_transformer.run_checkpoint import BestModelCheckpoint, HistoryLog, RunCheckpoint, load_snapshot
+from keras_transformer.run_checkpoint import remove_temporaries, training_status
+from keras_transformer.run_directory import RunDirectory
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 SUMMARY_FORMATS = {
@@ -68,17 +70,37 @@ def describe(model):
     )
 
 
+def open_run(path, resume=False):
+    """The `RunDirectory` at `path` for a new run, or for resuming it; checked before anything is written.
+
+    A new run may reuse a directory that holds no finished epoch (a run
+    killed before its first one); resuming needs a run that exists and has
+    not finished. Leftover temporaries of interrupted writes are removed.
+    """
+    status = training_status(path)
+    if resume and status == "new":
+        raise ValueError(f"`resume`: there is no run at {path} to continue.")
+    if resume and status == "finished":
+        raise ValueError(f"`resume`: {path} has no interrupted training to continue (it finished).")
+    if not resume and status in ("interrupted", "finished"):
+        raise FileExistsError(f"{path} already holds a run; resume it (`resume`) or choose another name.")
+    run = RunDirectory(path, create=True, exist_ok=True)
+    remove_temporaries(run.path)
+    remove_temporaries(run.checkpoint_dir)
+    return run
+
+
 def train(task, run, options=None):
     """Prepare `task`, fit its model into `run`, evaluate the best model; returns the evaluation.
 
-    The run directory (`keras_transformer.run_directory.RunDirectory`) gets
-    `config.json`, the best `model.keras`, `history.csv`, `evaluation.json`,
-    the tokenizers and `calibration.txt`; `checkpoints/` exists only while
-    training is unfinished, so `options.resume` can continue it.
+    The run directory (`keras_transformer.run_directory.RunDirectory`, from
+    `open_run`) gets `config.json`, the best `model.keras`, `history.csv`,
+    `evaluation.json`, the tokenizers and `calibration.txt`; `checkpoints/`
+    holds the latest epoch's snapshot until the run is evaluated, so a run
+    killed at any point continues with `options.resume`
+    (`keras_transformer.run_checkpoint`).
     """
     options = options or TrainingOptions()
-    if options.resume and not os.path.isdir(run.checkpoint_dir):
-        raise ValueError(f"`resume`: {run.path} has no interrupted training to continue (it finished).")
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(options.precision)  # every layer built below computes in this dtype
     try:
@@ -93,10 +115,11 @@ def train(task, run, options=None):
     results["train_seconds"] = round(seconds, 1)
     if averaged:
         results["averaged"] = averaged
-    run.write_json(run.evaluation_file, results)
     calibration = task.calibration_sentences()
     if calibration:
         run.write_calibration(calibration)
+    run.write_json(run.evaluation_file, results)
+    shutil.rmtree(run.checkpoint_dir, ignore_errors=True)  # finished: nothing left to resume
     _print_summary(task, run, results, seconds)
     return results
 
@@ -107,28 +130,38 @@ def _fit(task, run, options):
     if options.average_last and not task.scored:
         raise ValueError("`average_last` needs a validation set (`val_src`/`val_tgt` or `val_tsv`) to compare with.")
     model_config = json.loads(json.dumps(task.model_config(model)))
-    if options.resume and run.read_json(run.config_file)["model"] != model_config:
-        raise ValueError(f"`resume`: the model options differ from the run's {run.file(run.config_file)}.")
+    state, weights = load_snapshot(run.checkpoint_dir) if options.resume else (None, None)
+    if options.resume and os.path.exists(run.file(run.config_file)):
+        if run.read_json(run.config_file).get("model") != model_config:
+            raise ValueError(f"`resume`: the model options differ from the run's {run.file(run.config_file)}.")
     training = {**dataclasses.asdict(task.options), **dataclasses.asdict(options), "task": task.name}
     run.write_json(run.config_file, {"model": model_config, "training": training, "task": task.config})
     print(f"Run directory: {run.path}\nTask: {task.description}\nModel: {task.options.preset} preset, {describe(model)}")
+    state = state or {"epoch": 0, "best": None, "history": [], "seconds": 0.0}
+    if weights:
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(weights)
+        print(f"Resuming after epoch {state['epoch']} (best {task.monitor[0]} so far: {state['best']})")
     monitor, mode = task.monitor
-    callbacks = [
-        keras.callbacks.BackupAndRestore(run.checkpoint_dir),
-        *task.callbacks(model),  # adds validation scores to the logs below
-        keras.callbacks.ModelCheckpoint(run.file(run.model_file), monitor=monitor, mode=mode, save_best_only=True),
-        keras.callbacks.CSVLogger(run.file(run.history_file), append=options.resume),
-    ]
-    if options.time_limit:
-        callbacks.insert(0, kt_callbacks.TimeLimit(options.time_limit))
+    best = BestModelCheckpoint(run.save_model, monitor=monitor, mode=mode, best=state["best"])
+    history = HistoryLog(run.file(run.history_file), rows=state["history"])
+    checkpoint = RunCheckpoint(run.checkpoint_dir, best, history, seconds=state["seconds"])
+    callbacks = [*task.callbacks(model), best, history]  # task callbacks add validation scores to the logs
     if options.average_last:
         epoch_weights = kt_callbacks.EpochWeights(run.epoch_weights_dir, keep=options.average_last)
         callbacks.append(epoch_weights)
-    start = time.time()
-    model.fit(epochs=task.options.epochs, callbacks=callbacks, verbose=options.verbose, **task.fit_arguments())
-    seconds = time.time() - start
+    remaining = None if options.time_limit is None else options.time_limit - state["seconds"] / 60
+    if remaining is not None:
+        callbacks.insert(0, kt_callbacks.TimeLimit(max(remaining, 1e-9)))
+    callbacks.append(checkpoint)  # last: the snapshot sees every other callback's state
+    if remaining is None or remaining > 0:
+        model.fit(epochs=task.options.epochs, initial_epoch=state["epoch"], callbacks=callbacks,
+                  verbose=options.verbose, **task.fit_arguments())  # fmt: skip
+    if not os.path.exists(run.file(run.model_file)):
+        raise ValueError(f"{run.path}: training ended before any epoch finished; nothing to evaluate.")
     averaged = _keep_better_average(run, task, model, epoch_weights.paths()) if options.average_last else None
-    return seconds, averaged
+    return checkpoint.elapsed(), averaged
 
 
 def _keep_better_average(run, task, model, paths):

@@ -1,0 +1,78 @@
+"""Training survives `kill -9` at any instant: resume, then every file loads and tells one story."""
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import pytest
+
+import keras_transformer as kt
+import train
+from keras_transformer.run_checkpoint import training_status
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = [
+    "--train-examples", "256", "--val-examples", "64", "--num-layers", "1", "--hidden-dim", "16", "--num-heads", "2",
+    "--intermediate-dim", "32", "--batch-size", "64", "--verbose", "0", "--no-export", "--epochs", "3",
+]  # fmt: skip
+# A kill just before the n-th atomic rename of the run (0: the tokenizers, 1: config.json, then per epoch:
+# model.keras, history.csv, the snapshot, its pointer; last: calibration.txt, evaluation.json): the
+# temporary file is complete or half-written, the rename never happens, nothing is cleaned up.
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, {root!r})
+    calls, real = [0], os.replace
+    def replace(source, target):
+        if calls[0] == {n}:
+            os._exit(9)
+        calls[0] += 1
+        return real(source, target)
+    os.replace = replace
+    import train
+    train.main({argv!r})
+    """
+)
+
+
+def _history(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [0, 2, 5, 7, 12, 15])
+def test_a_run_killed_at_any_rename_resumes_to_a_consistent_directory(n, tmp_path):
+    argv = FLAGS + ["--out", str(tmp_path), "--name", "run"]
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT.format(root=ROOT, n=n, argv=argv)],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    run = tmp_path / "run"
+    status = training_status(str(run))
+    assert status in ("started", "interrupted")
+    # A plain rerun of a run with an epoch to resume from is refused; resuming continues it.
+    if status == "interrupted":
+        assert train.cli(argv) == 2
+    results = train.main(argv + ["--resume"])
+    assert training_status(str(run)) == "finished"
+    assert not [name for name in os.listdir(run) if name.startswith(".tmp-")] and not os.path.exists(run / "checkpoints")
+    rows = _history(run / "history.csv")
+    assert [int(row["epoch"]) for row in rows] == [0, 1, 2]
+    # The saved model is the best epoch in the history.
+    model = keras.saving.load_model(run / "model.keras")
+    val_x, val_y = kt.data.SyntheticTranslationTask().dataset(64, seed=2)
+    val_loss = model.evaluate(val_x, val_y, batch_size=64, verbose=0)[0]
+    assert val_loss == pytest.approx(min(float(row["val_loss"]) for row in rows), rel=1e-3)
+    assert results["train_seconds"] > 0
+
+
+def test_resume_needs_a_run_and_names_stay_inside_out(tmp_path):
+    assert train.cli(FLAGS + ["--out", str(tmp_path), "--name", "nothing", "--resume"]) == 2
+    assert train.cli(FLAGS + ["--out", str(tmp_path), "--name", "../escaped"]) == 2
+    assert train.cli(FLAGS + ["--out", str(tmp_path), "--name", "/abs/path"]) == 2
+    (tmp_path / "file").write_text("")
+    assert train.cli(FLAGS + ["--out", str(tmp_path / "file"), "--name", "x"]) == 2
+    assert sorted(os.listdir(tmp_path)) == ["file"]
