@@ -167,7 +167,7 @@ def main(argv=None):
 def cli(argv=None):
     try:
         main(argv)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:  # a taken name, a missing file, an unwritable --out, bad values
         print(f"train.py: error: {as_flags(error)}", file=sys.stderr)
         return 2
     return 0

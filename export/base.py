@@ -16,7 +16,7 @@ import time
 from export.errors import ExportError
 from export.run import Run
 from keras_transformer.options import from_kwargs
-from keras_transformer.run_directory import atomic_path
+from keras_transformer.run_directory import atomic_path, remove_temporaries
 
 EXPORTERS = {}  # (family, format) -> Exporter subclass, in registration order
 
@@ -57,6 +57,7 @@ class Exporter:
     filename = None
     families = ()
     default = True
+    writes_directory = False  # the artifact is a directory (SavedModel), not a file
 
     def __init__(self, options=None):
         self.options = options or ExportOptions()
@@ -136,10 +137,15 @@ def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=prin
     if unknown:
         raise ExportError(f"{run.family} runs have no {unknown} export. Expected some of {sorted(known)}.")
     out = out or run.default_out
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ExportError(f"{out} is a file, not a directory to export into.")
+    exporters = [EXPORTERS[(run.family, name)](options) for name in formats]
+    for exporter in exporters:  # never delete what export did not write
+        _check_replaceable(os.path.join(out, exporter.filename), exporter)
+    remove_temporaries(out)  # leftovers of an interrupted export
     written = {}
-    for name in formats:
-        exporter = EXPORTERS[(run.family, name)](options)
-        path = os.path.join(out, exporter.filename)
+    for exporter in exporters:
+        name, path = exporter.format, os.path.join(out, exporter.filename)
         start = time.time()
         with atomic_path(path) as tmp:
             exporter.export(run, tmp)
@@ -147,6 +153,20 @@ def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=prin
         if log:
             log(f"export {name}: {path} ({artifact_size(path) / 1e6:.2f} MB, {time.time() - start:.0f} s)")
     return written
+
+
+def _check_replaceable(path, exporter):
+    """An earlier artifact of the same kind may be replaced; anything else at `path` is refused."""
+    if not os.path.lexists(path):
+        return
+    if exporter.writes_directory:
+        if os.path.isdir(path) and not os.path.islink(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
+            return
+    elif os.path.isfile(path) and not os.path.islink(path):
+        return
+    raise ExportError(
+        f"{path} exists and is not an earlier {exporter.format} artifact; move it away or export elsewhere (--out)."
+    )
 
 
 def artifact_size(path):

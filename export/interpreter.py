@@ -17,9 +17,12 @@ def interpreter(path, num_threads=2, xnnpack=True):
     kwargs = {} if xnnpack else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
     if not os.path.isfile(path):
         raise ExportError(f"{path} does not exist.")
-    return InterpreterWithCustomOps(
-        custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS,
-        model_path=path,
-        num_threads=num_threads,
-        **kwargs,
-    )
+    try:
+        return InterpreterWithCustomOps(
+            custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS,
+            model_path=path,
+            num_threads=num_threads,
+            **kwargs,
+        )
+    except (ValueError, RuntimeError) as error:
+        raise ExportError(f"{path} is not a readable TFLite model (truncated or corrupt?): {error}") from None

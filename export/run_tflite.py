@@ -34,11 +34,19 @@ def main(argv=None):
     from keras_transformer.run_directory import RunDirectory
     from keras_transformer.vocabulary import PAD_ID
 
-    run = RunDirectory(args.model)
+    try:
+        run = RunDirectory(args.model)
+    except FileNotFoundError as error:
+        parser.error(str(error))
     path = args.tflite or os.path.join(run.export_dir, VARIANTS["tflite"])
     if not os.path.isfile(path):
         parser.error(f"{path} does not exist: run python -m export --model {args.model} --format tflite first.")
-    interpreter = make_interpreter(path, num_threads=args.threads)  # with tensorflow-text's kernels
+    from export.errors import ExportError
+
+    try:
+        interpreter = make_interpreter(path, num_threads=args.threads)  # with tensorflow-text's kernels
+    except ExportError as error:
+        parser.error(str(error))
     sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
     if "translate" in interpreter.get_signature_list():  # a text-in/text-out variant: no tokenizer needed
         translate = interpreter.get_signature_runner("translate")
@@ -47,7 +55,10 @@ def main(argv=None):
             print(translate(text=text)["translation"][0].decode("utf-8"))
         return
 
-    source_tokenizer, target_tokenizer = run.load_tokenizers()
+    try:
+        source_tokenizer, target_tokenizer = run.load_tokenizers()
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
     generate = interpreter.get_signature_runner("generate")
     max_length = int(generate.get_input_details()["encoder_token_ids"]["shape"][1])
     for sentence in sentences:

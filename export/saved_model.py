@@ -22,6 +22,7 @@ SIGNATURES = ("translate", "translate_beam", "generate", "beam_search", "logits"
 class SavedModelExporter(Exporter):
     format, filename = "saved_model", "saved_model"
     families = ("translate", "classify", "tag", "lm")
+    writes_directory = True
 
     def export(self, run, path):
         if run.family == "translate":

@@ -222,5 +222,16 @@ def verify_family(run, export_dir, args):
     return rows
 
 
+def cli(argv=None):
+    from export.errors import ExportError
+
+    try:
+        main(argv)
+    except (ExportError, FileNotFoundError) as error:
+        print(f"python -m export.verify: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -183,12 +183,3 @@ def training_status(run):
     if os.path.exists(os.path.join(path, RunDirectory.evaluation_file)):
         return "finished"
     return "started"
-
-
-def remove_temporaries(directory):
-    """Remove `.tmp-*` leftovers of writes that a kill interrupted (in `directory`, not below)."""
-    if os.path.isdir(directory):
-        for name in os.listdir(directory):
-            if name.startswith(".tmp-"):
-                path = os.path.join(directory, name)
-                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)

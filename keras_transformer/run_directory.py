@@ -68,6 +68,15 @@ def atomic_write(path, write):
         write(tmp)
 
 
+def remove_temporaries(directory):
+    """Remove `.tmp-*` leftovers of writes that a kill interrupted (in `directory`, not below)."""
+    if os.path.isdir(directory):
+        for name in os.listdir(directory):
+            if name.startswith(".tmp-"):
+                path = os.path.join(directory, name)
+                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+
+
 def write_text(path, text):
     """Write `text` (UTF-8) to `path` atomically."""
 

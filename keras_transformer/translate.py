@@ -3,8 +3,10 @@
     python -m keras_transformer.translate --model runs/<name> < input.txt > output.txt
 
 Empty lines give empty lines; inputs over the model's maximum length are
-truncated (a warning on stderr counts them). Beam search (beam 4, length
-penalty 0.6, as in the paper) by default; --beam-size 1 is greedy search.
+truncated (a warning on stderr counts them); bytes that are not UTF-8 are
+replaced by U+FFFD (a warning counts the lines) and every line is
+translated. Beam search (beam 4, length penalty 0.6, as in the paper) by
+default; --beam-size 1 is greedy search.
 """
 
 import argparse
@@ -32,13 +34,29 @@ def main(argv=None):
             args.model, max_length=args.max_length, beam_size=args.beam_size, length_penalty=args.length_penalty
         )
     except (FileNotFoundError, ValueError) as error:
-        print(f"translate: error: {error}", file=sys.stderr)
+        print(f"translate: error: {str(error).replace('`max_length`', '--max-length')}", file=sys.stderr)
         return 2
-    lines = sys.stdin.read().splitlines()
+    lines = read_stdin()
     for translation in translator.translate(lines, args.batch_size):
         sys.stdout.write(translation + "\n")
     warn_truncated(translator)
     return 0
+
+
+def read_stdin():
+    """Standard input's lines; bytes that are not UTF-8 become U+FFFD (a warning counts the lines)."""
+    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
+    lines, damaged = [], []
+    for number, raw in enumerate(data.splitlines(), start=1):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(raw.decode("utf-8", errors="replace"))
+            damaged.append(number)
+    if damaged:
+        print(f"warning: {len(damaged)} input line(s) are not UTF-8 (first: line {damaged[0]}); "
+              "their bad bytes became U+FFFD.", file=sys.stderr)  # fmt: skip
+    return lines
 
 
 if __name__ == "__main__":

@@ -29,7 +29,12 @@ class Translator:
         self.model = model
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
-        self.max_length = max_length or model.max_sequence_length
+        self.max_length = model.max_sequence_length if max_length is None else max_length
+        if not isinstance(self.max_length, int) or not 1 <= self.max_length <= model.max_sequence_length:
+            raise ValueError(
+                f"`max_length` must be in [1, {model.max_sequence_length}] (the model's max_sequence_length). "
+                f"Received: max_length={max_length}"
+            )
         self.beam_size = beam_size
         self.length_penalty = length_penalty
         self.truncated = 0

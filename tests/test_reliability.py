@@ -43,7 +43,7 @@ def _history(path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.slow
+@pytest.mark.reliability
 @pytest.mark.parametrize("n", [0, 2, 5, 7, 12, 15])
 def test_a_run_killed_at_any_rename_resumes_to_a_consistent_directory(n, tmp_path):
     argv = FLAGS + ["--out", str(tmp_path), "--name", "run"]
@@ -69,6 +69,7 @@ def test_a_run_killed_at_any_rename_resumes_to_a_consistent_directory(n, tmp_pat
     assert results["train_seconds"] > 0
 
 
+@pytest.mark.reliability
 def test_resume_needs_a_run_and_names_stay_inside_out(tmp_path):
     assert train.cli(FLAGS + ["--out", str(tmp_path), "--name", "nothing", "--resume"]) == 2
     assert train.cli(FLAGS + ["--out", str(tmp_path), "--name", "../escaped"]) == 2

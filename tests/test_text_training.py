@@ -50,6 +50,22 @@ def test_translate_cli_translates_training_sentences_back(run, corpus, monkeypat
 
 
 @pytest.mark.slow
+def test_translate_cli_replaces_bad_bytes_and_checks_max_length(run, corpus, monkeypatch, capsys):
+    _, sources, _ = corpus
+    data = (sources[0] + "\n").encode() + b"caf\xe9 au lait\n" + (sources[1] + "\n").encode()
+
+    class Stdin:
+        buffer = io.BytesIO(data)
+
+    monkeypatch.setattr("sys.stdin", Stdin())
+    assert translate.main(["--model", str(run), "--beam-size", "1"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.split("\n")[:-1]) == 3 and "1 input line(s) are not UTF-8 (first: line 2)" in captured.err
+    for bad in ("0", "-3", "100000"):
+        assert translate.main(["--model", str(run), "--max-length", bad]) == 2
+        assert "--max-length must be in [1, 24]" in capsys.readouterr().err
+
+
 def test_translator_truncates_over_long_input_and_counts_it(run, corpus):
     translator = Translator.from_run_directory(str(run))
     _, sources, _ = corpus

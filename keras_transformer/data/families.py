@@ -151,8 +151,8 @@ def read_conll(path, max_words=1000):
 
     for number, raw in enumerate(lines, start=1):
         line = _decode(raw)
-        if line is None:
-            report.skip("not UTF-8", number)
+        if line is None or "\x00" in line:
+            report.skip("not UTF-8" if line is None else "NUL bytes", number)
             bad = True
             continue
         if not line.strip():

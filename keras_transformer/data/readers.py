@@ -2,15 +2,17 @@
 
 Files may be plain or gzip-compressed (detected from their first bytes), in
 UTF-8. Whole-file problems raise a `ValueError` naming the file: a missing or
-empty file, aligned files whose line counts differ. Line problems skip the
-pair and are counted in the returned `ReadReport`, never silently: bytes that
-are not UTF-8, an empty side, a line over `max_line_chars`, a TSV line
-without exactly one tab.
+empty file, a corrupt gzip file, a UTF-16 file (a byte-order mark, or NUL
+bytes in most lines), aligned files whose line counts differ. Line problems
+skip the pair and are counted in the returned `ReadReport`, never silently:
+bytes that are not UTF-8, NUL bytes, an empty side, a line over
+`max_line_chars`, a TSV line without exactly one tab.
 """
 
 import dataclasses
 import gzip
 import os
+import zlib
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -49,13 +51,17 @@ def _read_lines(path):
     if data.startswith(GZIP_MAGIC):
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zlib.error) as error:
             raise ValueError(f"{path}: corrupt gzip file ({error}).") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError(f"{path}: the file is UTF-16 (it starts with a byte-order mark); convert it to UTF-8.")
     if not data.strip():
         raise ValueError(f"{path}: the file is empty.")
     lines = data.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
+    if sum(b"\x00" in line for line in lines) > len(lines) // 2:
+        raise ValueError(f"{path}: most lines hold NUL bytes (UTF-16 or binary data?); give UTF-8 text.")
     return [line[:-1] if line.endswith(b"\r") else line for line in lines]
 
 
@@ -69,6 +75,8 @@ def _decode(line):
 def _keep(report, line_number, source, target, max_line_chars, sources, targets):
     if source is None or target is None:
         report.skip("not UTF-8", line_number)
+    elif "\x00" in source or "\x00" in target:
+        report.skip("NUL bytes", line_number)
     elif not source.strip() or not target.strip():
         report.skip("empty side", line_number)
     elif max(len(source), len(target)) > max_line_chars:
@@ -120,9 +128,10 @@ def read_tsv(path, max_line_chars=1000):
 def read_lines(path):
     """The sentences of one file (plain or gzip), one per line, as strings.
 
-    Lines that are not UTF-8 are read with replacement characters.
+    Lines that are not UTF-8 are read with replacement characters; NUL
+    characters are dropped.
     """
-    return [line.decode("utf-8", errors="replace") for line in _read_lines(path)]
+    return [line.decode("utf-8", errors="replace").replace("\x00", "") for line in _read_lines(path)]
 
 
 def read_parallel(source_path=None, target_path=None, tsv_path=None, max_line_chars=1000):

@@ -9,6 +9,7 @@ from keras import ops
 from keras_transformer.decoding.beam import beam_search
 from keras_transformer.decoding.greedy import greedy_search, sample
 from keras_transformer.options import from_kwargs
+from keras_transformer.vocabulary import PAD_ID, UNKNOWN_ID
 
 def _compile(model, function, seed_generator=None):
     """Compile a decoding function `function(ids)` for the current backend.
@@ -48,8 +49,8 @@ class GenerationSettings:
 
     Attributes:
         max_length: the most tokens per row (end token, and a language
-            model's prompt, included); `None`: the model's
-            `max_sequence_length`.
+            model's prompt, included), in `[1, max_sequence_length]`;
+            `None`: the model's `max_sequence_length`.
         method: `"greedy"`, `"beam"` (encoder-decoder only) or `"sample"`.
         beam_size: beams per sentence (`"beam"`; the paper used 4).
         length_penalty: GNMT's alpha (`"beam"`; the paper used 0.6).
@@ -102,6 +103,7 @@ class Generator:
         self.model = model
         self.static_length = static_length
         self.vocabulary_size = vocabulary_size or model.target_vocabulary_size
+        self.input_vocabulary_size = getattr(model, "source_vocabulary_size", self.vocabulary_size)
         self.searches = searches or SEQ2SEQ
         self.input_name = input_name
         self.functions = {}
@@ -128,6 +130,19 @@ class Generator:
             if top_p is not None and not 0 < top_p <= 1:
                 raise ValueError(f"`top_p` must be in (0, 1]. Received: top_p={top_p}")
 
+    def _check_id_range(self, token_ids):
+        """Ids outside `[0, input vocabulary)` are an error (an embedding lookup would wrap or fail)."""
+        try:
+            ids = ops.convert_to_numpy(token_ids)
+        except Exception:  # symbolic while tracing: the values are not known here
+            return
+        limit = self.input_vocabulary_size
+        if ids.size and (ids.min() < 0 or ids.max() >= limit):
+            raise ValueError(
+                f"`{self.input_name}` holds ids outside [0, {limit}) (the vocabulary): min {ids.min()}, max "
+                f"{ids.max()}. Map unknown words to the unknown id ({UNKNOWN_ID}) and pad with {PAD_ID}."
+            )
+
     def _build(self, settings):
         model, search, max_length = self.model, self.searches[settings.method], settings.max_length
         if settings.method == "greedy":
@@ -147,10 +162,12 @@ class Generator:
     def __call__(self, token_ids, **kwargs):
         """Decode `token_ids` with the `GenerationSettings` named in `kwargs`."""
         settings = GenerationSettings.from_kwargs(**kwargs)
-        settings = dataclasses.replace(settings, max_length=settings.max_length or self.model.max_sequence_length)
+        if settings.max_length is None:
+            settings = dataclasses.replace(settings, max_length=self.model.max_sequence_length)
         self._check(settings)
         token_ids = ops.convert_to_tensor(token_ids)
         self.model.check_token_ids(self.input_name, token_ids)
+        self._check_id_range(token_ids)
         key = settings.key()
         if self.static_length:
             key += (token_ids.shape[1],)

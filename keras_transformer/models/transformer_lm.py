@@ -113,7 +113,8 @@ class TransformerLM(ArchitectureModel):
             `(B, max_length)` int32: each prompt, then its continuation up to
             and including the end token, then 0.
         """
-        max_length = settings.get("max_length") or self.max_sequence_length
+        max_length = settings.get("max_length")
+        max_length = self.max_sequence_length if max_length is None else max_length
         if prompt_ids is None:
             prompt_ids = keras.ops.zeros((batch_size, 0), "int32")
         prompt_ids = keras.ops.convert_to_tensor(prompt_ids)

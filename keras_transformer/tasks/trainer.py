@@ -17,8 +17,8 @@ import keras
 from keras_transformer import callbacks as kt_callbacks
 from keras_transformer.models.common import set_dtype_policy
 from keras_transformer.run_checkpoint import BestModelCheckpoint, HistoryLog, RunCheckpoint, load_snapshot
-from keras_transformer.run_checkpoint import remove_temporaries, training_status
-from keras_transformer.run_directory import RunDirectory
+from keras_transformer.run_checkpoint import training_status
+from keras_transformer.run_directory import RunDirectory, remove_temporaries
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 SUMMARY_FORMATS = {

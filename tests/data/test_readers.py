@@ -70,3 +70,23 @@ def test_no_usable_pair_and_bad_argument_combinations(tmp_path):
         read_parallel(path, path, tsv_path=path)
     with pytest.raises(ValueError, match="source and a target"):
         read_parallel(source_path=path)
+
+
+def test_corrupt_gzip_body_utf16_and_nul_bytes(tmp_path):
+    from keras_transformer.data.readers import read_lines
+
+    good = gzip.compress(("\n".join(f"line {i}" for i in range(200)) + "\n").encode())
+    corrupt = good[:20] + bytes(b ^ 0xFF for b in good[20:60]) + good[60:]
+    path = _write(tmp_path / "c.gz", None, raw=corrupt)
+    with pytest.raises(ValueError, match="corrupt gzip"):
+        read_lines(path)
+    with pytest.raises(ValueError, match="UTF-16"):
+        read_lines(_write(tmp_path / "u16.txt", None, raw="one\ntwo\n".encode("utf-16")))
+    with pytest.raises(ValueError, match="NUL bytes"):
+        read_lines(_write(tmp_path / "u16le.txt", None, raw="one\ntwo\nthree\n".encode("utf-16-le")))
+    # A few lines with NUL bytes are skipped and counted; the rest is read.
+    src = _write(tmp_path / "n.en", None, raw=b"good\nbad\x00line\nfine\n")
+    tgt = _write(tmp_path / "n.de", ["gut", "schlecht", "fein"])
+    sources, targets, report = read_parallel(src, tgt)
+    assert sources == ["good", "fine"] and report.skipped == {"NUL bytes": 1}
+    assert read_lines(src) == ["good", "badline", "fine"]

@@ -137,3 +137,29 @@ def test_int8_calibrates_on_the_run_s_saved_sentences_or_asks_for_data(run, tmp_
     with pytest.raises(export.ExportError, match="--data"):
         export.export_run(str(copy), ["tflite_int8"], out=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+
+
+def test_export_never_deletes_what_it_did_not_write_and_reads_bad_files_clearly(run, tmp_path, capsys):
+    import export
+    from export import run_tflite, verify
+    from export.__main__ import cli
+
+    out = tmp_path / "out"
+    (out / "model.tflite").mkdir(parents=True)
+    (out / "model.tflite" / "mine.txt").write_text("keep me")
+    with pytest.raises(export.ExportError, match="not an earlier tflite artifact"):
+        export.export_run(str(run), ["tflite"], out=str(out))
+    assert (out / "model.tflite" / "mine.txt").read_text() == "keep me"
+    (tmp_path / "a_file").write_text("")
+    assert cli(["--model", str(run), "--format", "tflite", "--out", str(tmp_path / "a_file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes((run / "export" / "model.tflite").read_bytes()[:5000])
+    with pytest.raises(SystemExit):
+        run_tflite.main(["--model", str(run), "--tflite", str(truncated), "A sentence."])
+    assert "not a readable TFLite model" in capsys.readouterr().err
+    copy = _copy_run(run, tmp_path)
+    (copy / "model.keras").write_bytes(b"corrupt")
+    assert verify.cli(["--model", str(copy)]) == 2
+    assert "could not be loaded" in capsys.readouterr().err

@@ -81,3 +81,18 @@ def test_the_model_states_its_cache_shapes():
     self_shape, cross_shape = model.cache_shapes(6, source.shape[1])
     assert tuple(self_cache.shape) == (1, *self_shape) and tuple(cross_cache.shape) == (1, *cross_shape)
     assert model.cache_shapes(6)[1][1] is None
+
+
+def test_generate_refuses_ids_outside_the_vocabulary_and_a_zero_max_length():
+    model = make_model(dropout=0.0)
+    with pytest.raises(ValueError, match="outside \\[0, 40\\)"):
+        model.generate(np.array([[5, -1, 0]], "int32"))
+    with pytest.raises(ValueError, match="outside \\[0, 40\\)"):
+        model.generate(np.array([[5, 40, 0]], "int32"))
+    with pytest.raises(ValueError, match="max_length"):
+        model.generate(np.array([[5, 6, 0]], "int32"), max_length=0)
+    lm = kt.TransformerLM(20, **TINY)
+    with pytest.raises(ValueError, match="outside \\[0, 20\\)"):
+        lm.generate(np.array([[25]], "int32"), max_length=4)
+    with pytest.raises(ValueError, match="max_length"):
+        lm.generate(np.array([[5]], "int32"), max_length=0)
