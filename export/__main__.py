@@ -41,14 +41,9 @@ def main(argv=None):
 
 
 def cli(argv=None):
-    from export.errors import ExportError
+    from export.errors import exit_code
 
-    try:
-        main(argv)
-    except (ExportError, FileNotFoundError) as error:
-        print(f"python -m export: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(main, "python -m export", argv)
 
 
 if __name__ == "__main__":

@@ -223,14 +223,9 @@ def verify_family(run, export_dir, args):
 
 
 def cli(argv=None):
-    from export.errors import ExportError
+    from export.errors import exit_code
 
-    try:
-        main(argv)
-    except (ExportError, FileNotFoundError) as error:
-        print(f"python -m export.verify: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(main, "python -m export.verify", argv)
 
 
 if __name__ == "__main__":
