@@ -18,6 +18,7 @@ import math
 
 import keras
 
+from keras_transformer.layers.utils import check_positive_int
 from keras_transformer.models.presets import PRESETS
 
 ARCHITECTURE_OPTIONS = ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", "dropout", "position")
@@ -54,9 +55,7 @@ class TaskOptions:
         if self.position not in POSITIONS:
             raise ValueError(f"`position` must be one of {POSITIONS}. Received: position={self.position!r}")
         for name in ("max_length", "epochs", "batch_size", "vocab_size", "max_line_chars"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+            check_positive_int(getattr(self, name), name)
         files = self.data_files()
         if any(name.startswith("val_") for name in files) and not any(name.startswith("train_") for name in files):
             raise ValueError(f"validation files need training files (received only `{sorted(files)[0]}`)")
