@@ -35,14 +35,6 @@ STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.weights.h5"
 
 
-def _json_value(value):
-    if isinstance(value, (np.ndarray, np.generic)):
-        value = value.tolist()
-    if hasattr(value, "numpy"):
-        value = np.asarray(value).tolist()
-    return value
-
-
 def load_snapshot(directory):
     """`(state dict, weights path)` of the newest complete snapshot in `directory`, or `(None, None)`.
 
@@ -150,7 +142,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         name = f"{SNAPSHOT_PREFIX}{epoch + 1:04d}"
         state = {
             "epoch": epoch + 1,
-            "best": _json_value(self.best_model.best),
+            "best": self.best_model.best,  # a float (or None)
             "history": self.history.rows,
             "seconds": self.elapsed(),
         }

@@ -16,5 +16,3 @@ END_ID = 3
 
 # The pieces of the reserved ids, in id order (WordPiece vocabularies start with them).
 RESERVED_TOKENS = ("[PAD]", "[UNK]", "[START]", "[END]")
-# Ids that are never real text: dropped when detokenizing.
-SPECIAL_IDS = (PAD_ID, START_ID, END_ID)
