@@ -16,6 +16,9 @@ Token ids are what `keras_transformer.data.families` makes: encoder inputs
 `[start] tokens [end]`, 0-padded; SavedModel takes any length up to `L`,
 TFLite exactly `L`. The text signatures tokenize in the graph with the run's
 tokenizer, so loading the SavedModel needs `import tensorflow_text`.
+Ids outside the vocabulary are refused with an `InvalidArgumentError`
+(SavedModel), or, with `flag_out_of_range` (TFLite), read as the unknown
+token and counted in an extra output `out_of_range_ids (B,)`.
 """
 
 import tensorflow as tf
@@ -36,11 +39,15 @@ class FamilyModule(ExportModule):
         fixed_length: declare ids of exactly `max_sequence_length` (TFLite).
         freeze: read weights as graph constants (TFLite, see `ExportModule`).
         text: add the text-in signature (SavedModel).
+        flag_out_of_range: see `ExportModule` (TFLite: ids outside the
+            vocabulary read as unknown and counted in `out_of_range_ids`;
+            otherwise refused).
     """
 
-    def __init__(self, run, fixed_length=False, freeze=False, text=False):
-        super().__init__(run.model, run.max_length, freeze)
+    def __init__(self, run, fixed_length=False, freeze=False, text=False, flag_out_of_range=False):
+        super().__init__(run.model, run.max_length, freeze, flag_out_of_range)
         self.family, self.labels = run.family, run.labels
+        self.vocabulary_size = getattr(run.model, "backbone", run.model).vocabulary_size
         self.tokenizer = run.source_tokenizer
         functions = {
             "classify": {"classify": self._classify, "classify_text": self._classify_text},
@@ -57,24 +64,27 @@ class FamilyModule(ExportModule):
             setattr(self, name, tf.function(function, input_signature=[spec]))
 
     def _classify(self, token_ids):
+        token_ids, extra = self.check_ids("token_ids", token_ids, self.vocabulary_size)
         with self.weight_scope():
-            return {"probabilities": tf.nn.softmax(self.model(token_ids, training=False))}
+            return {"probabilities": tf.nn.softmax(self.model(token_ids, training=False)), **extra}
 
     def _tag(self, token_ids):
+        token_ids, extra = self.check_ids("token_ids", token_ids, self.vocabulary_size)
         with self.weight_scope():
             probabilities = tf.nn.softmax(self.model(token_ids, training=False))
         tag_ids = tf.cast(tf.argmax(probabilities[:, :, 1:], axis=-1), tf.int32) + 1  # never the padding tag
         tag_ids = tf.where(tf.equal(token_ids, PAD_ID), 0, tag_ids)
-        return {"tag_ids": tag_ids, "probabilities": probabilities}
+        return {"tag_ids": tag_ids, "probabilities": probabilities, **extra}
 
     def _generate(self, prompt_ids):
-        prompt_ids = self.pad_to_max_length(prompt_ids)
+        prompt_ids, extra = self.check_ids("prompt_ids", self.pad_to_max_length(prompt_ids), self.vocabulary_size)
         with self.weight_scope():
-            return {"token_ids": lm_greedy_search(self.model, prompt_ids, self.max_length)}
+            return {"token_ids": lm_greedy_search(self.model, prompt_ids, self.max_length), **extra}
 
     def _logits(self, token_ids):
+        token_ids, extra = self.check_ids("token_ids", token_ids, self.vocabulary_size)
         with self.weight_scope():
-            return {"logits": self.model(token_ids, training=False)}
+            return {"logits": self.model(token_ids, training=False), **extra}
 
     def _wrap(self, token_ids):
         """Ragged `(B, n)` ids as `[start] ids [end]`, 0-padded to `max_length`."""

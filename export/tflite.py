@@ -7,6 +7,9 @@ padded with 0, the batch size free (`resize_tensor_input`, or the signature
 runner does it). Classify, tag and lm runs get their family's signatures
 (`export.family_module`). Only TFLite's built-in ops are allowed (no Flex
 delegate), so the plain LiteRT interpreter (`export.interpreter`) runs them.
+Every signature taking ids reads ids outside the vocabulary as the unknown
+token and returns `out_of_range_ids`, `(B,)` int32, how many it replaced per
+row: check it is 0 (TFLite drops assertions, so it cannot refuse them).
 
 Variants: `tflite` (float32), `tflite_float16` (float16 weights),
 `tflite_dynamic_int8` (int8 weights, activations quantized on the fly),
@@ -29,7 +32,12 @@ SIGNATURES = ("generate", "beam_search", "encode", "decode_step")
 def build_module(model, beam_size=4, length_penalty=0.6):
     """A translation model's TFLite module: fixed source length, frozen weights."""
     return TranslationModule(
-        model, fixed_source_length=True, freeze=True, beam_size=beam_size, length_penalty=length_penalty
+        model,
+        fixed_source_length=True,
+        freeze=True,
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+        flag_out_of_range=True,
     )
 
 
@@ -44,7 +52,7 @@ class TFLiteExporter(Exporter):
             module = build_module(run.model, self.options.beam_size, self.options.length_penalty)
             signatures = SIGNATURES
         else:
-            module = FamilyModule(run, fixed_length=True, freeze=True)
+            module = FamilyModule(run, fixed_length=True, freeze=True, flag_out_of_range=True)
             signatures = FAMILY_SIGNATURES[run.family]
         flatbuffer = convert(module, signatures, self.quantization, self.calibration_ids(run))
         refuse_flex(flatbuffer, self.format)

@@ -17,6 +17,11 @@ Signatures (`B` any batch size, `S` source length, `T` target length):
   the teacher-forced forward pass.
 - `translate(text (B,) string) -> translation (B,)` (and `translate_beam`):
   tokenizer, decoding and detokenizer in the graph.
+
+Ids outside the vocabulary (`encoder_token_ids`, `token_ids`,
+`decoder_token_ids`) are refused with an `InvalidArgumentError` (SavedModel),
+or, with `flag_out_of_range` (TFLite), read as the unknown token and counted
+in an extra output `out_of_range_ids (B,)`.
 """
 
 import tensorflow as tf
@@ -41,6 +46,9 @@ class TranslationModule(ExportModule):
             (TFLite: the converter keeps variables read inside a while loop
             as uninitialised resources).
         beam_size, length_penalty: the beam search settings.
+        flag_out_of_range: see `ExportModule` (TFLite: ids outside the
+            vocabulary read as unknown and counted in `out_of_range_ids`;
+            otherwise refused).
     """
 
     def __init__(
@@ -52,8 +60,9 @@ class TranslationModule(ExportModule):
         freeze=False,
         beam_size=4,
         length_penalty=0.6,
+        flag_out_of_range=False,
     ):
-        super().__init__(model, model.max_sequence_length, freeze)
+        super().__init__(model, model.max_sequence_length, freeze, flag_out_of_range)
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.beam_size = beam_size
@@ -84,35 +93,48 @@ class TranslationModule(ExportModule):
         self.translate = tf.function(lambda text: self._translate(text, beam=False), input_signature=[text])
         self.translate_beam = tf.function(lambda text: self._translate(text, beam=True), input_signature=[text])
 
+    def _source(self, encoder_token_ids):
+        """Sources checked for length and id range: `(ids, extra outputs)`."""
+        with tf.control_dependencies([self.check_length(encoder_token_ids)]):
+            return self.check_ids("encoder_token_ids", encoder_token_ids, self.model.source_vocabulary_size)
+
     def _generate(self, encoder_token_ids):
-        with tf.control_dependencies([self.check_length(encoder_token_ids)]), self.weight_scope():
-            return {"token_ids": greedy_search(self.model, encoder_token_ids, self.max_length)}
+        source, extra = self._source(encoder_token_ids)
+        with self.weight_scope():
+            return {"token_ids": greedy_search(self.model, source, self.max_length), **extra}
 
     def _beam_search(self, encoder_token_ids):
-        with tf.control_dependencies([self.check_length(encoder_token_ids)]), self.weight_scope():
-            token_ids, scores = beam_search(
-                self.model, encoder_token_ids, self.max_length, self.beam_size, self.length_penalty
-            )
-        return {"token_ids": token_ids, "scores": scores}
+        source, extra = self._source(encoder_token_ids)
+        with self.weight_scope():
+            token_ids, scores = beam_search(self.model, source, self.max_length, self.beam_size, self.length_penalty)
+        return {"token_ids": token_ids, "scores": scores, **extra}
 
     def _encode(self, encoder_token_ids):
-        with tf.control_dependencies([self.check_length(encoder_token_ids)]), self.weight_scope():
-            encoder_output, _ = self.model.encode(encoder_token_ids)
+        source, extra = self._source(encoder_token_ids)
+        with self.weight_scope():
+            encoder_output, _ = self.model.encode(source)
             self_cache, cross_cache = self.model.initialize_cache(encoder_output, self.max_length, stacked=True)
-        return {"self_attention_cache": self_cache, "cross_attention_cache": cross_cache}
+        return {"self_attention_cache": self_cache, "cross_attention_cache": cross_cache, **extra}
 
     def _decode_step(self, token_ids, index, self_attention_cache, cross_attention_cache, encoder_token_ids):
+        # `encoder_token_ids` only marks the source's padding here: its ids are not looked up.
+        token_ids, extra = self.check_ids("token_ids", token_ids, self.model.target_vocabulary_size)
         with self.weight_scope():
             logits, self_attention_cache, _ = self.model.call_with_cache(
                 token_ids, self_attention_cache, cross_attention_cache, index, padding_mask(encoder_token_ids)
             )
-        return {"logits": logits[:, 0], "self_attention_cache": self_attention_cache}
+        return {"logits": logits[:, 0], "self_attention_cache": self_attention_cache, **extra}
 
     def _logits(self, encoder_token_ids, decoder_token_ids):
-        checks = [self.check_length(encoder_token_ids), self.check_length(decoder_token_ids)]
-        with tf.control_dependencies(checks), self.weight_scope():
-            inputs = {"encoder_token_ids": encoder_token_ids, "decoder_token_ids": decoder_token_ids}
-            return {"logits": self.model(inputs, training=False)}
+        source, source_extra = self._source(encoder_token_ids)
+        with tf.control_dependencies([self.check_length(decoder_token_ids)]):
+            target, target_extra = self.check_ids(
+                "decoder_token_ids", decoder_token_ids, self.model.target_vocabulary_size
+            )
+        extra = {key: value + target_extra[key] for key, value in source_extra.items()}
+        with self.weight_scope():
+            inputs = {"encoder_token_ids": source, "decoder_token_ids": target}
+            return {"logits": self.model(inputs, training=False), **extra}
 
     def _best_ids(self, source, beam):
         """`(B, max_length)` ids: greedy, or the best beam's."""

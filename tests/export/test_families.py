@@ -146,3 +146,22 @@ def test_export_cli_reexports_a_family_run(family_runs, tmp_path):
 
     written = main(["--model", str(family_runs / "tag"), "--out", str(tmp_path)])
     assert sorted(written) == ["saved_model", "tflite", "tflite_dynamic_int8", "tflite_float16"]
+
+
+@pytest.mark.reliability
+def test_ids_outside_the_vocabulary_refused_by_saved_model_and_flagged_by_tflite(family_runs):
+    import tensorflow as tf
+
+    from export.verify_families import example_inputs
+
+    for task, signature, argument in (("classify", "classify", "token_ids"), ("tag", "tag", "token_ids"),
+                                      ("lm", "logits", "token_ids"), ("lm", "generate", "prompt_ids")):  # fmt: skip
+        run = load(family_runs, task)
+        vocabulary = getattr(run.model, "backbone", run.model).vocabulary_size
+        ids = example_inputs(run)[:2].copy()
+        ids[1, 1] = -5
+        saved = tf.saved_model.load(str(family_runs / task / "export" / "saved_model"))
+        with pytest.raises(tf.errors.InvalidArgumentError, match=rf"{argument}.*\[0, {vocabulary}\)"):
+            saved.signatures[signature](**{argument: tf.constant(ids)})
+        outputs = tflite_runner(family_runs, task, signature)(**{argument: ids})
+        np.testing.assert_array_equal(outputs["out_of_range_ids"], [0, 1], err_msg=f"{task} {signature}")

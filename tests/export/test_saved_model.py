@@ -58,3 +58,20 @@ def test_over_long_token_input_is_refused(loaded):
 
     with pytest.raises(tf.errors.InvalidArgumentError, match="max_sequence_length"):
         loaded.signatures["generate"](encoder_token_ids=tf.ones((1, 30), tf.int32))
+
+
+@pytest.mark.reliability
+def test_ids_outside_the_vocabulary_are_refused(loaded, exported, sources):
+    import tensorflow as tf
+
+    _, ids = sources
+    vocabulary = exported.model.source_vocabulary_size
+    for bad in (-1, -78, -100, vocabulary, vocabulary + 1000):
+        batch = ids[:2].copy()
+        batch[1, 0] = bad
+        for signature in ("generate", "beam_search"):
+            with pytest.raises(tf.errors.InvalidArgumentError, match=rf"encoder_token_ids.*\[0, {vocabulary}\)"):
+                loaded.signatures[signature](encoder_token_ids=tf.constant(batch))
+    decoder_ids = np.full((1, 3), exported.model.target_vocabulary_size, "int32")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="decoder_token_ids"):
+        loaded.signatures["logits"](encoder_token_ids=tf.constant(ids[:1]), decoder_token_ids=tf.constant(decoder_ids))

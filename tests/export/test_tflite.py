@@ -140,3 +140,25 @@ def test_quantized_files_store_each_set_of_quantization_parameters_once():
     for name, result in outputs[0].items():
         for key, value in result.items():
             np.testing.assert_array_equal(value, outputs[1][name][key])
+
+
+@pytest.mark.reliability
+def test_ids_outside_the_vocabulary_read_as_unknown_and_flagged(exported, sources, run):
+    from export.interpreter import interpreter
+
+    _, ids = sources
+    vocabulary = exported.model.source_vocabulary_size
+    batch = ids[:3].copy()
+    batch[1, :3] = [-1, -78, vocabulary]  # the embedding lookup would wrap or fail on these
+    batch[2, 0] = -1000
+    as_unknown = np.where((batch < 0) | (batch >= vocabulary), kt.UNKNOWN_ID, batch)
+    expected = to_numpy(exported.model.generate(as_unknown))
+    for variant in ("tflite", "tflite_dynamic_int8"):
+        runners = interpreter(tflite_path(run, variant))
+        outputs = runners.get_signature_runner("generate")(encoder_token_ids=batch)
+        np.testing.assert_array_equal(outputs["out_of_range_ids"], [0, 3, 1])
+        if variant == "tflite":
+            np.testing.assert_array_equal(outputs["token_ids"], expected)
+        assert runners.get_signature_runner("encode")(encoder_token_ids=batch)["out_of_range_ids"].tolist() == [0, 3, 1]
+        beam = runners.get_signature_runner("beam_search")(encoder_token_ids=batch)
+        assert beam["out_of_range_ids"].tolist() == [0, 3, 1]
