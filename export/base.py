@@ -16,7 +16,7 @@ import time
 from export.errors import ExportError
 from export.run import Run
 from keras_transformer.options import from_kwargs
-from keras_transformer.run_directory import atomic_path, remove_temporaries
+from keras_transformer.run_directory import atomic_path, check_writable, remove_temporaries
 
 EXPORTERS = {}  # (family, format) -> Exporter subclass, in registration order
 
@@ -142,6 +142,10 @@ def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=prin
     exporters = [EXPORTERS[(run.family, name)](options) for name in formats]
     for exporter in exporters:  # never delete what export did not write
         _check_replaceable(os.path.join(out, exporter.filename), exporter)
+    try:
+        check_writable(out, "cannot export into {directory} (--out)")
+    except OSError as error:
+        raise ExportError(str(error)) from None
     remove_temporaries(out)  # leftovers of an interrupted export
     written = {}
     for exporter in exporters:

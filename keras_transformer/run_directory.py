@@ -77,6 +77,20 @@ def remove_temporaries(directory):
                 shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
+def check_writable(directory, message="cannot write into {directory}"):
+    """Create `directory` if needed and write a probe file in it, or raise one `OSError` saying why.
+
+    `message` is formatted with `directory`; the system's reason follows it.
+    """
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise OSError(f"{message.format(directory=directory)}: {reason}.") from None
+
+
 def write_text(path, text):
     """Write `text` (UTF-8) to `path` atomically."""
 

@@ -128,3 +128,21 @@ def test_average_last_epochs_is_scored_and_kept_only_when_better(tmp_path):
         train.parse_args(["--average-last", "0"])
     with pytest.raises(SystemExit):
         train.parse_args(["--task", "classify", "--average-last", "2"])
+
+
+@pytest.mark.reliability
+def test_an_unwritable_out_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)  # root can write anywhere: refuse as a read-only disk would
+    assert train.cli(SMALL + ["--out", str(tmp_path / "runs"), "--name", "run"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("train.py: error: cannot write runs into") and "--out" in error and "Permission denied" in error
+    assert not os.path.exists(tmp_path / "runs" / "run")
+    monkeypatch.undo()
+    if os.path.isdir("/proc/self"):  # a file system where nothing can be created
+        assert train.cli(SMALL + ["--out", "/proc/keras-transformer-runs", "--name", "run"]) == 2
+        assert "cannot write runs into /proc/keras-transformer-runs" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from keras_transformer import callbacks as kt_callbacks
 from keras_transformer.models.common import set_dtype_policy
 from keras_transformer.run_checkpoint import BestModelCheckpoint, HistoryLog, RunCheckpoint, load_snapshot
 from keras_transformer.run_checkpoint import training_status
-from keras_transformer.run_directory import RunDirectory, remove_temporaries
+from keras_transformer.run_directory import RunDirectory, check_writable, remove_temporaries
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 SUMMARY_FORMATS = {
@@ -84,6 +84,7 @@ def open_run(path, resume=False):
         raise ValueError(f"`resume`: {path} has no interrupted training to continue (it finished).")
     if not resume and status in ("interrupted", "finished"):
         raise FileExistsError(f"{path} already holds a run; resume it (`resume`) or choose another name.")
+    check_writable(os.path.dirname(os.path.abspath(path)), "cannot write runs into {directory} (`out`)")
     run = RunDirectory(path, create=True, exist_ok=True)
     remove_temporaries(run.path)
     remove_temporaries(run.checkpoint_dir)

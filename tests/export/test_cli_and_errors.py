@@ -153,6 +153,9 @@ def test_export_never_deletes_what_it_did_not_write_and_reads_bad_files_clearly(
     (tmp_path / "a_file").write_text("")
     assert cli(["--model", str(run), "--format", "tflite", "--out", str(tmp_path / "a_file")]) == 2
     assert "is a file" in capsys.readouterr().err
+    if os.path.isdir("/proc/self"):  # a file system where nothing can be created
+        assert cli(["--model", str(run), "--format", "tflite", "--out", "/proc/keras-transformer-export"]) == 2
+        assert "cannot export into /proc/keras-transformer-export (--out)" in capsys.readouterr().err
 
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes((run / "export" / "model.tflite").read_bytes()[:5000])
