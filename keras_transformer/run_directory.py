@@ -152,6 +152,10 @@ class RunDirectory:
         path: `runs/<name>`.
         create: make the directory; refuses one that already holds a run
             unless `exist_ok` (resuming).
+
+    Attributes:
+        created: whether this object made the directory (it did not exist):
+            a run that fails before its first epoch removes only such a one.
     """
 
     config_file = CONFIG_FILE
@@ -167,6 +171,7 @@ class RunDirectory:
 
     def __init__(self, path, create=False, exist_ok=False):
         self.path = str(path)
+        self.created = create and not os.path.isdir(self.path)  # made by this object, not found
         if create:
             if os.path.exists(self.file(CONFIG_FILE)) and not exist_ok:
                 raise FileExistsError(

@@ -77,3 +77,19 @@ def test_resume_needs_a_run_and_names_stay_inside_out(tmp_path):
     (tmp_path / "file").write_text("")
     assert train.cli(FLAGS + ["--out", str(tmp_path / "file"), "--name", "x"]) == 2
     assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+@pytest.mark.reliability
+def test_bad_data_found_while_preparing_leaves_no_run_directory(tmp_path):
+    bad = tmp_path / "train.en"
+    bad.write_bytes("one\ntwo\n".encode("utf-16"))
+    (tmp_path / "train.de").write_text("eins\nzwei\n")
+    argv = FLAGS + ["--out", str(tmp_path / "runs"), "--name", "run", "--train-src", str(bad),
+                    "--train-tgt", str(tmp_path / "train.de"), "--val-tsv", str(tmp_path / "train.de")]  # fmt: skip
+    assert train.cli(argv) == 2
+    assert os.listdir(tmp_path / "runs") == []
+    # A directory the user made (or a killed run's) is never removed.
+    (tmp_path / "runs" / "run").mkdir()
+    (tmp_path / "runs" / "run" / "notes.txt").write_text("mine")
+    assert train.cli(argv) == 2
+    assert os.listdir(tmp_path / "runs" / "run") == ["notes.txt"]

@@ -106,6 +106,13 @@ def train(task, run, options=None):
     keras.config.set_dtype_policy(options.precision)  # every layer built below computes in this dtype
     try:
         seconds, averaged = _fit(task, run, options)
+    except Exception:
+        # Bad data found while preparing (an unreadable file, a bad vocabulary): a run directory this
+        # call created, with no epoch in it, is removed, so the name stays free and nothing is left half made.
+        if run.created and not os.path.exists(run.file(run.history_file)):
+            if training_status(run) == "started":
+                shutil.rmtree(run.path, ignore_errors=True)
+        raise
     finally:
         keras.config.set_dtype_policy(previous_policy)
     if options.precision != "float32":
