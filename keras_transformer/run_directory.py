@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 
 import keras
 
@@ -214,6 +215,8 @@ class RunDirectory:
         path = self.file(name)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path} is missing: the run has no saved model.")
+        if not zipfile.is_zipfile(path):  # Keras reports a damaged archive as "File not found"
+            raise RunDirectoryError(f"{path} is not a .keras archive (truncated or corrupt?): the run's model is lost.")
         try:
             return keras.saving.load_model(path, compile=compile)
         except Exception as error:

@@ -68,7 +68,7 @@ def test_load_checks_files_and_that_they_describe_one_model(tmp_path):
     with pytest.raises(RunDirectoryError, match="mismatched"):
         other.load()
     (tmp_path / "other" / "model.keras").write_bytes(b"not a zip")
-    with pytest.raises(RunDirectoryError, match="could not be loaded"):
+    with pytest.raises(RunDirectoryError, match="not a .keras archive"):
         other.load()
     os.remove(tmp_path / "other" / "config.json")
     with pytest.raises(RunDirectoryError, match="config.json is missing"):

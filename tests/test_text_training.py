@@ -92,7 +92,7 @@ def test_translate_cli_errors_on_bad_run_directories(tmp_path, capsys):
     (tmp_path / "tokenizers").mkdir()
     (tmp_path / "tokenizers" / "tokenizers.json").write_text("{}")
     assert translate.main(["--model", str(tmp_path)]) == 2
-    assert "could not be loaded" in capsys.readouterr().err
+    assert "not a .keras archive" in capsys.readouterr().err
 
 
 def test_train_cli_rejects_incomplete_text_flags():

@@ -165,4 +165,4 @@ def test_export_never_deletes_what_it_did_not_write_and_reads_bad_files_clearly(
     copy = _copy_run(run, tmp_path)
     (copy / "model.keras").write_bytes(b"corrupt")
     assert verify.cli(["--model", str(copy)]) == 2
-    assert "could not be loaded" in capsys.readouterr().err
+    assert "not a .keras archive (truncated or corrupt?)" in capsys.readouterr().err
