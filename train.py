@@ -37,30 +37,33 @@ from keras_transformer.tasks.trainer import PRECISIONS, TrainingOptions, open_ru
 CLI_ONLY = {"task", "out", "name", "export", "no_export"}
 FLAGS = {  # group: [(flag, argparse keywords)]
     "model (a preset, then overrides; paper symbols in brackets)": [
-        ("--preset", dict(default="tiny", choices=sorted(PRESETS))),
+        ("--preset", dict(default="tiny", choices=sorted(PRESETS), help="model size")),
         ("--num-layers", dict(type=int, help="N, layers per stack")),
         ("--hidden-dim", dict(type=int, help="d_model")),
         ("--num-heads", dict(type=int, help="h")),
         ("--intermediate-dim", dict(type=int, help="d_ff")),
         ("--dropout", dict(type=float, help="P_drop")),
-        ("--position", dict(choices=["sinusoidal", "learned", "relative", "rotary"], default="sinusoidal")),
+        ("--position", dict(choices=["sinusoidal", "learned", "relative", "rotary"], default="sinusoidal",
+                             help="position encoding")),
         ("--normalize-first", dict(action="store_true", help="pre-norm instead of post-norm")),
         ("--tie-embeddings", dict(action="store_true", help="translate: tie target embedding and output layer")),
         ("--share-embeddings", dict(action="store_true", help="translate: one embedding for source and target")),
         ("--max-length", dict(type=int, default=64, help="most tokens per sentence (longer: truncated)")),
     ],
     "training": [
-        ("--epochs", dict(type=int, default=10)),
+        ("--epochs", dict(type=int, default=10, help="passes over the training data")),
         ("--batch-size", dict(type=int, default=64, help="sentences (or tokens) per batch")),
         ("--batch-by", dict(choices=["sentences", "tokens"], default="sentences", help="translate")),
         ("--warmup-steps", dict(type=int, default=1000, help="4000 in the paper")),
         ("--learning-rate-scale", dict(type=float, default=2.0, help="translate: factor on the paper's schedule")),
         ("--label-smoothing", dict(type=float, default=0.1, help="eps_ls")),
-        ("--seed", dict(type=int, default=0)),
+        ("--seed", dict(type=int, default=0, help="random seed (weights, shuffling, data)")),
         ("--learning-rate", dict(type=float, help="classify/tag/lm/pretrain-mlm: peak Adam rate (default by task)")),
         ("--average-last", dict(type=int, metavar="N", help="translate: average the weights of the last N epochs "
                                 "(the paper: 5), kept if better on the validation set than the best epoch")),
         ("--time-limit", dict(type=float, help="minutes of training at most: the epoch in progress ends early")),
+        ("--early-stopping", dict(type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without a "
+                                  "better validation score (BLEU for text, else the loss)")),
         ("--precision", dict(choices=PRECISIONS, default="float32", help="compute dtype while training (variables, "
                              "loss and softmax stay float32); the saved model computes in float32")),
     ],
@@ -71,7 +74,7 @@ FLAGS = {  # group: [(flag, argparse keywords)]
         ("--val-src", dict(help="validation source sentences")),
         ("--val-tgt", dict(help="validation target sentences")),
         ("--val-tsv", dict(help="validation lines, as --train-tsv (classify default: 10%% of it)")),
-        ("--tokenizer", dict(choices=["sentencepiece", "wordpiece"], default="sentencepiece")),
+        ("--tokenizer", dict(choices=["sentencepiece", "wordpiece"], default="sentencepiece", help="subword model")),
         ("--vocab-size", dict(type=int, default=8000, help="subword vocabulary size (per side)")),
         ("--joint-vocabulary", dict(action="store_true", help="translate: one tokenizer for source and target")),
         ("--max-line-chars", dict(type=int, default=1000, help="longer lines are skipped (counted)")),
@@ -96,13 +99,25 @@ FLAGS = {  # group: [(flag, argparse keywords)]
                           "python -m export, default or all")),
         ("--no-export", dict(action="store_true", help="skip the export")),
         ("--verbose", dict(type=int, default=1, choices=[0, 1, 2], help="Keras progress output")),
+        ("--tensorboard", dict(action=argparse.BooleanOptionalAction, default=True, help="log scalars and "
+                               "attention pictures to <run>/tensorboard (tensorboard --logdir runs)")),
     ],
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written; every flag's default after its help (none for switches and unset ones)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text.strip() or " "
+
+
 def parse_args(argv=None):
     """`(args, task options, training options)`; bad or misplaced flags exit with a usage error."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--task", default="translate", choices=list(TASKS),
                         help="translate (encoder-decoder), classify / tag (encoder-only), lm (decoder-only), "
                         "pretrain-mlm")  # fmt: skip

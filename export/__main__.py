@@ -19,8 +19,9 @@ def parse_args(argv=None):
         help="repeatable; all (the default): every format of the run's family; default: what train.py exports",
     )
     parser.add_argument("--out", help="output directory (default: <model>/export)")
-    parser.add_argument("--beam-size", type=int, default=4, help="beam_search and translate_beam signatures")
-    parser.add_argument("--length-penalty", type=float, default=0.6)
+    parser.add_argument("--beam-size", type=int, default=4, help="beam_search and translate_beam signatures (default: %(default)s)")
+    parser.add_argument("--length-penalty", type=float, default=0.6, help="their length penalty (default: %(default)s)")
+    parser.add_argument("--version", type=int, default=1, help="SavedModel version directory: saved_model/VERSION/ (default: %(default)s)")
     parser.add_argument("--data", help="source sentences for int8 calibration (default: the run's calibration.txt)")
     return parser.parse_args(argv)
 
@@ -30,13 +31,15 @@ def main(argv=None):
     from export.run import read_source_lines
 
     args = parse_args(argv)
-    options = export.ExportOptions(beam_size=args.beam_size, length_penalty=args.length_penalty)  # checked first
+    options = export.ExportOptions(
+        beam_size=args.beam_size, length_penalty=args.length_penalty, version=args.version
+    )  # checked first
     run = export.Run(args.model)
     formats = export.formats_for(run.family, args.format or ["all"], what="--format")
     calibration = tuple(read_source_lines(args.data)) if args.data else None
     return export.export_run(
         args.model, formats, out=args.out, run=run, beam_size=options.beam_size,
-        length_penalty=options.length_penalty, calibration_sentences=calibration,
+        length_penalty=options.length_penalty, calibration_sentences=calibration, version=options.version,
     )  # fmt: skip
 
 

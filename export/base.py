@@ -30,15 +30,20 @@ class ExportOptions:
             signatures' beam search (the paper: 4 and 0.6).
         calibration_sentences: source sentences for `tflite_int8`
             (default: the run's `calibration.txt`).
+        version: the SavedModel's version directory
+            (`saved_model/<version>/`, as TensorFlow Serving expects).
     """
 
     beam_size: int = 4
     length_penalty: float = 0.6
     calibration_sentences: tuple = None
+    version: int = 1
 
     def __post_init__(self):
         if not isinstance(self.beam_size, int) or self.beam_size < 1:
             raise ExportError(f"--beam-size must be a positive integer. Received: {self.beam_size}")
+        if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
+            raise ExportError(f"--version must be a positive integer. Received: {self.version}")
 
     @classmethod
     def from_kwargs(cls, **kwargs):
@@ -65,6 +70,10 @@ class Exporter:
     def export(self, run, path):
         """Write the artifact of `run` (an `export.Run`) at `path`."""
         raise NotImplementedError
+
+    def target(self, out):
+        """Where the artifact goes under the export directory `out`."""
+        return os.path.join(out, self.filename)
 
 
 def register(cls):
@@ -141,7 +150,7 @@ def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=prin
         raise ExportError(f"{out} is a file, not a directory to export into.")
     exporters = [EXPORTERS[(run.family, name)](options) for name in formats]
     for exporter in exporters:  # never delete what export did not write
-        _check_replaceable(os.path.join(out, exporter.filename), exporter)
+        _check_replaceable(exporter.target(out), exporter)
     try:
         check_writable(out, "cannot export into {directory} (--out)")
     except OSError as error:
@@ -149,7 +158,9 @@ def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=prin
     remove_temporaries(out)  # leftovers of an interrupted export
     written = {}
     for exporter in exporters:
-        name, path = exporter.format, os.path.join(out, exporter.filename)
+        name, path = exporter.format, exporter.target(out)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        remove_temporaries(os.path.dirname(path))
         start = time.time()
         with atomic_path(path) as tmp:
             exporter.export(run, tmp)
@@ -161,6 +172,9 @@ def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=prin
 
 def _check_replaceable(path, exporter):
     """An earlier artifact of the same kind may be replaced; anything else at `path` is refused."""
+    parent = os.path.dirname(path)
+    if os.path.lexists(parent) and not os.path.isdir(parent):
+        raise ExportError(f"{parent} exists and is not a directory; move it away or export elsewhere (--out).")
     if not os.path.lexists(path):
         return
     if exporter.writes_directory:

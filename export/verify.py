@@ -176,12 +176,13 @@ def main(argv=None):
         return [t.decode("utf-8") for t in run.target_tokenizer.detokenize(tokens).numpy()]
 
     from export.backends import KerasBackend, SavedModelBackend, TFLiteBackend, TFLiteTextBackend
+    from export.saved_model import latest_version
 
     keras_backend = KerasBackend(run.model)
     args.keras_logits = keras_backend.teacher_forced_logits
     backends = [keras_backend]
     if os.path.isdir(os.path.join(export_dir, "saved_model")):
-        backends.append(SavedModelBackend(os.path.join(export_dir, "saved_model")))
+        backends.append(SavedModelBackend(latest_version(os.path.join(export_dir, "saved_model"))))
     for variant, filename in VARIANTS.items():
         if os.path.isfile(os.path.join(export_dir, filename)):
             backends.append(TFLiteBackend(os.path.join(export_dir, filename), variant, args.threads))

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from export.base import artifact_size
 from export.interpreter import interpreter
+from export.saved_model import latest_version
 from export.tflite import VARIANTS
 from keras_transformer.vocabulary import END_ID, PAD_ID, RESERVED_TOKENS, START_ID
 
@@ -74,6 +75,7 @@ def verify(run, export_dir, count=64, threads=2, timed_calls=20):
     callers = {}
     saved_model = os.path.join(export_dir, "saved_model")
     if os.path.isdir(saved_model):
+        saved_model = latest_version(saved_model)
         function = tf.saved_model.load(saved_model).signatures[signature]
         callers["saved_model"] = (saved_model, lambda x: function(**{argument: tf.constant(x)})[output].numpy())
     for variant in TFLITE_FORMATS:

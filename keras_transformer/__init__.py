@@ -15,3 +15,12 @@ from keras_transformer.models import (
 )
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # `Translator` needs TensorFlow (its tokenizers); the layers and models do not, so it loads on first use.
+    if name == "Translator":
+        from keras_transformer.translator import Translator
+
+        return Translator
+    raise AttributeError(f"module 'keras_transformer' has no attribute {name!r}")

@@ -132,3 +132,32 @@ def average_weights(model, paths):
         if keras.backend.is_float_dtype(variable.dtype):
             variable.assign((total / len(paths)).astype(variable.dtype))
     return model
+
+
+class EarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras's `EarlyStopping` whose patience counts the epochs of earlier processes of a resumed run.
+
+    Args:
+        monitor, mode: the monitored log key and `"min"` or `"max"`.
+        patience: epochs without improvement before training stops.
+        history: rows (dicts) of the run's earlier epochs, oldest first,
+            as `history.csv` holds them.
+        verbose: print a line when it stops training.
+
+    Example:
+    >>> model.fit(data, epochs=100, callbacks=[EarlyStopping("val_loss", "min", patience=3)])
+    """
+
+    def __init__(self, monitor, mode, patience, history=(), verbose=0):
+        super().__init__(monitor=monitor, mode=mode, patience=patience, verbose=verbose)
+        self.history = [float(row[monitor]) for row in history if row.get(monitor) not in (None, "")]
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.history and self.monitor_op is None:
+            self._set_monitor_op()
+        for score in self.history:  # replay the earlier epochs: best score and epochs waited since
+            if self.best is None or bool(self._is_improvement(score, self.best)):
+                self.best, self.wait = score, 0
+            else:
+                self.wait += 1

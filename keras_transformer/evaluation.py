@@ -1,5 +1,6 @@
 """Corpus BLEU and chrF with sacreBLEU, and a callback that logs them each epoch."""
 
+import os
 import time
 
 import keras
@@ -55,3 +56,45 @@ class BleuCallback(keras.callbacks.Callback):
             f"Epoch {epoch + 1}: validation BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f} "
             f"(greedy, {len(hypotheses)} sentences, {time.time() - start:.0f} s)"
         )
+
+
+class AttentionImages(keras.callbacks.Callback):
+    """Write the cross-attention of a few fixed sentences to TensorBoard after each epoch.
+
+    One image per sentence, `attention/sentence_<i>`: the last decoder
+    layer's cross-attention, a panel per head, pieces as tick labels
+    (`keras_transformer.visualization.attention_figure`).
+
+    Args:
+        translator: a `Translator` on the model being trained.
+        sentences: the source sentences (a few; each costs a decoding and a drawing).
+        log_dir: TensorBoard's log directory (the images go to `log_dir/attention`).
+    """
+
+    def __init__(self, translator, sentences, log_dir):
+        super().__init__()
+        self.translator = translator
+        self.sentences = [sentence for sentence in sentences if sentence.strip()]
+        self.log_dir = log_dir
+        self.writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        from keras_transformer.visualization import attention_figure, figure_png
+
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "attention"))
+        last = [self.translator.model.num_layers - 1]
+        with self.writer.as_default():
+            for i, sentence in enumerate(self.sentences):
+                figure, translation = attention_figure(self.translator, sentence, layers=last)
+                image = tf.image.decode_png(figure_png(figure, dpi=60), channels=3)
+                tf.summary.image(f"attention/sentence_{i + 1}", image[None], step=epoch,
+                                 description=f"{sentence} -> {translation}")  # fmt: skip
+        self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

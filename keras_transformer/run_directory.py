@@ -169,6 +169,7 @@ class RunDirectory:
     checkpoint_dir_name = "checkpoints"
     epoch_weights_dir_name = "epoch_weights"
     export_dir_name = "export"
+    tensorboard_dir = "tensorboard"
 
     def __init__(self, path, create=False, exist_ok=False):
         self.path = str(path)

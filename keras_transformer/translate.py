@@ -19,25 +19,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a run directory written by train.py")
-    parser.add_argument("--batch-size", type=int, default=64, help="sentences decoded at once")
+    parser.add_argument("--batch-size", type=int, default=64, help="sentences decoded at once (default: %(default)s)")
     parser.add_argument("--max-length", type=int, help="most target tokens (default: the model's maximum)")
-    parser.add_argument("--beam-size", type=int, default=4, help="beams per sentence; 1 is greedy search")
-    parser.add_argument("--length-penalty", type=float, default=0.6, help="GNMT's alpha for beam search")
+    parser.add_argument("--beam-size", type=int, default=4, help="beams per sentence; 1 is greedy search (default: %(default)s)")
+    parser.add_argument("--length-penalty", type=float, default=0.6, help="GNMT's alpha for beam search (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line on stderr (shown only on a terminal)")
     args = parser.parse_args(argv)
     if args.beam_size < 1 or args.batch_size < 1:
         parser.error("--beam-size and --batch-size must be at least 1")
 
-    from keras_transformer.translator import Translator, warn_truncated
+    from keras_transformer.translator import Translator, terminal_progress, warn_truncated
 
     try:
-        translator = Translator.from_run_directory(
+        translator = Translator.from_run(
             args.model, max_length=args.max_length, beam_size=args.beam_size, length_penalty=args.length_penalty
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"translate: error: {str(error).replace('`max_length`', '--max-length')}", file=sys.stderr)
         return 2
     lines = read_stdin()
-    for translation in translator.translate(lines, args.batch_size):
+    progress = terminal_progress() if not args.quiet else None  # stderr, only on a terminal
+    for translation in translator.translate(lines, args.batch_size, progress=progress):
         sys.stdout.write(translation + "\n")
     warn_truncated(translator)
     return 0

@@ -2,18 +2,24 @@
 
 import sys
 
+import numpy as np
 import tensorflow as tf
 
 from keras_transformer.run_directory import RunDirectory
 from keras_transformer.vocabulary import PAD_ID
 
+BEAM_SIZE = 4  # the default decoding of the Python API, the translate command and serving_default
+
 
 class Translator:
     """Translate sentences with a trained model and its tokenizers.
 
-    Empty (or whitespace-only) inputs translate to empty strings without
-    running the model. Inputs longer than the model's `max_sequence_length`
-    tokens are truncated to it; `truncated` counts them.
+    Beam search (beam 4, length penalty 0.6, as in the paper) by default:
+    the setting the README's BLEU is quoted for, and what the translate
+    command and the SavedModel's `serving_default` use; `beam_size=1` is
+    greedy search. Empty (or whitespace-only) inputs translate to empty
+    strings without running the model. Inputs longer than the model's
+    `max_sequence_length` tokens are truncated to it; `truncated` counts them.
 
     Args:
         model: a trained `keras_transformer.Transformer`.
@@ -21,11 +27,19 @@ class Translator:
         max_length: most target tokens; defaults to `max_sequence_length`.
         beam_size: 1 for greedy search, more for beam search.
         length_penalty: GNMT's alpha for beam search.
+
+    Example (a run trained by `train.py` on English-German):
+
+        translator = keras_transformer.Translator.from_run("runs/multi30k")
+        translator.translate(["A man is riding a bike."])  # ["Ein Mann fährt Fahrrad."]
+        translator.translate(["A man is riding a bike."], n_best=2)  # [[(text, score), (text, score)]]
+        translator.translate(["A man is riding a bike."], beam_size=1)  # greedy
     """
 
-    def __init__(self, model, source_tokenizer, target_tokenizer, max_length=None, beam_size=1, length_penalty=0.6):
-        if not isinstance(beam_size, int) or beam_size < 1:
-            raise ValueError(f"`beam_size` must be a positive integer. Received: beam_size={beam_size}")
+    def __init__(
+        self, model, source_tokenizer, target_tokenizer, max_length=None, beam_size=BEAM_SIZE, length_penalty=0.6
+    ):
+        _check_beam_size(beam_size)
         self.model = model
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
@@ -39,44 +53,97 @@ class Translator:
         self.length_penalty = length_penalty
         self.truncated = 0
 
-    def _generate(self, source_ids):
-        if self.beam_size == 1:
-            return self.model.generate(source_ids, max_length=self.max_length)
-        beams, _ = self.model.generate(
-            source_ids,
-            max_length=self.max_length,
-            method="beam",
-            beam_size=self.beam_size,
-            length_penalty=self.length_penalty,
-        )
-        return beams[:, 0]
-
     @classmethod
-    def from_run_directory(cls, path, **kwargs):
-        """The translator of a translation run's `model.keras` and tokenizers (checked by `RunDirectory.load`)."""
+    def from_run(cls, path, **kwargs):
+        """The translator of a translation run directory: its `model.keras` and tokenizers.
+
+        The directory is checked first (`RunDirectory.load`): a missing,
+        corrupt or mismatched file is a `RunDirectoryError` (a `ValueError`)
+        naming it. `kwargs` are the constructor's (`beam_size`, ...).
+        """
         run = RunDirectory(path).load()
         if run.family != "translate":
             raise ValueError(f"{path} holds a {run.family} run, not a translation model.")
         return cls(run.model, run.source_tokenizer, run.target_tokenizer, **kwargs)
 
-    def translate(self, texts, batch_size=64):
-        """Translations of `texts` (a list of strings), in order."""
-        texts = list(texts)
-        outputs = [""] * len(texts)
-        todo = [i for i, text in enumerate(texts) if text.strip()]
-        if not todo:
-            return outputs
+    def source_ids(self, texts):
+        """`(B, S)` int32 source ids of `texts`, 0-padded, truncated to `max_sequence_length` (counted)."""
         limit = self.model.max_sequence_length
-        translations = []
+        source_ids = self.source_tokenizer.tokenize(tf.constant(list(texts)))  # ragged (B, None)
+        self.truncated += int(tf.reduce_sum(tf.cast(source_ids.row_lengths() > limit, tf.int32)))
+        return source_ids[:, :limit].to_tensor(PAD_ID)
+
+    def translate(self, texts, batch_size=64, beam_size=None, length_penalty=None, n_best=None, progress=None):
+        """Translations of `texts` (a list of strings), in order.
+
+        Args:
+            texts: the sentences.
+            batch_size: sentences decoded at once.
+            beam_size, length_penalty: override the translator's for this call.
+            n_best: return, for each sentence, the `n_best` best hypotheses
+                as `(translation, score)` pairs, best first (scores: length-
+                normalised log-probabilities; needs `n_best <= beam_size`).
+            progress: called as `progress(done, total)` after each batch
+                (sentences translated so far, of the non-empty ones).
+
+        Returns:
+            A list of strings, or with `n_best` a list of lists of pairs
+            (an empty input gets `[("", 0.0)]`).
+        """
+        beam_size = self.beam_size if beam_size is None else beam_size
+        length_penalty = self.length_penalty if length_penalty is None else length_penalty
+        _check_beam_size(beam_size)
+        if n_best is not None and (not isinstance(n_best, int) or not 1 <= n_best <= beam_size):
+            raise ValueError(f"`n_best` must be in [1, beam_size={beam_size}]. Received: n_best={n_best}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size}")
+        texts = list(texts)
+        outputs = [[("", 0.0)] if n_best else "" for _ in texts]
+        todo = [i for i, text in enumerate(texts) if text.strip()]
         for start in range(0, len(todo), batch_size):
-            batch = tf.constant([texts[i] for i in todo[start : start + batch_size]])
-            source_ids = self.source_tokenizer.tokenize(batch)  # ragged (B, None)
-            self.truncated += int(tf.reduce_sum(tf.cast(source_ids.row_lengths() > limit, tf.int32)))
-            generated = self._generate(source_ids[:, :limit].to_tensor(PAD_ID))
-            translations.extend(t.decode("utf-8") for t in self.target_tokenizer.detokenize(generated).numpy())
-        for i, translation in zip(todo, translations):
-            outputs[i] = translation
+            rows = todo[start : start + batch_size]
+            source_ids = self.source_ids([texts[i] for i in rows])
+            if beam_size == 1:
+                hypotheses = self.model.generate(source_ids, max_length=self.max_length)[:, None]
+                scores = np.zeros((len(rows), 1), "float32")
+            else:
+                hypotheses, scores = self.model.generate(
+                    source_ids,
+                    max_length=self.max_length,
+                    method="beam",
+                    beam_size=beam_size,
+                    length_penalty=length_penalty,
+                )
+            hypotheses, scores = np.asarray(hypotheses), np.asarray(scores)
+            for k in range(n_best or 1):
+                strings = self.target_tokenizer.detokenize(hypotheses[:, k]).numpy()
+                for j, i in enumerate(rows):
+                    text = strings[j].decode("utf-8")
+                    if n_best:
+                        outputs[i] = ([] if k == 0 else outputs[i]) + [(text, float(scores[j, k]))]
+                    else:
+                        outputs[i] = text
+            if progress is not None:
+                progress(min(start + batch_size, len(todo)), len(todo))
         return outputs
+
+
+def _check_beam_size(beam_size):
+    if not isinstance(beam_size, int) or isinstance(beam_size, bool) or beam_size < 1:
+        raise ValueError(f"`beam_size` must be a positive integer. Received: beam_size={beam_size}")
+
+
+def terminal_progress(stream=None, label="translated"):
+    """A `progress(done, total)` that redraws one line on `stream` (stderr) when it is a terminal, else `None`."""
+    stream = stream or sys.stderr
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+
+    def progress(done, total):
+        stream.write(f"\r{label} {done}/{total} sentences" + ("\n" if done == total else ""))
+        stream.flush()
+
+    return progress
 
 
 def warn_truncated(translator):

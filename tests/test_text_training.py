@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -67,7 +68,7 @@ def test_translate_cli_replaces_bad_bytes_and_checks_max_length(run, corpus, mon
 
 
 def test_translator_truncates_over_long_input_and_counts_it(run, corpus):
-    translator = Translator.from_run_directory(str(run))
+    translator = Translator.from_run(str(run))
     _, sources, _ = corpus
     long_input = " ".join(sources[:10])
     assert len(translator.translate([long_input, "", sources[0]])) == 3
@@ -160,3 +161,90 @@ def test_mixed_bfloat16_run_trains_scores_and_saves_a_float32_model(corpus, tmp_
     model = keras.saving.load_model(tmp_path / "bf16" / "model.keras", compile=False)
     assert {layer.compute_dtype for layer in model._flatten_layers()} == {"float32"}
     assert (tmp_path / "bf16" / "export" / "model.tflite").is_file()
+
+
+def test_translator_from_run_beam_by_default_n_best_and_per_call_settings(run, corpus):
+    import keras_transformer as kt
+
+    assert kt.Translator is Translator
+    _, sources, _ = corpus
+    texts = sources[1000:1004] + [""]
+    translator = kt.Translator.from_run(str(run))
+    assert (translator.beam_size, translator.length_penalty) == (4, 0.6)
+    best = translator.translate(texts)
+    assert best[-1] == "" and all(best[:-1])
+    n_best = translator.translate(texts, n_best=3)
+    assert [len(row) for row in n_best] == [3, 3, 3, 3, 1] and n_best[-1] == [("", 0.0)]
+    assert [row[0][0] for row in n_best] == best
+    assert all(row[0][1] >= row[1][1] >= row[2][1] for row in n_best[:-1])  # best first
+    greedy = Translator.from_run(str(run), beam_size=1).translate(texts)
+    assert translator.translate(texts, beam_size=1) == greedy
+    for kwargs, match in (({"n_best": 5}, "n_best"), ({"beam_size": 0}, "beam_size"), ({"batch_size": 0}, "batch_size")):
+        with pytest.raises(ValueError, match=match):
+            translator.translate(texts, **kwargs)
+
+
+def test_translate_progress_goes_to_a_terminal_only():
+    import io
+
+    from keras_transformer.translator import terminal_progress
+
+    assert terminal_progress(io.StringIO()) is None  # a pipe or file: quiet
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    progress = terminal_progress(stream)
+    progress(64, 100)
+    progress(100, 100)
+    assert stream.getvalue() == "\rtranslated 64/100 sentences\rtranslated 100/100 sentences\n"
+
+
+def _events(directory):
+    """`{tag: [(step, kind)]}` of the TensorBoard event files under `directory`."""
+    import tensorflow as tf
+
+    found = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            if "tfevents" not in name:
+                continue
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                for value in event.summary.value:
+                    kind = value.metadata.plugin_data.plugin_name or "scalar"
+                    found.setdefault(f"{os.path.basename(root)}/{value.tag}", []).append((event.step, kind))
+    return found
+
+
+def test_tensorboard_holds_scalars_scores_and_attention_images(run):
+    events = _events(run / "tensorboard")
+    for tag in ("train/epoch_loss", "train/epoch_learning_rate", "validation/epoch_bleu", "validation/epoch_chrf"):
+        assert len(events.get(tag, [])) == 8, (tag, sorted(events))  # one per epoch
+    images = [tag for tag in events if tag.startswith("attention/")]
+    assert sorted(images) == [f"attention/attention/sentence_{i}" for i in (1, 2, 3)]
+    assert all(kind == "images" for tag in images for _, kind in events[tag])
+    assert [step for step, _ in events[images[0]]] == list(range(8))
+
+
+def test_early_stopping_counts_the_epochs_of_earlier_processes():
+    import keras
+
+    from keras_transformer.callbacks import EarlyStopping
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    history = [{"val_loss": "1.0"}, {"val_loss": "0.5"}, {"val_loss": "0.6"}, {"val_loss": "0.7"}]
+    stopper = EarlyStopping("val_loss", "min", patience=3, history=history)
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    assert (stopper.best, stopper.wait) == (0.5, 2)
+    stopper.on_epoch_end(4, {"val_loss": 0.55})
+    assert model.stop_training
+    fresh = EarlyStopping("val_bleu", "max", patience=2)
+    fresh.set_model(model)
+    model.stop_training = False
+    fresh.on_train_begin()
+    fresh.on_epoch_end(0, {"val_bleu": 10.0})
+    fresh.on_epoch_end(1, {"val_bleu": 12.0})
+    assert not model.stop_training and fresh.wait == 0

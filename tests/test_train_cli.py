@@ -146,3 +146,24 @@ def test_an_unwritable_out_is_one_clear_error(tmp_path, monkeypatch, capsys):
     if os.path.isdir("/proc/self"):  # a file system where nothing can be created
         assert train.cli(SMALL + ["--out", "/proc/keras-transformer-runs", "--name", "run"]) == 2
         assert "cannot write runs into /proc/keras-transformer-runs" in capsys.readouterr().err
+
+
+def test_help_shows_defaults_and_misplaced_flags_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    text = capsys.readouterr().out
+    for default in ("model size (default: tiny)", "(default: 64)", "(default: sentencepiece)", "(default: runs)"):
+        assert default in " ".join(text.split()), default
+    refused = [
+        (["--early-stopping", "0"], "--early-stopping is a patience"),
+        (["--share-embeddings"], "--joint-vocabulary"),
+        (["--task", "classify", "--learning-rate-scale", "1.5"], "does not take --learning-rate-scale"),
+        (["--task", "lm", "--tie-embeddings"], "does not take --tie-embeddings"),
+        (["--task", "tag", "--share-embeddings"], "does not take --share-embeddings"),
+    ]
+    for argv, message in refused:
+        with pytest.raises(SystemExit):
+            train.parse_args(argv)
+        assert message in capsys.readouterr().err, argv
+    args, _, training = train.parse_args(["--no-tensorboard", "--early-stopping", "3"])
+    assert (training.tensorboard, training.early_stopping) == (False, 3)

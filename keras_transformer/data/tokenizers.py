@@ -61,6 +61,10 @@ class Tokenizer:
         """`(B, L)` ids to `(B,)` strings, stopping at each row's end token."""
         raise NotImplementedError
 
+    def id_to_token(self, token_id):
+        """The piece of one id, as the vocabulary spells it (e.g. for attention plots)."""
+        raise NotImplementedError
+
     @classmethod
     def train(cls, lines, vocabulary_size, **kwargs):
         raise NotImplementedError
@@ -144,6 +148,11 @@ class SentencePieceTokenizer(Tokenizer):
     def tokenize(self, text):
         return self._run("tokenize", text)
 
+    def id_to_token(self, token_id):
+        if token_id < len(RESERVED_TOKENS):
+            return RESERVED_TOKENS[token_id]
+        return self._run("id_to_string", tf.constant(int(token_id), tf.int32)).numpy().decode("utf-8")
+
     def detokenize(self, token_ids):
         return self._run("detokenize", _strip_special(token_ids))
 
@@ -200,6 +209,9 @@ class WordPieceTokenizer(Tokenizer):
             reserved_tokens=list(RESERVED_TOKENS),
         )
         return cls(vocabulary)
+
+    def id_to_token(self, token_id):
+        return self.vocabulary[int(token_id)]
 
     def tokenize(self, text):
         words = _split_words(tf.convert_to_tensor(text))  # (B, words)

@@ -7,6 +7,7 @@ from keras_transformer.models.base import ArchitectureModel
 from keras_transformer.models.common import make_embedding, stack_arguments
 from keras_transformer.models.transformer_decoder import TransformerDecoder, stack_cache
 from keras_transformer.models.transformer_encoder import TransformerEncoder
+from keras_transformer.vocabulary import START_ID
 
 INPUT_KEYS = ("encoder_token_ids", "decoder_token_ids")
 
@@ -51,9 +52,14 @@ class Transformer(ArchitectureModel):
             sizes, `S, T <= max_sequence_length` (a `ValueError` otherwise;
             ids out of range are an error on CPU). Map unknown words to id 1.
         training: whether dropout is active.
+        return_attention_scores: also return the attention weights of every
+            layer and head (see `attention_scores`).
 
     Returns:
-        `(B, T, target_vocabulary_size)` logits.
+        `(B, T, target_vocabulary_size)` logits; with
+        `return_attention_scores`, `(logits, {"encoder_self_attention": [..],
+        "decoder_self_attention": [..], "cross_attention": [..]})`, one
+        `(B, h, ., .)` array per layer.
 
     Example:
     >>> model = keras_transformer.Transformer.from_preset(
@@ -107,22 +113,40 @@ class Transformer(ArchitectureModel):
         self.decoder.build((None, None, self.hidden_dim), (None, None, self.hidden_dim))
         self.built = True
 
-    def encode(self, encoder_token_ids, training=None):
-        """Run the encoder: returns `(encoder_output (B, S, d_model), padding mask (B, S))`."""
+    def encode(self, encoder_token_ids, training=None, return_attention_scores=False):
+        """Run the encoder: returns `(encoder_output (B, S, d_model), padding mask (B, S))`.
+
+        With `return_attention_scores`, a third value: the list of each
+        layer's `(B, h, S, S)` self-attention weights.
+        """
         mask = padding_mask(encoder_token_ids)
         x = self.encoder_embedding(encoder_token_ids, training=training)
-        return self.encoder(x, padding_mask=mask, training=training), mask
+        outputs = self.encoder(x, padding_mask=mask, return_attention_scores=return_attention_scores, training=training)
+        if return_attention_scores:
+            outputs, scores = outputs
+            return outputs, mask, scores
+        return outputs, mask
 
-    def decode(self, decoder_token_ids, encoder_output, encoder_padding_mask, training=None):
-        """Run the decoder over a whole target prefix: `(B, T, V)` logits."""
+    def decode(
+        self, decoder_token_ids, encoder_output, encoder_padding_mask, training=None, return_attention_scores=False
+    ):
+        """Run the decoder over a whole target prefix: `(B, T, V)` logits.
+
+        With `return_attention_scores`, `(logits, scores)`: per layer a dict
+        `{"self_attention": (B, h, T, T), "cross_attention": (B, h, T, S)}`.
+        """
         x = self.decoder_embedding(decoder_token_ids, training=training)
         x = self.decoder(
             x,
             encoder_output,
             decoder_padding_mask=padding_mask(decoder_token_ids),
             encoder_padding_mask=encoder_padding_mask,
+            return_attention_scores=return_attention_scores,
             training=training,
         )
+        if return_attention_scores:
+            x, scores = x
+            return self.logits(x), scores
         return self.logits(x)
 
     def logits(self, hidden_states):
@@ -198,18 +222,30 @@ class Transformer(ArchitectureModel):
                 `keras_transformer.decoding.GenerationSettings`:
                 `max_length` (default `max_sequence_length`), `method`
                 (`"greedy"`, `"beam"` or `"sample"`), `beam_size`,
-                `length_penalty`, `temperature`, `top_k`, `top_p`, `seed`.
+                `length_penalty`, `temperature`, `top_k`, `top_p`, `seed`;
+                and `return_attention_scores` (greedy and sample): also
+                return the attention weights that produced each token, as
+                `attention_scores` gives them.
 
         Returns:
             Greedy and sample: `(B, max_length)` int32 ids, each row ending
             with the end token (unless cut at `max_length`) and padded with 0
             after it. Beam: `(token_ids (B, K, max_length), scores (B, K))`,
             the n-best lists, best first, with length-normalised
-            log-probabilities.
+            log-probabilities. With `return_attention_scores`,
+            `(token_ids, scores)`.
         """
-        return self._generator(encoder_token_ids, **settings)
+        if not settings.pop("return_attention_scores", False):
+            return self._generator(encoder_token_ids, **settings)
+        if settings.get("method", "greedy") == "beam":
+            raise ValueError(
+                "`return_attention_scores` works with greedy and sample decoding; for beam search call "
+                "`attention_scores(encoder_token_ids, token_ids[:, 0])` on the best beam."
+            )
+        token_ids = self._generator(encoder_token_ids, **settings)
+        return token_ids, self.attention_scores(encoder_token_ids, token_ids)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, return_attention_scores=False):
         if not isinstance(inputs, dict) or any(key not in inputs for key in INPUT_KEYS):
             received = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
             raise ValueError(
@@ -218,8 +254,44 @@ class Transformer(ArchitectureModel):
             )
         for key in INPUT_KEYS:
             self.check_token_ids(key, inputs[key])
-        encoder_output, encoder_padding_mask = self.encode(inputs["encoder_token_ids"], training)
-        return self.decode(inputs["decoder_token_ids"], encoder_output, encoder_padding_mask, training)
+        if not return_attention_scores:
+            encoder_output, encoder_padding_mask = self.encode(inputs["encoder_token_ids"], training)
+            return self.decode(inputs["decoder_token_ids"], encoder_output, encoder_padding_mask, training)
+        encoder_output, encoder_padding_mask, encoder_scores = self.encode(
+            inputs["encoder_token_ids"], training, return_attention_scores=True
+        )
+        logits, decoder_scores = self.decode(
+            inputs["decoder_token_ids"], encoder_output, encoder_padding_mask, training, return_attention_scores=True
+        )
+        return logits, {
+            "encoder_self_attention": list(encoder_scores),
+            "decoder_self_attention": [layer["self_attention"] for layer in decoder_scores],
+            "cross_attention": [layer["cross_attention"] for layer in decoder_scores],
+        }
+
+    def attention_scores(self, encoder_token_ids, target_token_ids):
+        """The attention weights with which the model reads a source and produces a target.
+
+        One teacher-forced pass over `[start] target[:-1]`: with the causal
+        mask this is exactly the attention of each step of decoding
+        `target_token_ids` (e.g. the output of `generate`).
+
+        Args:
+            encoder_token_ids: `(B, S)` source ids, 0-padded.
+            target_token_ids: `(B, T)` target ids as `generate` returns them
+                (ending with the end token, then 0).
+
+        Returns:
+            A dict of lists, one `(B, h, ., .)` array per layer:
+            `"encoder_self_attention"` `(B, h, S, S)`,
+            `"decoder_self_attention"` `(B, h, T, T)` and `"cross_attention"`
+            `(B, h, T, S)`; row `t` is what produced target token `t`.
+        """
+        target_token_ids = ops.convert_to_tensor(target_token_ids, "int32")
+        start = ops.full((ops.shape(target_token_ids)[0], 1), START_ID, "int32")
+        decoder_token_ids = ops.concatenate([start, target_token_ids[:, :-1]], axis=1)
+        inputs = {"encoder_token_ids": encoder_token_ids, "decoder_token_ids": decoder_token_ids}
+        return self(inputs, training=False, return_attention_scores=True)[1]
 
     def default_optimizer(self, learning_rate=None, warmup_steps=4000):
         """The paper's Adam (beta_2 0.98, epsilon 1e-9) on the warm-up schedule."""

@@ -110,6 +110,10 @@ class Task:
         self.description = ""
         self.config = {}
 
+    def image_callbacks(self, model, log_dir):
+        """Callbacks that draw the task's pictures into TensorBoard's `log_dir` each epoch (none by default)."""
+        return []
+
     def prepare(self, run, resume=False):
         """Read or generate the data; train (or, resuming, reload) and save the tokenizers in `run`."""
         raise NotImplementedError

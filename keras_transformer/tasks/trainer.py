@@ -8,6 +8,7 @@
 """
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -44,6 +45,11 @@ class TrainingOptions:
             average if it scores better than the best epoch (the paper: 5).
         verbose: Keras progress output (0, 1, 2).
         resume: continue the run directory's interrupted training.
+        tensorboard: log to `<run>/tensorboard/`: loss, accuracy, learning
+            rate and validation scores each epoch, and the task's pictures
+            (translation: cross-attention of a few validation sentences).
+        early_stopping: stop after this many epochs without a better
+            monitored score (counted across resumes), or `None`.
     """
 
     precision: str = "float32"
@@ -51,6 +57,8 @@ class TrainingOptions:
     average_last: int = None
     verbose: int = 1
     resume: bool = False
+    tensorboard: bool = True
+    early_stopping: int = None
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -59,6 +67,10 @@ class TrainingOptions:
             raise ValueError(f"`time_limit` must be a positive number of minutes. Received: {self.time_limit}")
         if self.average_last is not None and self.average_last < 1:
             raise ValueError(f"`average_last` needs a positive number of epochs. Received: {self.average_last}")
+        if self.early_stopping is not None and (
+            not isinstance(self.early_stopping, int) or isinstance(self.early_stopping, bool) or self.early_stopping < 1
+        ):
+            raise ValueError(f"`early_stopping` is a patience in epochs, at least 1. Received: {self.early_stopping}")
 
 
 def describe(model):
@@ -133,6 +145,8 @@ def train(task, run, options=None):
 
 
 def _fit(task, run, options):
+    if options.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError("`tensorboard` logging needs the tensorboard package: pip install tensorboard (or turn it off)")
     task.prepare(run, resume=options.resume)
     model = task.build_model()
     if options.average_last and not task.scored:
@@ -156,6 +170,13 @@ def _fit(task, run, options):
     history = HistoryLog(run.file(run.history_file), rows=state["history"])
     checkpoint = RunCheckpoint(run.checkpoint_dir, best, history, seconds=state["seconds"])
     callbacks = [*task.callbacks(model), best, history]  # task callbacks add validation scores to the logs
+    if options.tensorboard:
+        log_dir = run.file(run.tensorboard_dir)
+        callbacks += [keras.callbacks.TensorBoard(log_dir, write_graph=False), *task.image_callbacks(model, log_dir)]
+    if options.early_stopping:
+        callbacks.append(
+            kt_callbacks.EarlyStopping(monitor, mode, options.early_stopping, history=state["history"], verbose=1)
+        )
     if options.average_last:
         epoch_weights = kt_callbacks.EpochWeights(run.epoch_weights_dir, keep=options.average_last)
         callbacks.append(epoch_weights)

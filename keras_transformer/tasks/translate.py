@@ -20,6 +20,7 @@ from keras_transformer.schedules import TransformerSchedule
 from keras_transformer.tasks.base import Task, TaskOptions
 
 CALIBRATION_SENTENCES = 100
+ATTENTION_SENTENCES = 3  # validation sentences whose cross-attention TensorBoard shows each epoch
 
 
 @dataclasses.dataclass
@@ -44,6 +45,11 @@ class TranslateOptions(TaskOptions):
             raise ValueError(f'`batch_by` must be "sentences" or "tokens". Received: batch_by={self.batch_by!r}')
         if self.text and not (self.train_tsv or (self.train_src and self.train_tgt)):
             raise ValueError("give both `train_src` and `train_tgt`, or `train_tsv`")
+        if self.share_embeddings and not (self.text and self.joint_vocabulary):
+            raise ValueError(
+                "`share_embeddings` gives source and target one embedding, so they need one vocabulary: "
+                "add `joint_vocabulary` (parallel text; the built-in task has two vocabularies)"
+            )
 
     @property
     def text(self):
@@ -177,7 +183,8 @@ class TranslateTask(Task):
     def _translator(self, model):
         from keras_transformer.translator import Translator
 
-        return Translator(model, self.source_tokenizer, self.target_tokenizer)
+        # Greedy: scored every epoch, so fast; `translate` and serving use beam search.
+        return Translator(model, self.source_tokenizer, self.target_tokenizer, beam_size=1)
 
     def callbacks(self, model):
         if self.val_sources is None:
@@ -185,6 +192,14 @@ class TranslateTask(Task):
         from keras_transformer.evaluation import BleuCallback
 
         return [BleuCallback(self._translator(model), self.val_sources, self.val_references)]
+
+    def image_callbacks(self, model, log_dir):
+        """Cross-attention of the first validation sentences (text runs)."""
+        if self.val_sources is None:
+            return []
+        from keras_transformer.evaluation import AttentionImages
+
+        return [AttentionImages(self._translator(model), self.val_sources[:ATTENTION_SENTENCES], log_dir)]
 
     @property
     def monitor(self):

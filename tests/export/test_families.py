@@ -45,7 +45,7 @@ def test_classifier_parity(family_runs):
     run = load(family_runs, "classify")
     ids = example_inputs(run)
     expected = to_numpy(keras_softmax(run.model(ids)))
-    saved = tf.saved_model.load(str(family_runs / "classify" / "export" / "saved_model"))
+    saved = tf.saved_model.load(str(family_runs / "classify" / "export" / "saved_model" / "1"))
     np.testing.assert_allclose(saved.signatures["classify"](token_ids=tf.constant(ids[:, :12]))["probabilities"],
                                to_numpy(keras_softmax(run.model(ids[:, :12]))), atol=1e-5)  # fmt: skip
     classify = tflite_runner(family_runs, "classify", "classify")
@@ -80,7 +80,7 @@ def test_tagger_parity(family_runs):
     logits = to_numpy(run.model(ids))
     expected = np.where(ids == 0, 0, logits[:, :, 1:].argmax(-1) + 1)
     np.testing.assert_array_equal(tflite_runner(family_runs, "tag", "tag")(token_ids=ids)["tag_ids"], expected)
-    saved = tf.saved_model.load(str(family_runs / "tag" / "export" / "saved_model"))
+    saved = tf.saved_model.load(str(family_runs / "tag" / "export" / "saved_model" / "1"))
     np.testing.assert_array_equal(saved.signatures["tag"](token_ids=tf.constant(ids))["tag_ids"], expected)
     words, tags, _ = kt.data.SyntheticLanguage().sample(6, seed=98)
     outputs = saved.signatures["tag_text"](text=tf.constant([" ".join(w) for w in words]))["tags"].numpy()
@@ -104,7 +104,7 @@ def test_language_model_generate_parity(family_runs):
     generate = tflite_runner(family_runs, "lm", "generate")
     np.testing.assert_array_equal(generate(prompt_ids=prompts)["token_ids"], expected)
     np.testing.assert_array_equal(generate(prompt_ids=prompts[:1])["token_ids"], expected[:1])
-    saved = tf.saved_model.load(str(family_runs / "lm" / "export" / "saved_model"))
+    saved = tf.saved_model.load(str(family_runs / "lm" / "export" / "saved_model" / "1"))
     np.testing.assert_array_equal(saved.signatures["generate"](prompt_ids=tf.constant(prompts[:, :4]))["token_ids"],
                                   expected)  # fmt: skip
     assert (expected == kt.END_ID).any(1).mean() > 0.75  # generations end
@@ -160,7 +160,7 @@ def test_ids_outside_the_vocabulary_refused_by_saved_model_and_flagged_by_tflite
         vocabulary = getattr(run.model, "backbone", run.model).vocabulary_size
         ids = example_inputs(run)[:2].copy()
         ids[1, 1] = -5
-        saved = tf.saved_model.load(str(family_runs / task / "export" / "saved_model"))
+        saved = tf.saved_model.load(str(family_runs / task / "export" / "saved_model" / "1"))
         with pytest.raises(tf.errors.InvalidArgumentError, match=rf"{argument}.*\[0, {vocabulary}\)"):
             saved.signatures[signature](**{argument: tf.constant(ids)})
         outputs = tflite_runner(family_runs, task, signature)(**{argument: ids})

@@ -1,8 +1,11 @@
 """SavedModel export: text, token and logit signatures equal the Keras model."""
 
+import os
+
 import numpy as np
 import pytest
 
+import keras_transformer as kt
 from keras_transformer.translator import Translator
 from tests.test_case import to_numpy
 
@@ -14,7 +17,7 @@ def loaded(run):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
 
-    return tf.saved_model.load(str(run / "export" / "saved_model"))
+    return tf.saved_model.load(str(run / "export" / "saved_model" / "1"))
 
 
 def test_signatures_are_listed(loaded):
@@ -28,13 +31,15 @@ def test_text_signatures_equal_the_keras_translator(loaded, exported, sources):
 
     texts, _ = sources
     texts = texts[:6] + ["", "   "] + texts[6:]
-    greedy = Translator(exported.model, exported.source_tokenizer, exported.target_tokenizer)
-    beam = Translator(exported.model, exported.source_tokenizer, exported.target_tokenizer, beam_size=4)
+    greedy = Translator(exported.model, exported.source_tokenizer, exported.target_tokenizer, beam_size=1)
+    beam = Translator(exported.model, exported.source_tokenizer, exported.target_tokenizer)
     for signature, translator in (("translate", greedy), ("translate_beam", beam)):
         outputs = loaded.signatures[signature](text=tf.constant(texts))["translation"].numpy()
         assert [t.decode("utf-8") for t in outputs] == translator.translate(texts), signature
-    one = loaded.signatures["serving_default"](text=tf.constant(texts[:1]))["translation"].numpy()
-    assert one[0].decode("utf-8") == greedy.translate(texts[:1])[0]
+    # One default decoding: serving_default is the beam search the Python API and the CLI use.
+    one = loaded.signatures["serving_default"](text=tf.constant(texts[:3]))["translation"].numpy()
+    assert [t.decode("utf-8") for t in one] == kt.Translator(exported.model, exported.source_tokenizer,
+                                                             exported.target_tokenizer).translate(texts[:3])  # fmt: skip
     blank = loaded.signatures["translate"](text=tf.constant(["", " "]))["translation"].numpy()
     assert list(blank) == [b"", b""]
 
@@ -75,3 +80,39 @@ def test_ids_outside_the_vocabulary_are_refused(loaded, exported, sources):
     decoder_ids = np.full((1, 3), exported.model.target_vocabulary_size, "int32")
     with pytest.raises(tf.errors.InvalidArgumentError, match="decoder_token_ids"):
         loaded.signatures["logits"](encoder_token_ids=tf.constant(ids[:1]), decoder_token_ids=tf.constant(decoder_ids))
+
+
+def test_saved_model_versions_and_the_readme_rest_request(run, loaded, exported):
+    import json
+    import re
+
+    import tensorflow as tf
+
+    import export
+    from export.saved_model import latest_version
+    from export.serving import RequestError, predict
+
+    assert os.path.isfile(run / "export" / "saved_model" / "1" / "saved_model.pb")
+    # The exact request body the README shows, through TensorFlow Serving's row format.
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    body = json.loads(re.search(r"-d '(\{.*?\})'", readme).group(1))
+    response = predict(loaded, body)
+    assert list(response) == ["predictions"] and len(response["predictions"]) == len(body["instances"])
+    assert all(isinstance(text, str) for text in response["predictions"])
+    expected = kt.Translator(exported.model, exported.source_tokenizer, exported.target_tokenizer)
+    assert response["predictions"] == expected.translate(body["instances"])
+    ids = predict(loaded, {"signature_name": "beam_search", "instances": [{"encoder_token_ids": [5, 6, 7]}]})
+    assert sorted(ids["predictions"][0]) == ["scores", "token_ids"]
+    with pytest.raises(RequestError, match="not found"):
+        predict(loaded, {"signature_name": "nope", "instances": ["x"]})
+    # Another version goes beside the first; loading takes the highest.
+    out = run.parent / "versions"
+    export.export_run(str(run), ["saved_model"], out=str(out), version=2, log=None)
+    (out / "saved_model" / "10").mkdir()  # no saved_model.pb (being copied in?): not a version yet
+    assert latest_version(str(out / "saved_model")) == str(out / "saved_model" / "2")
+    os.rmdir(out / "saved_model" / "10")
+    assert os.listdir(out / "saved_model") == ["2"] and latest_version(str(out / "saved_model")).endswith("2")
+    assert tf.saved_model.load(latest_version(str(out / "saved_model"))).signatures["translate"] is not None
+    with pytest.raises(export.ExportError, match="--version"):
+        export.export_run(str(run), ["saved_model"], out=str(out), version=0)

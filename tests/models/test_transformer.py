@@ -250,3 +250,32 @@ def test_set_dtype_policy_refuses_to_change_variable_dtypes(batch):
     model(batch)
     with pytest.raises(ValueError, match="Only the compute dtype"):
         kt.models.set_dtype_policy(model, "bfloat16")
+
+
+def test_attention_scores_through_call_and_generate(batch):
+    source = batch["encoder_token_ids"]
+    model = make_model(dropout=0.0)
+    inputs = batch
+    logits, scores = model(inputs, return_attention_scores=True)
+    np.testing.assert_allclose(to_numpy(logits), to_numpy(model(inputs)), atol=1e-5)  # same forward pass
+    assert sorted(scores) == ["cross_attention", "decoder_self_attention", "encoder_self_attention"]
+    shapes = {"encoder_self_attention": (3, 4, 9, 9), "decoder_self_attention": (3, 4, 7, 7), "cross_attention": (3, 4, 7, 9)}
+    for kind, layers in scores.items():
+        assert len(layers) == 2 and all(tuple(layer.shape) == shapes[kind] for layer in layers), kind
+    cross = to_numpy(scores["cross_attention"][1])
+    np.testing.assert_allclose(cross.sum(-1), 1.0, atol=1e-5)
+    assert np.abs(cross[1, :, :, 6:]).max() < 1e-6  # padded source positions get no attention
+    assert np.triu(to_numpy(scores["decoder_self_attention"][0])[0, 0], 1).max() < 1e-6  # causal
+
+    # generate: the tokens, and the weights that produced each of them (row t made token t).
+    token_ids, generated_scores = model.generate(source, return_attention_scores=True, max_length=10)
+    np.testing.assert_array_equal(to_numpy(token_ids), to_numpy(model.generate(source, max_length=10)))
+    decoder_ids = np.concatenate([np.full((3, 1), kt.START_ID, "int32"), to_numpy(token_ids)[:, :-1]], 1)
+    replayed = to_numpy(model({"encoder_token_ids": source, "decoder_token_ids": decoder_ids})).argmax(-1)
+    produced = to_numpy(token_ids)
+    for row in range(3):  # up to the end token, the replayed pass predicts what greedy produced
+        length = (list(produced[row]).index(kt.END_ID) + 1) if kt.END_ID in produced[row] else 10
+        np.testing.assert_array_equal(replayed[row, :length], produced[row, :length])
+    assert tuple(generated_scores["cross_attention"][0].shape) == (3, 4, 10, 9)
+    with pytest.raises(ValueError, match="best beam"):
+        model.generate(source, method="beam", return_attention_scores=True)
