@@ -17,10 +17,12 @@ tagger, `--freeze-layers K` to freeze its lowest layers).
     python train.py --task classify --init-from runs/mlm --freeze-layers 1
     python train.py --task classify --train-tsv reviews.tsv   # text<TAB>label lines
     python train.py --name my-run --resume        # continue an interrupted run
+    python train.py --config runs/my-run/config.json --name my-run-2 --seed 1   # its settings, one changed
 """
 
 import argparse
 import dataclasses
+import json
 import os
 import re
 import sys
@@ -34,7 +36,7 @@ from keras_transformer.models.presets import PRESETS  # noqa: E402
 from keras_transformer.tasks import TASKS  # noqa: E402
 from keras_transformer.tasks.trainer import PRECISIONS, TrainingOptions, open_run, train  # noqa: E402
 
-CLI_ONLY = {"task", "out", "name", "export", "no_export"}
+CLI_ONLY = {"task", "out", "name", "export", "no_export", "config"}
 FLAGS = {  # group: [(flag, argparse keywords)]
     "model (a preset, then overrides; paper symbols in brackets)": [
         ("--preset", dict(default="tiny", choices=sorted(PRESETS), help="model size")),
@@ -115,9 +117,44 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text.strip() or " "
 
 
+NOT_FROM_CONFIG = {"config", "resume", "name", "help"}  # what identifies one run, not its settings
+
+
+def read_config(path, parser):
+    """Flag values from a JSON or YAML file: `{"preset": "small", "epochs": 12, ...}`.
+
+    A run's `config.json` is read through its `training` section (every
+    option the run was trained with). Keys are flag names with `-` or `_`;
+    an unknown key is an error naming it.
+    """
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as error:  # JSONDecodeError, yaml.YAMLError
+        raise ValueError(f"--config {path} is not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'}: {error}") from None
+    if isinstance(values, dict) and isinstance(values.get("training"), dict) and "model" in values:
+        values = values["training"]  # a run's config.json
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path} must hold a mapping of flag names to values.")
+    known = {action.dest for action in parser._actions} - NOT_FROM_CONFIG
+    values = {str(key).replace("-", "_"): value for key, value in values.items()}
+    unknown = sorted(key for key in values if key not in known and key not in NOT_FROM_CONFIG)
+    if unknown:
+        raise ValueError(f"--config {path}: unknown setting(s) {', '.join(unknown)} (expected flag names).")
+    return {key: value for key, value in values.items() if key not in NOT_FROM_CONFIG}
+
+
 def parse_args(argv=None):
     """`(args, task options, training options)`; bad or misplaced flags exit with a usage error."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--config", help="a JSON or YAML file of flag values (keys as the flags, - or _), or a run's "
+                        "config.json; flags on the command line override it")  # fmt: skip
     parser.add_argument("--task", default="translate", choices=list(TASKS),
                         help="translate (encoder-decoder), classify / tag (encoder-only), lm (decoder-only), "
                         "pretrain-mlm")  # fmt: skip
@@ -126,6 +163,13 @@ def parse_args(argv=None):
         for flag, kwargs in flags:
             group.add_argument(flag, **kwargs)
     args = parser.parse_args(argv)
+    flag_defaults = {action.dest: action.default for action in parser._actions}
+    if args.config:
+        try:
+            parser.set_defaults(**read_config(args.config, parser))
+        except (OSError, ValueError) as error:
+            parser.error(str(error))
+        args = parser.parse_args(argv)  # the command line over the file
     if args.resume and not args.name:
         parser.error("--resume needs the --name of the run to continue")
     task = TASKS[args.task]
@@ -134,7 +178,7 @@ def parse_args(argv=None):
     fields = {f.name for f in dataclasses.fields(task.options_class)}
     training_fields = {f.name for f in dataclasses.fields(TrainingOptions)}
     ignored = sorted(name for name, value in vars(args).items()
-                     if name not in fields | training_fields | CLI_ONLY and value != parser.get_default(name))  # fmt: skip
+                     if name not in fields | training_fields | CLI_ONLY and value != flag_defaults[name])  # fmt: skip
     if ignored:
         parser.error(f"--task {args.task} does not take {', '.join('--' + n.replace('_', '-') for n in ignored)}")
     try:

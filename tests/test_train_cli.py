@@ -167,3 +167,33 @@ def test_help_shows_defaults_and_misplaced_flags_are_refused(capsys):
         assert message in capsys.readouterr().err, argv
     args, _, training = train.parse_args(["--no-tensorboard", "--early-stopping", "3"])
     assert (training.tensorboard, training.early_stopping) == (False, 3)
+
+
+def test_config_file_gives_defaults_the_command_line_overrides(tmp_path, capsys):
+    config = tmp_path / "settings.yaml"
+    config.write_text("preset: small\nepochs: 3\nlabel-smoothing: 0.2\nno_export: true\n")
+    args, options, training = train.parse_args(["--config", str(config), "--epochs", "5"])
+    assert (options.preset, options.epochs, options.label_smoothing, args.no_export) == ("small", 5, 0.2, True)
+    # A run's own config.json: its training section, with name and resume left to the command line.
+    saved = {"model": {}, "training": {"preset": "tiny", "epochs": 7, "task": "translate", "resume": True,
+                                       "batch_size": 16, "tensorboard": False, "average_last": None}}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    args, options, training = train.parse_args(["--config", str(tmp_path / "config.json"), "--name", "again"])
+    assert (options.epochs, options.batch_size, training.tensorboard, args.resume) == (7, 16, False, False)
+    for text, message in (('{"epocs": 3}', "unknown setting(s) epocs"), ("[1, 2]", "mapping"), ("{", "not valid JSON")):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(SystemExit):
+            train.parse_args(["--config", str(tmp_path / "bad.json")])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a setting the task does not take
+        train.parse_args(["--config", str(config), "--task", "classify", "--learning-rate-scale", "3"])
+    assert "does not take --learning-rate-scale" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_runs_config_json_is_a_valid_config(tmp_path):
+    argv = SMALL + ["--epochs", "1", "--out", str(tmp_path), "--name", "a", "--no-export", "--no-tensorboard"]
+    train.main(argv)
+    args, options, training = train.parse_args(["--config", str(tmp_path / "a" / "config.json"), "--name", "b"])
+    _, first, first_training = train.parse_args(argv)
+    assert options == first and training == first_training
