@@ -21,9 +21,9 @@ place, so a failed export leaves nothing behind and never clobbers a
 previous artifact.
 """
 
-from export.base import EXPORTERS, Exporter, ExportOptions, all_formats, export_run, formats_for, register  # noqa: F401
-from export.errors import ExportError  # noqa: F401
-from export.run import Run  # noqa: F401
+from .base import EXPORTERS, Exporter, ExportOptions, all_formats, export_run, formats_for, register  # noqa: F401
+from .errors import ExportError  # noqa: F401
+from .run import Run  # noqa: F401
 
 # Importing the exporter modules registers them (in this order: "all" exports in it).
-from export import saved_model, tflite, tflite_text  # noqa: F401, E402
+from . import saved_model, tflite, tflite_text  # noqa: F401, E402

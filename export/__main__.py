@@ -8,7 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def parse_args(argv=None):
-    from export import all_formats
+    from . import all_formats
 
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
     parser.add_argument("--model", required=True, help="a run directory written by train.py")
@@ -27,24 +27,24 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    import export
-    from export.run import read_source_lines
+    from . import ExportOptions, Run, export_run, formats_for
+    from .run import read_source_lines
 
     args = parse_args(argv)
-    options = export.ExportOptions(
+    options = ExportOptions(
         beam_size=args.beam_size, length_penalty=args.length_penalty, version=args.version
     )  # checked first
-    run = export.Run(args.model)
-    formats = export.formats_for(run.family, args.format or ["all"], what="--format")
+    run = Run(args.model)
+    formats = formats_for(run.family, args.format or ["all"], what="--format")
     calibration = tuple(read_source_lines(args.data)) if args.data else None
-    return export.export_run(
+    return export_run(
         args.model, formats, out=args.out, run=run, beam_size=options.beam_size,
         length_penalty=options.length_penalty, calibration_sentences=calibration, version=options.version,
     )  # fmt: skip
 
 
 def cli(argv=None):
-    from export.errors import exit_code
+    from .errors import exit_code
 
     return exit_code(main, "python -m export", argv)
 

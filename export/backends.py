@@ -43,7 +43,7 @@ class SavedModelBackend:
 
 class TFLiteBackend:
     def __init__(self, path, name, num_threads=2):
-        from export.interpreter import interpreter
+        from .interpreter import interpreter
 
         self.name, self.path = name, path
         self.interpreter = interpreter(path, num_threads=num_threads)
@@ -79,7 +79,7 @@ class TFLiteTextBackend:
     """A text-in/text-out variant (`export.tflite_text`): compared on text."""
 
     def __init__(self, path, name, num_threads=2):
-        from export.interpreter import interpreter
+        from .interpreter import interpreter
 
         self.name, self.path = name, path
         self.runner = interpreter(path, num_threads=num_threads).get_signature_runner("translate")

@@ -13,8 +13,8 @@ import dataclasses
 import os
 import time
 
-from export.errors import ExportError
-from export.run import Run
+from .errors import ExportError
+from .run import Run
 from keras_transformer.options import from_kwargs
 from keras_transformer.run_directory import atomic_path, check_writable, remove_temporaries
 

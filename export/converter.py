@@ -11,8 +11,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from export.errors import ExportError
-from export.flatbuffer import share_quantization_parameters
+from .errors import ExportError
+from .flatbuffer import share_quantization_parameters
 from keras_transformer.vocabulary import PAD_ID, START_ID
 
 QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")

@@ -23,7 +23,7 @@ token and counted in an extra output `out_of_range_ids (B,)`.
 
 import tensorflow as tf
 
-from export.module import ExportModule
+from .module import ExportModule
 from keras_transformer.decoding.language_model import lm_greedy_search
 from keras_transformer.vocabulary import END_ID, PAD_ID, START_ID, UNKNOWN_ID
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from export.errors import ExportError
+from .errors import ExportError
 
 
 def share_quantization_parameters(flatbuffer):

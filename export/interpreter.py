@@ -2,7 +2,7 @@
 
 import os
 
-from export.errors import ExportError
+from .errors import ExportError
 
 
 def interpreter(path, num_threads=2, xnnpack=True):

@@ -2,7 +2,7 @@
 
 import os
 
-from export.errors import ExportError
+from .errors import ExportError
 from keras_transformer.run_directory import RunDirectory, RunDirectoryError
 from keras_transformer.tasks import TASKS
 

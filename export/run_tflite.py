@@ -29,8 +29,8 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
 
-    from export.interpreter import interpreter as make_interpreter
-    from export.tflite import VARIANTS
+    from .interpreter import interpreter as make_interpreter
+    from .tflite import VARIANTS
     from keras_transformer.run_directory import RunDirectory
     from keras_transformer.vocabulary import PAD_ID
 
@@ -41,7 +41,7 @@ def main(argv=None):
     path = args.tflite or os.path.join(run.export_dir, VARIANTS["tflite"])
     if not os.path.isfile(path):
         parser.error(f"{path} does not exist: run python -m export --model {args.model} --format tflite first.")
-    from export.errors import ExportError
+    from .errors import ExportError
 
     try:
         interpreter = make_interpreter(path, num_threads=args.threads)  # with tensorflow-text's kernels

@@ -16,10 +16,10 @@ import os
 
 import tensorflow as tf
 
-from export.base import Exporter, register
-from export.family_module import SIGNATURES as FAMILY_SIGNATURES
-from export.family_module import TEXT_SIGNATURES, FamilyModule
-from export.translation_module import TranslationModule
+from .base import Exporter, register
+from .family_module import SIGNATURES as FAMILY_SIGNATURES
+from .family_module import TEXT_SIGNATURES, FamilyModule
+from .translation_module import TranslationModule
 
 SIGNATURES = ("translate", "translate_beam", "generate", "beam_search", "logits", "encode", "decode_step")
 SERVING_DEFAULT = {"translate": "translate_beam"}  # family -> signature; otherwise the family's first

@@ -18,13 +18,13 @@ the run's `calibration.txt` or `--data`; the attention scores' path stays
 float, see `export.converter.FLOAT_IN_INT8`).
 """
 
-from export.base import Exporter, register
-from export.converter import CALIBRATION_SENTENCES, convert, encode_sentences
-from export.errors import ExportError
-from export.family_module import SIGNATURES as FAMILY_SIGNATURES
-from export.family_module import FamilyModule
-from export.flatbuffer import refuse_flex
-from export.translation_module import TranslationModule
+from .base import Exporter, register
+from .converter import CALIBRATION_SENTENCES, convert, encode_sentences
+from .errors import ExportError
+from .family_module import SIGNATURES as FAMILY_SIGNATURES
+from .family_module import FamilyModule
+from .flatbuffer import refuse_flex
+from .translation_module import TranslationModule
 
 SIGNATURES = ("generate", "beam_search", "encode", "decode_step")
 

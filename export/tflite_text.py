@@ -40,11 +40,11 @@ import re
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from export.base import Exporter, register
-from export.converter import convert
-from export.errors import ExportError
-from export.flatbuffer import operators
-from export.translation_module import TranslationModule
+from .base import Exporter, register
+from .converter import convert
+from .errors import ExportError
+from .flatbuffer import operators
+from .translation_module import TranslationModule
 from keras_transformer.vocabulary import END_ID, PAD_ID
 
 SIGNATURES = ("translate", "translate_beam")

@@ -26,7 +26,7 @@ in an extra output `out_of_range_ids (B,)`.
 
 import tensorflow as tf
 
-from export.module import ExportModule
+from .module import ExportModule
 from keras_transformer.decoding import beam_search, greedy_search
 from keras_transformer.layers.masks import padding_mask
 from keras_transformer.vocabulary import PAD_ID

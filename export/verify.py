@@ -44,7 +44,7 @@ def token_agreement(reference, tokens, end_id=END_ID):
 
 def measure_text(backend, sources, reference_hypotheses, references, args):
     """Sentences equal to the Keras translations, BLEU/chrF and ms per sentence of a text backend."""
-    from export.base import artifact_size
+    from .base import artifact_size
     from keras_transformer.evaluation import corpus_scores
 
     result = {"artifact": backend.name, "size_mb": round(artifact_size(backend.path) / 1e6, 3)}
@@ -68,7 +68,7 @@ def batched(function, ids, batch_size):
 
 
 def measure(backend, ids, reference_tokens, detokenize, references, args, start_id=START_ID, end_id=END_ID):
-    from export.base import artifact_size
+    from .base import artifact_size
 
     result = {"artifact": backend.name}
     path = getattr(backend, "path", None)
@@ -159,10 +159,10 @@ def validation_data(run, args):
 
 
 def main(argv=None):
-    from export.converter import encode_sentences
-    from export.run import Run
-    from export.tflite import VARIANTS
-    from export.tflite_text import VARIANTS as TEXT_VARIANTS
+    from .converter import encode_sentences
+    from .run import Run
+    from .tflite import VARIANTS
+    from .tflite_text import VARIANTS as TEXT_VARIANTS
 
     args = parse_args(argv)
     run = Run(args.model)
@@ -175,8 +175,8 @@ def main(argv=None):
     def detokenize(tokens):
         return [t.decode("utf-8") for t in run.target_tokenizer.detokenize(tokens).numpy()]
 
-    from export.backends import KerasBackend, SavedModelBackend, TFLiteBackend, TFLiteTextBackend
-    from export.saved_model import latest_version
+    from .backends import KerasBackend, SavedModelBackend, TFLiteBackend, TFLiteTextBackend
+    from .saved_model import latest_version
 
     keras_backend = KerasBackend(run.model)
     args.keras_logits = keras_backend.teacher_forced_logits
@@ -211,7 +211,7 @@ def main(argv=None):
 
 def verify_family(run, export_dir, args):
     """A classify, tag or lm run: every artifact against Keras on generated inputs."""
-    from export.verify_families import COLUMNS, verify
+    from .verify_families import COLUMNS, verify
 
     rows = verify(run, export_dir, count=args.limit or 64, threads=args.threads)
     if len(rows) == 1:
@@ -224,7 +224,7 @@ def verify_family(run, export_dir, args):
 
 
 def cli(argv=None):
-    from export.errors import exit_code
+    from .errors import exit_code
 
     return exit_code(main, "python -m export.verify", argv)
 

@@ -6,10 +6,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from export.base import artifact_size
-from export.interpreter import interpreter
-from export.saved_model import latest_version
-from export.tflite import VARIANTS
+from .base import artifact_size
+from .interpreter import interpreter
+from .saved_model import latest_version
+from .tflite import VARIANTS
 from keras_transformer.vocabulary import END_ID, PAD_ID, RESERVED_TOKENS, START_ID
 
 TFLITE_FORMATS = ("tflite", "tflite_float16", "tflite_dynamic_int8")

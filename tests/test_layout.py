@@ -3,6 +3,8 @@
 import ast
 import pathlib
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("keras_transformer", "export")
 
@@ -99,7 +101,7 @@ def test_special_ids_come_from_vocabulary_and_export_uses_public_model_methods()
     assert not any("keras_transformer.models.transformer_decoder" in graph[name] for name in graph if name.startswith("export"))
 
 
-COMMANDS = {"keras_transformer.translate", "keras_transformer.attention"}  # `python -m` commands of the library
+COMMANDS = {"keras_transformer.translate", "keras_transformer.attention", "keras_transformer.train"}  # `python -m` commands of the library
 
 
 def test_no_library_module_reads_command_line_arguments():
@@ -110,3 +112,37 @@ def test_no_library_module_reads_command_line_arguments():
             reads = [node for node in ast.walk(tree) if isinstance(node, ast.Attribute)
                      and isinstance(node.value, ast.Name) and node.value.id == "args"]  # fmt: skip
             assert not reads, name
+
+
+def test_the_distribution_lists_every_package_and_installs_no_generic_name():
+    import tomllib
+
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        setuptools = tomllib.load(f)["tool"]["setuptools"]
+    packages = {".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "keras_transformer").rglob("__init__.py")}
+    assert set(setuptools["packages"]) == packages | {"keras_transformer.export"}
+    assert setuptools["package-dir"] == {"keras_transformer.export": "export"}
+    assert all(name.startswith("keras_transformer") for name in setuptools["packages"])
+
+
+@pytest.mark.slow
+def test_installed_commands_run_from_another_directory(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(ROOT)], check=True, capture_output=True, timeout=600)  # fmt: skip
+    assert sorted(os.listdir(target / "keras_transformer" / "export"))[:2] == ["__init__.py", "__main__.py"]
+    assert not (target / "export").exists() and not (target / "train.py").exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for command in ("kt-train", "kt-translate", "kt-attention", "kt-export", "kt-verify", "kt-run-tflite"):
+        done = subprocess.run([str(target / "bin" / command), "--help"], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0 and "usage:" in done.stdout, (command, done.stderr[-2000:])
+    probe = "import keras_transformer.export as e, importlib.util as u; print(e.__file__, u.find_spec('export'))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert done.stdout.split() == [str(target / "keras_transformer" / "export" / "__init__.py"), "None"], done.stderr

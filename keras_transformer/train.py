@@ -1,0 +1,244 @@
+"""Train a Transformer and write a run directory.
+
+With no arguments: trains the "tiny" preset on the built-in synthetic
+translation task (no files, no download). With parallel text: trains
+subword tokenizers on it, trains the model, logs validation BLEU and chrF
+each epoch, keeps the best model and writes the validation translations.
+`--task` picks another family, each with a built-in generated data set:
+sentence classification, tagging, language modelling, masked-LM
+pre-training (then `--init-from` that run to fine-tune a classifier or
+tagger, `--freeze-layers K` to freeze its lowest layers).
+
+    python train.py
+    python train.py --train-src train.en.gz --train-tgt train.de.gz \\
+        --val-src val.en.gz --val-tgt val.de.gz --preset small --epochs 10
+    python train.py --task classify               # or tag, lm, pretrain-mlm
+    python train.py --task pretrain-mlm --name mlm
+    python train.py --task classify --init-from runs/mlm --freeze-layers 1
+    python train.py --task classify --train-tsv reviews.tsv   # text<TAB>label lines
+    python train.py --name my-run --resume        # continue an interrupted run
+    python train.py --config runs/my-run/config.json --name my-run-2 --seed 1   # its settings, one changed
+
+Installed (`pip install .`), the same command is `kt-train`.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+from keras_transformer.models.presets import PRESETS  # noqa: E402
+from keras_transformer.tasks import TASKS  # noqa: E402
+from keras_transformer.tasks.trainer import PRECISIONS, TrainingOptions, open_run, train  # noqa: E402
+
+CLI_ONLY = {"task", "out", "name", "export", "no_export", "config"}
+FLAGS = {  # group: [(flag, argparse keywords)]
+    "model (a preset, then overrides; paper symbols in brackets)": [
+        ("--preset", dict(default="tiny", choices=sorted(PRESETS), help="model size")),
+        ("--num-layers", dict(type=int, help="N, layers per stack")),
+        ("--hidden-dim", dict(type=int, help="d_model")),
+        ("--num-heads", dict(type=int, help="h")),
+        ("--intermediate-dim", dict(type=int, help="d_ff")),
+        ("--dropout", dict(type=float, help="P_drop")),
+        ("--position", dict(choices=["sinusoidal", "learned", "relative", "rotary"], default="sinusoidal",
+                             help="position encoding")),
+        ("--normalize-first", dict(action="store_true", help="pre-norm instead of post-norm")),
+        ("--tie-embeddings", dict(action="store_true", help="translate: tie target embedding and output layer")),
+        ("--share-embeddings", dict(action="store_true", help="translate: one embedding for source and target")),
+        ("--max-length", dict(type=int, default=64, help="most tokens per sentence (longer: truncated)")),
+    ],
+    "training": [
+        ("--epochs", dict(type=int, default=10, help="passes over the training data")),
+        ("--batch-size", dict(type=int, default=64, help="sentences (or tokens) per batch")),
+        ("--batch-by", dict(choices=["sentences", "tokens"], default="sentences", help="translate")),
+        ("--warmup-steps", dict(type=int, default=1000, help="4000 in the paper")),
+        ("--learning-rate-scale", dict(type=float, default=2.0, help="translate: factor on the paper's schedule")),
+        ("--label-smoothing", dict(type=float, default=0.1, help="eps_ls")),
+        ("--seed", dict(type=int, default=0, help="random seed (weights, shuffling, data)")),
+        ("--learning-rate", dict(type=float, help="classify/tag/lm/pretrain-mlm: peak Adam rate (default by task)")),
+        ("--average-last", dict(type=int, metavar="N", help="translate: average the weights of the last N epochs "
+                                "(the paper: 5), kept if better on the validation set than the best epoch")),
+        ("--time-limit", dict(type=float, help="minutes of training at most: the epoch in progress ends early")),
+        ("--early-stopping", dict(type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without a "
+                                  "better validation score (BLEU for text, else the loss)")),
+        ("--precision", dict(choices=PRECISIONS, default="float32", help="compute dtype while training (variables, "
+                             "loss and softmax stay float32); the saved model computes in float32")),
+    ],
+    "data: parallel text (without it, the built-in synthetic task)": [
+        ("--train-src", dict(help="training source sentences, one per line (plain or .gz)")),
+        ("--train-tgt", dict(help="training target sentences, aligned with --train-src")),
+        ("--train-tsv", dict(help="source<TAB>target lines (translate), text<TAB>label lines (classify)")),
+        ("--val-src", dict(help="validation source sentences")),
+        ("--val-tgt", dict(help="validation target sentences")),
+        ("--val-tsv", dict(help="validation lines, as --train-tsv (classify default: 10%% of it)")),
+        ("--tokenizer", dict(choices=["sentencepiece", "wordpiece"], default="sentencepiece", help="subword model")),
+        ("--vocab-size", dict(type=int, default=8000, help="subword vocabulary size (per side)")),
+        ("--joint-vocabulary", dict(action="store_true", help="translate: one tokenizer for source and target")),
+        ("--max-line-chars", dict(type=int, default=1000, help="longer lines are skipped (counted)")),
+        ("--train-examples", dict(type=int, help="built-in task: training sentences (default by task)")),
+        ("--val-examples", dict(type=int, help="built-in task: validation sentences (default by task)")),
+    ],
+    "classify, tag, lm, pretrain-mlm (see --task)": [
+        ("--train-conll", dict(help="tag: token<TAB>tag lines, a blank line between sentences")),
+        ("--val-conll", dict(help="tag: validation sentences (default: 10%% of --train-conll)")),
+        ("--train-text", dict(help="lm, pretrain-mlm: plain text, one example per line")),
+        ("--val-text", dict(help="lm, pretrain-mlm: validation lines (default: 5%% of --train-text)")),
+        ("--init-from", dict(help="classify, tag: start from this run's encoder (and tokenizer)")),
+        ("--freeze-layers", dict(type=int, help="classify, tag: freeze the embedding and the lowest K layers "
+                                 "(-1: all)")),
+        ("--pooling", dict(choices=["first", "mean"], default="mean", help="classify: sentence vector")),
+    ],
+    "output": [
+        ("--out", dict(default="runs", help="parent of run directories")),
+        ("--name", dict(help="run name (default: <task>-<preset>-<time>)")),
+        ("--resume", dict(action="store_true", help="continue the interrupted run --name from its last epoch")),
+        ("--export", dict(default="default", help="formats exported at the end: comma-separated names from "
+                          "python -m export, default or all")),
+        ("--no-export", dict(action="store_true", help="skip the export")),
+        ("--verbose", dict(type=int, default=1, choices=[0, 1, 2], help="Keras progress output")),
+        ("--tensorboard", dict(action=argparse.BooleanOptionalAction, default=True, help="log scalars and "
+                               "attention pictures to <run>/tensorboard (tensorboard --logdir runs)")),
+    ],
+}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written; every flag's default after its help (none for switches and unset ones)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text.strip() or " "
+
+
+NOT_FROM_CONFIG = {"config", "resume", "name", "help"}  # what identifies one run, not its settings
+
+
+def read_config(path, parser):
+    """Flag values from a JSON or YAML file: `{"preset": "small", "epochs": 12, ...}`.
+
+    A run's `config.json` is read through its `training` section (every
+    option the run was trained with). Keys are flag names with `-` or `_`;
+    an unknown key is an error naming it.
+    """
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as error:  # JSONDecodeError, yaml.YAMLError
+        raise ValueError(f"--config {path} is not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'}: {error}") from None
+    if isinstance(values, dict) and isinstance(values.get("training"), dict) and "model" in values:
+        values = values["training"]  # a run's config.json
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path} must hold a mapping of flag names to values.")
+    known = {action.dest for action in parser._actions} - NOT_FROM_CONFIG
+    values = {str(key).replace("-", "_"): value for key, value in values.items()}
+    unknown = sorted(key for key in values if key not in known and key not in NOT_FROM_CONFIG)
+    if unknown:
+        raise ValueError(f"--config {path}: unknown setting(s) {', '.join(unknown)} (expected flag names).")
+    return {key: value for key, value in values.items() if key not in NOT_FROM_CONFIG}
+
+
+def parse_args(argv=None):
+    """`(args, task options, training options)`; bad or misplaced flags exit with a usage error."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--config", help="a JSON or YAML file of flag values (keys as the flags, - or _), or a run's "
+                        "config.json; flags on the command line override it")  # fmt: skip
+    parser.add_argument("--task", default="translate", choices=list(TASKS),
+                        help="translate (encoder-decoder), classify / tag (encoder-only), lm (decoder-only), "
+                        "pretrain-mlm")  # fmt: skip
+    for title, flags in FLAGS.items():
+        group = parser.add_argument_group(title)
+        for flag, kwargs in flags:
+            group.add_argument(flag, **kwargs)
+    args = parser.parse_args(argv)
+    flag_defaults = {action.dest: action.default for action in parser._actions}
+    if args.config:
+        try:
+            parser.set_defaults(**read_config(args.config, parser))
+        except (OSError, ValueError) as error:
+            parser.error(str(error))
+        args = parser.parse_args(argv)  # the command line over the file
+    if args.resume and not args.name:
+        parser.error("--resume needs the --name of the run to continue")
+    task = TASKS[args.task]
+    if args.average_last is not None and args.task != "translate":
+        parser.error("--average-last is for --task translate")
+    fields = {f.name for f in dataclasses.fields(task.options_class)}
+    training_fields = {f.name for f in dataclasses.fields(TrainingOptions)}
+    ignored = sorted(name for name, value in vars(args).items()
+                     if name not in fields | training_fields | CLI_ONLY and value != flag_defaults[name])  # fmt: skip
+    if ignored:
+        parser.error(f"--task {args.task} does not take {', '.join('--' + n.replace('_', '-') for n in ignored)}")
+    try:
+        options = task.options_class(**{name: getattr(args, name) for name in fields})
+        training = TrainingOptions(**{name: getattr(args, name) for name in training_fields})
+    except ValueError as error:
+        parser.error(as_flags(error))
+    return args, options, training
+
+
+def as_flags(error):
+    """The library names options `like_this` in messages; the command line calls them --like-this."""
+    flags = {flag[2:].replace("-", "_") for group in FLAGS.values() for flag, _ in group}
+    return re.sub(r"`([a-z_]+)`", lambda m: "--" + m[1].replace("_", "-") if m[1] in flags else m[0], str(error))
+
+
+def _exporters():
+    """The export package: `keras_transformer.export` once installed (`pip install .` or `-e .`), else a
+    checkout's top-level `export/` (next to `train.py`, on the path when `python train.py` runs)."""
+    try:
+        from keras_transformer import export
+    except ImportError:
+        import export
+    return export
+
+
+def export_formats(args):
+    """The formats to export at the end (checked before training starts)."""
+    if args.no_export or not TASKS[args.task].exported:
+        return []
+    return _exporters().formats_for(TASKS[args.task].family, args.export, what="--export")
+
+
+def main(argv=None):
+    args, options, training = parse_args(argv)
+    formats = export_formats(args)
+    keras.utils.set_random_seed(options.seed)
+    kind = ("text" if options.text else "synthetic") if args.task == "translate" else args.task
+    name = args.name or f"{kind}-{options.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if os.path.basename(name) != name or name in (".", "..") or os.path.isabs(name):
+        raise ValueError(f"--name must be a plain name (a folder inside --out). Received: {name!r}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is a file, not a directory.")
+    run = open_run(os.path.join(args.out, name), resume=args.resume)
+    results = train(TASKS[args.task](options), run, training)
+    if formats:
+        results["export"] = _exporters().export_run(run.path, formats)
+    return results
+
+
+def cli(argv=None):
+    try:
+        main(argv)
+    except (OSError, ValueError) as error:  # a taken name, a missing file, an unwritable --out, bad values
+        print(f"train.py: error: {as_flags(error)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
