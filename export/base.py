@@ -157,13 +157,22 @@ def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=prin
         raise ExportError(str(error)) from None
     remove_temporaries(out)  # leftovers of an interrupted export
     written = {}
-    for exporter in exporters:
+    for number, exporter in enumerate(exporters, start=1):
         name, path = exporter.format, exporter.target(out)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        remove_temporaries(os.path.dirname(path))
+        parent = os.path.dirname(path)  # `out`, or the SavedModel's base directory
+        made_parent = not os.path.isdir(parent)
+        os.makedirs(parent, exist_ok=True)
+        remove_temporaries(parent)
+        if log:
+            log(f"export {name} ({number}/{len(exporters)}): writing {path} ...")
         start = time.time()
-        with atomic_path(path) as tmp:
-            exporter.export(run, tmp)
+        try:
+            with atomic_path(path) as tmp:
+                exporter.export(run, tmp)
+        except BaseException:
+            if made_parent and not os.listdir(parent):
+                os.rmdir(parent)
+            raise
         written[name] = path
         if log:
             log(f"export {name}: {path} ({artifact_size(path) / 1e6:.2f} MB, {time.time() - start:.0f} s)")

@@ -36,10 +36,13 @@ class BleuCallback(keras.callbacks.Callback):
             being trained.
         sources, references: validation sentences.
         batch_size: sentences decoded at once.
+        progress: show a progress line on stderr while decoding (only when
+            stderr is a terminal).
     """
 
-    def __init__(self, translator, sources, references, batch_size=64):
+    def __init__(self, translator, sources, references, batch_size=64, progress=False):
         super().__init__()
+        self.progress = progress
         self.translator = translator
         self.sources = list(sources)
         self.references = list(references)
@@ -47,7 +50,10 @@ class BleuCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         start = time.time()
-        hypotheses = self.translator.translate(self.sources, self.batch_size)
+        from keras_transformer.translator import terminal_progress
+
+        progress = terminal_progress(label=f"epoch {epoch + 1} validation:") if self.progress else None
+        hypotheses = self.translator.translate(self.sources, self.batch_size, progress=progress)
         scores = corpus_scores(hypotheses, self.references)
         if logs is not None:
             logs["val_bleu"] = scores["bleu"]

@@ -248,3 +248,27 @@ def test_early_stopping_counts_the_epochs_of_earlier_processes():
     fresh.on_epoch_end(0, {"val_bleu": 10.0})
     fresh.on_epoch_end(1, {"val_bleu": 12.0})
     assert not model.stop_training and fresh.wait == 0
+
+
+def test_validation_decoding_shows_progress_on_a_terminal_unless_quiet(monkeypatch):
+    import sys
+
+    from keras_transformer.evaluation import BleuCallback
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    class Translator:
+        def translate(self, texts, batch_size=64, progress=None):
+            if progress:
+                progress(len(texts), len(texts))
+            return list(texts)
+
+    stderr = Terminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    BleuCallback(Translator(), ["a b c"], ["a b c"], progress=True).on_epoch_end(0, {})
+    assert "epoch 1 validation: 1/1 sentences" in stderr.getvalue()
+    stderr.truncate(0)
+    BleuCallback(Translator(), ["a b c"], ["a b c"]).on_epoch_end(0, {})  # --verbose 0 / 2
+    assert "validation:" not in stderr.getvalue()

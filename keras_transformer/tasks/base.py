@@ -101,6 +101,8 @@ class Task:
     exported = True
     options_class = TaskOptions
 
+    show_progress = True  # progress lines (on a terminal only) for long steps outside `fit`; the trainer sets it
+
     def __init__(self, options):
         if not isinstance(options, self.options_class):
             raise ValueError(

@@ -147,6 +147,7 @@ def train(task, run, options=None):
 def _fit(task, run, options):
     if options.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ValueError("`tensorboard` logging needs the tensorboard package: pip install tensorboard (or turn it off)")
+    task.show_progress = options.verbose != 0
     task.prepare(run, resume=options.resume)
     model = task.build_model()
     if options.average_last and not task.scored:

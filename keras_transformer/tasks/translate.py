@@ -110,6 +110,9 @@ class TranslateTask(Task):
             self.source_tokenizer, self.target_tokenizer = run.load_tokenizers()
         else:
             start, kind, size = time.time(), options.tokenizer, options.vocab_size
+            if self.show_progress:
+                lines = len(self.train_src) + len(self.train_tgt)
+                print(f"Training {kind} tokenizers ({size} pieces) on {lines} lines...", flush=True)
             if options.joint_vocabulary:
                 self.source_tokenizer = train_tokenizer(kind, self.train_src + self.train_tgt, size)
                 self.target_tokenizer = self.source_tokenizer
@@ -180,6 +183,11 @@ class TranslateTask(Task):
             batch_by=options.batch_by, shuffle=shuffle, seed=options.seed, count_batches=True,
         )  # fmt: skip
 
+    def _progress(self, label):
+        from keras_transformer.translator import terminal_progress
+
+        return terminal_progress(label=label) if self.show_progress else None
+
     def _translator(self, model):
         from keras_transformer.translator import Translator
 
@@ -191,7 +199,7 @@ class TranslateTask(Task):
             return []
         from keras_transformer.evaluation import BleuCallback
 
-        return [BleuCallback(self._translator(model), self.val_sources, self.val_references)]
+        return [BleuCallback(self._translator(model), self.val_sources, self.val_references, progress=self.show_progress)]
 
     def image_callbacks(self, model, log_dir):
         """Cross-attention of the first validation sentences (text runs)."""
@@ -233,7 +241,7 @@ class TranslateTask(Task):
             return {}
         from keras_transformer.evaluation import corpus_scores
 
-        hypotheses = self._translator(model).translate(self.val_sources)
+        hypotheses = self._translator(model).translate(self.val_sources, progress=self._progress("final decoding:"))
         run.write_text(run.hypotheses_file, "".join(h + "\n" for h in hypotheses))
         return corpus_scores(hypotheses, self.val_references)
 
