@@ -90,7 +90,8 @@ FLAGS = {  # group: [(flag, argparse keywords)]
         ("--val-conll", dict(help="tag: validation sentences (default: 10%% of --train-conll)")),
         ("--train-text", dict(help="lm, pretrain-mlm: plain text, one example per line")),
         ("--val-text", dict(help="lm, pretrain-mlm: validation lines (default: 5%% of --train-text)")),
-        ("--init-from", dict(help="classify, tag: start from this run's encoder (and tokenizer)")),
+        ("--init-from", dict(help="classify, tag: start from this run's encoder (and tokenizer); translate: "
+                             "continue or fine-tune this translation run (its model and tokenizers) on new text")),
         ("--freeze-layers", dict(type=int, help="classify, tag: freeze the embedding and the lowest K layers "
                                  "(-1: all)")),
         ("--pooling", dict(choices=["first", "mean"], default="mean", help="classify: sentence vector")),

@@ -67,3 +67,13 @@ def test_trainer_runs_a_task_from_python_and_saves_calibration_sentences(tmp_pat
     results = train(classify, open_run(tmp_path / "c"), TrainingOptions(verbose=0))
     assert 0 <= results["accuracy"] <= 1 and RunDirectory(tmp_path / "c").read_calibration() is None
     assert RunDirectory(tmp_path / "c").load().labels == classify.label_names
+
+
+def test_translate_init_from_needs_text_and_keeps_the_runs_architecture():
+    from keras_transformer.tasks import TranslateOptions
+
+    with pytest.raises(ValueError, match="parallel text"):
+        TranslateOptions(init_from="runs/a")
+    with pytest.raises(ValueError, match="drop `num_heads`, `tie_embeddings`"):
+        TranslateOptions(init_from="runs/a", train_tsv="t.tsv", num_heads=2, tie_embeddings=True)
+    assert TranslateOptions(init_from="runs/a", train_tsv="t.tsv", dropout=0.3).dropout == 0.3

@@ -272,3 +272,50 @@ def test_validation_decoding_shows_progress_on_a_terminal_unless_quiet(monkeypat
     stderr.truncate(0)
     BleuCallback(Translator(), ["a b c"], ["a b c"]).on_epoch_end(0, {})  # --verbose 0 / 2
     assert "validation:" not in stderr.getvalue()
+
+
+@pytest.mark.slow
+def test_init_from_continues_a_translation_run_with_its_model_and_tokenizers(run, corpus, tmp_path, capsys):
+    import keras
+
+    from keras_transformer.tasks import TASKS, TranslateOptions
+
+    directory, _, _ = corpus
+    data = ["--train-src", str(directory / "train.src.gz"), "--train-tgt", str(directory / "train.tgt"),
+            "--val-tsv", str(directory / "val.tsv")]  # fmt: skip
+    # The task starts from the run's weights (dropout may change), with its tokenizers.
+    task = TASKS["translate"](TranslateOptions(init_from=str(run), dropout=0.0, max_length=24, train_src=data[1],
+                                               train_tgt=data[3], val_tsv=data[5]))  # fmt: skip
+    from keras_transformer.run_directory import RunDirectory
+
+    task.prepare(RunDirectory(tmp_path / "probe", create=True))
+    model, original = task.build_model(), keras.saving.load_model(run / "model.keras")
+    assert model.num_layers == original.num_layers and model.dropout == 0.0
+    for mine, theirs in zip(model.get_weights(), original.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    # The command line: one more epoch, the same tokenizers, the architecture flags refused.
+    out = tmp_path / "runs"
+    argv = MODEL + data + ["--init-from", str(run), "--epochs", "1", "--out", str(out), "--name", "more", "--no-export"]
+    argv = [a for a in argv if a not in ("--tokenizer", "wordpiece")]
+    argv = _without_architecture(argv)
+    train.main(argv)
+    for name in os.listdir(run / "tokenizers"):
+        assert (out / "more" / "tokenizers" / name).read_bytes() == (run / "tokenizers" / name).read_bytes()
+    assert json.loads((out / "more" / "config.json").read_text())["task"]["init_from"] == str(run)
+    with pytest.raises(SystemExit):
+        train.parse_args(argv + ["--hidden-dim", "64", "--name", "bad"])
+    assert "takes the architecture and tokenizers of its run; drop --hidden-dim" in capsys.readouterr().err
+
+
+def _without_architecture(argv):
+    """`argv` without the architecture flags (and their values) that `--init-from` refuses."""
+    drop = {"--num-layers", "--hidden-dim", "--num-heads", "--intermediate-dim", "--vocab-size"}
+    kept, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item in drop:
+            skip = True
+        else:
+            kept.append(item)
+    return kept

@@ -15,11 +15,27 @@ import numpy as np
 
 from keras_transformer import losses, metrics
 from keras_transformer.models import Transformer
+from keras_transformer.models.common import ARCHITECTURE
 from keras_transformer.optimizers import transformer_adam
 from keras_transformer.schedules import TransformerSchedule
 from keras_transformer.tasks.base import Task, TaskOptions
 
 CALIBRATION_SENTENCES = 100
+INIT_KEYS = ("source_vocabulary_size", "target_vocabulary_size", "tie_embeddings", "share_embeddings")
+
+
+def _translation_run(path, max_length):
+    """`(model, (source, target) tokenizers)` of the finished translation run at `path`, checked."""
+    from keras_transformer.run_directory import RunDirectory
+
+    loaded = RunDirectory(path).load()
+    if loaded.family != "translate":
+        raise ValueError(f"`init_from` {path} holds a {loaded.family} run, not a translation model.")
+    if max_length > loaded.max_sequence_length:
+        raise ValueError(
+            f"`max_length` {max_length} is longer than {path}'s max_sequence_length={loaded.max_sequence_length}."
+        )
+    return loaded.model, (loaded.source_tokenizer, loaded.target_tokenizer)
 ATTENTION_SENTENCES = 3  # validation sentences whose cross-attention TensorBoard shows each epoch
 
 
@@ -38,9 +54,24 @@ class TranslateOptions(TaskOptions):
     val_src: str = None
     val_tgt: str = None
     val_tsv: str = None
+    init_from: str = None
 
     def __post_init__(self):
         super().__post_init__()
+        if self.init_from is not None:
+            if not self.text:
+                raise ValueError("`init_from` continues a translation run on parallel text: give `train_src` and "
+                                 "`train_tgt`, or `train_tsv`")  # fmt: skip
+            fixed = [name for name in ("num_layers", "hidden_dim", "num_heads", "intermediate_dim")
+                     if getattr(self, name) is not None]  # fmt: skip
+            fixed += [name for name in ("tie_embeddings", "share_embeddings", "joint_vocabulary", "normalize_first")
+                      if getattr(self, name)]  # fmt: skip
+            fixed += ["position"] if self.position != "sinusoidal" else []
+            if fixed:
+                raise ValueError(
+                    f"`init_from` takes the architecture and tokenizers of its run; "
+                    f"drop {', '.join(f'`{name}`' for name in fixed)} (`dropout` may change)"
+                )
         if self.batch_by not in ("sentences", "tokens"):
             raise ValueError(f'`batch_by` must be "sentences" or "tokens". Received: batch_by={self.batch_by!r}')
         if self.text and not (self.train_tsv or (self.train_src and self.train_tgt)):
@@ -95,6 +126,9 @@ class TranslateTask(Task):
         from keras_transformer.data.tokenizers import train_tokenizer
 
         options = self.options
+        self.init_model = None
+        if options.init_from:
+            self.init_model, tokenizers = _translation_run(options.init_from, options.max_length)
         self.train_src, self.train_tgt, report = read_parallel(
             options.train_src, options.train_tgt, options.train_tsv, options.max_line_chars
         )
@@ -108,6 +142,10 @@ class TranslateTask(Task):
         print("\n".join(reports))
         if resume and run.has_tokenizers():
             self.source_tokenizer, self.target_tokenizer = run.load_tokenizers()
+        elif self.init_model is not None:
+            self.source_tokenizer, self.target_tokenizer = tokenizers
+            run.save_tokenizers(self.source_tokenizer, self.target_tokenizer)
+            print(f"Continuing from {options.init_from}: its model and tokenizers")
         else:
             start, kind, size = time.time(), options.tokenizer, options.vocab_size
             if self.show_progress:
@@ -137,11 +175,18 @@ class TranslateTask(Task):
             "tokenizer": options.tokenizer,
             "joint_vocabulary": options.joint_vocabulary,
             "read": reports,
+            "init_from": options.init_from,
         }
 
     def model_config(self, model=None):
-        """The `Transformer`'s keyword arguments."""
+        """The `Transformer`'s keyword arguments (with `init_from`: its run's, with this run's `dropout`)."""
         options = self.options
+        if getattr(self, "init_model", None) is not None:
+            config = self.init_model.get_config()
+            config = {name: config[name] for name in (*ARCHITECTURE, *INIT_KEYS)}
+            if options.dropout is not None:
+                config["dropout"] = options.dropout
+            return config
         config = options.architecture()
         if options.tie_embeddings:
             config["tie_embeddings"] = True
@@ -153,6 +198,8 @@ class TranslateTask(Task):
     def build_model(self):
         options = self.options
         model = Transformer(**self.model_config())
+        if getattr(self, "init_model", None) is not None:
+            model.set_weights(self.init_model.get_weights())
         schedule = TransformerSchedule(model.hidden_dim, options.warmup_steps, options.learning_rate_scale)
         model.compile(
             optimizer=transformer_adam(model.hidden_dim, learning_rate=schedule),
