@@ -78,7 +78,8 @@ FLAGS = {  # group: [(flag, argparse keywords)]
         ("--val-src", dict(help="validation source sentences")),
         ("--val-tgt", dict(help="validation target sentences")),
         ("--val-tsv", dict(help="validation lines, as --train-tsv (classify default: 10%% of it)")),
-        ("--tokenizer", dict(choices=["sentencepiece", "wordpiece"], default="sentencepiece", help="subword model")),
+        ("--tokenizer", dict(choices=["sentencepiece", "wordpiece"], help="the subword model a task trains on "
+                              "your text (default: sentencepiece)")),
         ("--vocab-size", dict(type=int, default=8000, help="subword vocabulary size (per side)")),
         ("--joint-vocabulary", dict(action="store_true", help="translate: one tokenizer for source and target")),
         ("--max-line-chars", dict(type=int, default=1000, help="longer lines are skipped (counted)")),
@@ -225,8 +226,9 @@ def main(argv=None):
         raise ValueError(f"--name must be a plain name (a folder inside --out). Received: {name!r}")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out} is a file, not a directory.")
+    task = TASKS[args.task](options)  # checks what the options mean together, before anything is written
     run = open_run(os.path.join(args.out, name), resume=args.resume)
-    results = train(TASKS[args.task](options), run, training)
+    results = train(task, run, training)
     if formats:
         results["export"] = _exporters().export_run(run.path, formats)
     return results

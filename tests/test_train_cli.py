@@ -197,3 +197,16 @@ def test_a_runs_config_json_is_a_valid_config(tmp_path):
     args, options, training = train.parse_args(["--config", str(tmp_path / "a" / "config.json"), "--name", "b"])
     _, first, first_training = train.parse_args(argv)
     assert options == first and training == first_training
+
+
+def test_tokenizer_flag_is_refused_where_no_tokenizer_is_trained(tmp_path, capsys):
+    for argv in (["--task", "tag", "--tokenizer", "wordpiece"], ["--tokenizer", "sentencepiece"],
+                 ["--task", "classify", "--tokenizer", "wordpiece"]):  # fmt: skip
+        assert train.cli(argv + ["--out", str(tmp_path), "--epochs", "1"]) == 2, argv
+        assert "--tokenizer: the" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+    from keras_transformer.tasks import TASKS, TranslateOptions
+
+    task = TASKS["translate"](TranslateOptions(train_tsv="t.tsv", tokenizer="wordpiece"))
+    assert task.trains_tokenizer() and task.options.subword_tokenizer == "wordpiece"
+    assert TranslateOptions(train_tsv="t.tsv").subword_tokenizer == "sentencepiece"

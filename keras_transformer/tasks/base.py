@@ -23,6 +23,7 @@ from keras_transformer.models.presets import PRESETS
 
 ARCHITECTURE_OPTIONS = ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", "dropout", "position")
 POSITIONS = ("sinusoidal", "learned", "relative", "rotary")
+TOKENIZERS = ("sentencepiece", "wordpiece")
 
 
 @dataclasses.dataclass
@@ -43,7 +44,7 @@ class TaskOptions:
     warmup_steps: int = 1000
     label_smoothing: float = 0.1
     seed: int = 0
-    tokenizer: str = "sentencepiece"
+    tokenizer: str = None  # "sentencepiece" (the default) or "wordpiece", where the task trains one
     vocab_size: int = 8000
     max_line_chars: int = 1000
     train_examples: int = None
@@ -56,6 +57,8 @@ class TaskOptions:
             raise ValueError(f"`position` must be one of {POSITIONS}. Received: position={self.position!r}")
         for name in ("max_length", "epochs", "batch_size", "vocab_size", "max_line_chars"):
             check_positive_int(getattr(self, name), name)
+        if self.tokenizer not in (None, *TOKENIZERS):
+            raise ValueError(f"`tokenizer` must be one of {TOKENIZERS}. Received: tokenizer={self.tokenizer!r}")
         files = self.data_files()
         if any(name.startswith("val_") for name in files) and not any(name.startswith("train_") for name in files):
             raise ValueError(f"validation files need training files (received only `{sorted(files)[0]}`)")
@@ -68,6 +71,11 @@ class TaskOptions:
             config["normalize_first"] = True
         config["max_sequence_length"] = self.max_length
         return config
+
+    @property
+    def subword_tokenizer(self):
+        """The kind of subword tokenizer to train: `tokenizer`, or SentencePiece."""
+        return self.tokenizer or TOKENIZERS[0]
 
     def data_files(self):
         """The names of the file options that are set."""
@@ -109,8 +117,17 @@ class Task:
                 f"The {self.name} task takes {self.options_class.__name__}. Received: {type(options).__name__}"
             )
         self.options = options
+        if options.tokenizer is not None and not self.trains_tokenizer():
+            raise ValueError(
+                f"`tokenizer`: the {self.name} task trains no subword tokenizer with these options (built-in data, "
+                "CoNLL words, or `init_from`'s tokenizer); drop it"
+            )
         self.description = ""
         self.config = {}
+
+    def trains_tokenizer(self):
+        """Whether `prepare` trains a subword tokenizer (`tokenizer`, `vocab_size`) with these options."""
+        return False
 
     def image_callbacks(self, model, log_dir):
         """Callbacks that draw the task's pictures into TensorBoard's `log_dir` each epoch (none by default)."""

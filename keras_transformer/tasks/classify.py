@@ -26,6 +26,9 @@ class ClassifyTask(EncoderTask):
     model_class = models.TransformerClassifier
     options_class = ClassifyOptions
 
+    def trains_tokenizer(self):
+        return bool(self.options.train_tsv) and not self.options.init_from
+
     def prepare(self, run, resume=False):
         from keras_transformer.data import families
         from keras_transformer.data.synthetic_language import SENTIMENTS, SyntheticLanguage
@@ -44,7 +47,7 @@ class ClassifyTask(EncoderTask):
             source = options.train_tsv
 
             def make_tokenizer():
-                return train_tokenizer(options.tokenizer, texts, options.vocab_size)
+                return train_tokenizer(options.subword_tokenizer, texts, options.vocab_size)
 
         else:
             language = SyntheticLanguage()

@@ -33,6 +33,9 @@ class PlainTextTask(Task):
     data_seed = 0
     built_in_examples = BUILT_IN_EXAMPLES
 
+    def trains_tokenizer(self):
+        return bool(self.options.train_text)
+
     def prepare_text(self, run, resume):
         from keras_transformer.data.tokenizers import WordPieceTokenizer, train_tokenizer
 
@@ -51,7 +54,7 @@ class PlainTextTask(Task):
             self.source = options.train_text
 
             def make_tokenizer():
-                return train_tokenizer(options.tokenizer, lines, options.vocab_size)
+                return train_tokenizer(options.subword_tokenizer, lines, options.vocab_size)
 
         else:
             from keras_transformer.data.synthetic_language import SyntheticLanguage

@@ -96,6 +96,9 @@ class TranslateTask(Task):
     model_class = Transformer
     options_class = TranslateOptions
 
+    def trains_tokenizer(self):
+        return self.options.text and not self.options.init_from
+
     def prepare(self, run, resume=False):
         if self.options.text:
             self._prepare_text(run, resume)
@@ -147,7 +150,7 @@ class TranslateTask(Task):
             run.save_tokenizers(self.source_tokenizer, self.target_tokenizer)
             print(f"Continuing from {options.init_from}: its model and tokenizers")
         else:
-            start, kind, size = time.time(), options.tokenizer, options.vocab_size
+            start, kind, size = time.time(), options.subword_tokenizer, options.vocab_size
             if self.show_progress:
                 lines = len(self.train_src) + len(self.train_tgt)
                 print(f"Training {kind} tokenizers ({size} pieces) on {lines} lines...", flush=True)
@@ -172,7 +175,7 @@ class TranslateTask(Task):
             "family": self.family,
             "train": [options.train_src, options.train_tgt, options.train_tsv],
             "validation": [options.val_src, options.val_tgt, options.val_tsv],
-            "tokenizer": options.tokenizer,
+            "tokenizer": options.subword_tokenizer,
             "joint_vocabulary": options.joint_vocabulary,
             "read": reports,
             "init_from": options.init_from,
