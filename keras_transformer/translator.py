@@ -115,14 +115,10 @@ class Translator:
                     length_penalty=length_penalty,
                 )
             hypotheses, scores = np.asarray(hypotheses), np.asarray(scores)
-            for k in range(n_best or 1):
-                strings = self.target_tokenizer.detokenize(hypotheses[:, k]).numpy()
-                for j, i in enumerate(rows):
-                    text = strings[j].decode("utf-8")
-                    if n_best:
-                        outputs[i] = ([] if k == 0 else outputs[i]) + [(text, float(scores[j, k]))]
-                    else:
-                        outputs[i] = text
+            strings = [self.target_tokenizer.detokenize(hypotheses[:, k]).numpy() for k in range(n_best or 1)]
+            for j, i in enumerate(rows):
+                pairs = [(text[j].decode("utf-8"), float(scores[j, k])) for k, text in enumerate(strings)]
+                outputs[i] = pairs if n_best else pairs[0][0]
             if progress is not None:
                 progress(min(start + batch_size, len(todo)), len(todo))
         return outputs
