@@ -18,7 +18,7 @@ from keras_transformer.models import Transformer
 from keras_transformer.models.common import ARCHITECTURE
 from keras_transformer.optimizers import transformer_adam
 from keras_transformer.schedules import TransformerSchedule
-from keras_transformer.tasks.base import Task, TaskOptions
+from keras_transformer.tasks.base import ARCHITECTURE_OPTIONS, Task, TaskOptions
 
 CALIBRATION_SENTENCES = 100
 INIT_KEYS = ("source_vocabulary_size", "target_vocabulary_size", "tie_embeddings", "share_embeddings")
@@ -62,11 +62,9 @@ class TranslateOptions(TaskOptions):
             if not self.text:
                 raise ValueError("`init_from` continues a translation run on parallel text: give `train_src` and "
                                  "`train_tgt`, or `train_tsv`")  # fmt: skip
-            fixed = [name for name in ("num_layers", "hidden_dim", "num_heads", "intermediate_dim")
-                     if getattr(self, name) is not None]  # fmt: skip
-            fixed += [name for name in ("tie_embeddings", "share_embeddings", "joint_vocabulary", "normalize_first")
-                      if getattr(self, name)]  # fmt: skip
-            fixed += ["position"] if self.position != "sinusoidal" else []
+            defaults = {field.name: field.default for field in dataclasses.fields(self)}
+            names = (*ARCHITECTURE_OPTIONS, "normalize_first", "tie_embeddings", "share_embeddings", "joint_vocabulary")
+            fixed = [name for name in names if name != "dropout" and getattr(self, name) != defaults[name]]
             if fixed:
                 raise ValueError(
                     f"`init_from` takes the architecture and tokenizers of its run; "
@@ -99,6 +97,8 @@ class TranslateTask(Task):
     def trains_tokenizer(self):
         return self.options.text and not self.options.init_from
 
+    init_model = None  # with `init_from`: the run's model, whose architecture and weights this one starts from
+
     def prepare(self, run, resume=False):
         if self.options.text:
             self._prepare_text(run, resume)
@@ -129,7 +129,6 @@ class TranslateTask(Task):
         from keras_transformer.data.tokenizers import train_tokenizer
 
         options = self.options
-        self.init_model = None
         if options.init_from:
             self.init_model, tokenizers = _translation_run(options.init_from, options.max_length)
         self.train_src, self.train_tgt, report = read_parallel(
@@ -184,7 +183,7 @@ class TranslateTask(Task):
     def model_config(self, model=None):
         """The `Transformer`'s keyword arguments (with `init_from`: its run's, with this run's `dropout`)."""
         options = self.options
-        if getattr(self, "init_model", None) is not None:
+        if self.init_model is not None:
             config = self.init_model.get_config()
             config = {name: config[name] for name in (*ARCHITECTURE, *INIT_KEYS)}
             if options.dropout is not None:
@@ -201,7 +200,7 @@ class TranslateTask(Task):
     def build_model(self):
         options = self.options
         model = Transformer(**self.model_config())
-        if getattr(self, "init_model", None) is not None:
+        if self.init_model is not None:
             model.set_weights(self.init_model.get_weights())
         schedule = TransformerSchedule(model.hidden_dim, options.warmup_steps, options.learning_rate_scale)
         model.compile(
