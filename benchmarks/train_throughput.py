@@ -40,36 +40,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
-import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_transformer as kt  # noqa: E402
-
-
-def keras_hub_model(vocabulary_size, num_layers, hidden_dim, num_heads, intermediate_dim, dropout, max_length):
-    """The same seq2seq Transformer from keras-hub's layers (learned positions, untied output)."""
-    source = keras.Input((None,), dtype="int32", name="encoder_token_ids")
-    target = keras.Input((None,), dtype="int32", name="decoder_token_ids")
-    x = keras_hub.layers.TokenAndPositionEmbedding(vocabulary_size, max_length, hidden_dim, mask_zero=True)(source)
-    for _ in range(num_layers):
-        x = keras_hub.layers.TransformerEncoder(intermediate_dim, num_heads, dropout=dropout)(x)
-    y = keras_hub.layers.TokenAndPositionEmbedding(vocabulary_size, max_length, hidden_dim, mask_zero=True)(target)
-    for _ in range(num_layers):
-        y = keras_hub.layers.TransformerDecoder(intermediate_dim, num_heads, dropout=dropout)(y, x)
-    logits = keras.layers.Dense(vocabulary_size)(y)
-    return keras.Model({"encoder_token_ids": source, "decoder_token_ids": target}, logits)
-
-
-def training_flops(config, batch_size, source_length, target_length):
-    """Matmul and attention FLOPs of one training step (3x forward) on the padded batch."""
-    d, f, n, v = config["hidden_dim"], config["intermediate_dim"], config["num_layers"], config["vocabulary_size"]
-    s, t = source_length, target_length
-    encoder = n * s * (2 * 4 * d * d + 2 * 2 * d * f + 2 * 2 * s * d)  # projections, FFN, QK^T and AV
-    decoder = n * t * (2 * 4 * d * d + 2 * 2 * d * f + 2 * 2 * t * d)  # self-attention block and FFN
-    decoder += n * (t * 2 * 2 * d * d + s * 2 * 2 * d * d + t * 2 * 2 * s * d)  # cross-attention: Q/O, K/V, scores
-    output = t * 2 * d * v
-    return 3 * batch_size * (encoder + decoder + output)
+from common import TrainingTimer, keras_hub_model, synthetic_batches, training_flops  # noqa: E402  (benchmarks/common.py)
 
 
 def matmul_gflops(size=2048, repeats=5, dtype="float32"):
@@ -82,31 +57,6 @@ def matmul_gflops(size=2048, repeats=5, dtype="float32"):
         tf.matmul(a, b).numpy()
         times.append(time.perf_counter() - start)
     return 2 * size**3 / statistics.median(times) / 1e9
-
-
-class TrainingTimer(keras.callbacks.Callback):
-    """Seconds from the start of training to the end of its last step, measured inside `fit`."""
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_train_end(self, logs=None):
-        self.seconds = time.perf_counter() - self.start
-
-
-def synthetic_batches(vocabulary_size, batch_size, source_length, target_length, count, seed=0):
-    """`count` fixed batches of random ids, each row padded after a random length."""
-    rng = np.random.default_rng(seed)
-    batches = []
-    for _ in range(count):
-        source = rng.integers(4, vocabulary_size, size=(batch_size, source_length)).astype("int32")
-        target = rng.integers(4, vocabulary_size, size=(batch_size, target_length + 1)).astype("int32")
-        for ids, length in ((source, source_length), (target, target_length + 1)):
-            lengths = rng.integers(length // 3, length + 1, size=batch_size)
-            ids[np.arange(length)[None] >= lengths[:, None]] = 0
-        target[:, 0] = kt.START_ID
-        batches.append(({"encoder_token_ids": source, "decoder_token_ids": target[:, :-1]}, target[:, 1:]))
-    return batches
 
 
 def main():

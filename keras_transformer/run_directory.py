@@ -1,7 +1,7 @@
 """A training run's directory: every file name in it, its checks, atomic writes.
 
 Layout of `runs/<name>/` (each name is an attribute of `RunDirectory`):
-    config.json      model config, training options, task description
+    config.json      model config, training options, task description, Keras backend
     model.keras      the trained model (best epoch by the task's monitored score)
     history.csv      per-epoch metrics, one row per epoch, rewritten as each epoch ends
     evaluation.json  final evaluation

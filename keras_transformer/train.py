@@ -27,6 +27,7 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -35,6 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from keras_transformer.models.presets import PRESETS  # noqa: E402
+from keras_transformer.run_directory import RunDirectory  # noqa: E402
 from keras_transformer.tasks import TASKS  # noqa: E402
 from keras_transformer.tasks.trainer import PRECISIONS, TrainingOptions, open_run, train  # noqa: E402
 
@@ -216,6 +218,30 @@ def export_formats(args):
     return _exporters().formats_for(TASKS[args.task].family, args.export, what="--export")
 
 
+def export(run_path, formats, family):
+    """Export the finished run; `{format: path}`.
+
+    SavedModel and TFLite are TensorFlow graphs. A run trained on another
+    backend (`KERAS_BACKEND=jax`) is a backend-neutral `model.keras`, so a
+    TensorFlow process (`python -m export`) exports it.
+    """
+    exporters = _exporters()
+    if keras.backend.backend() == "tensorflow":
+        return exporters.export_run(run_path, formats)
+    print(f"Export: the model was trained on {keras.backend.backend()}; exporting it in a TensorFlow process.")
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(exporters.__file__)))
+    environment = dict(os.environ, KERAS_BACKEND="tensorflow")
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, environment.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", exporters.__name__, "--model", run_path] + [f"--format={name}" for name in formats]
+    if subprocess.run(command, env=environment).returncode:
+        raise OSError(
+            f"the export failed (see above); the trained run {run_path} is complete: export it again with "
+            f"KERAS_BACKEND=tensorflow python -m export --model {run_path}"
+        )
+    options, out = exporters.ExportOptions(), RunDirectory(run_path).export_dir
+    return {name: exporters.EXPORTERS[(family, name)](options).target(out) for name in formats}
+
+
 def main(argv=None):
     args, options, training = parse_args(argv)
     formats = export_formats(args)
@@ -230,7 +256,7 @@ def main(argv=None):
     run = open_run(os.path.join(args.out, name), resume=args.resume)
     results = train(task, run, training)
     if formats:
-        results["export"] = _exporters().export_run(run.path, formats)
+        results["export"] = export(run.path, formats, TASKS[args.task].family)
     return results
 
 

@@ -2,4 +2,4 @@
 
 from keras_transformer.decoding.beam import beam_search, length_penalty
 from keras_transformer.decoding.greedy import filter_logits, greedy_search, sample
-from keras_transformer.decoding.generate import GenerationSettings, Generator
+from keras_transformer.decoding.generate import GenerationSettings, Generator, compile_decoder

@@ -11,8 +11,11 @@ from keras_transformer.decoding.greedy import greedy_search, sample
 from keras_transformer.options import from_kwargs
 from keras_transformer.vocabulary import PAD_ID, UNKNOWN_ID
 
-def _compile(model, function, seed_generator=None):
+
+def compile_decoder(model, function, seed_generator=None):
     """Compile a decoding function `function(ids)` for the current backend.
+
+    What `generate` runs; public so benchmarks time the same compiled loop.
 
     TensorFlow: `tf.function` (one graph per input shape). JAX: `jax.jit` over
     a stateless call, the model's variable values (and the sampling seed
@@ -146,13 +149,13 @@ class Generator:
     def _build(self, settings):
         model, search, max_length = self.model, self.searches[settings.method], settings.max_length
         if settings.method == "greedy":
-            return _compile(model, lambda ids: search(model, ids, max_length)), None
+            return compile_decoder(model, lambda ids: search(model, ids, max_length)), None
         if settings.method == "beam":
             beam_size, length_penalty = settings.beam_size, settings.length_penalty
-            return _compile(model, lambda ids: search(model, ids, max_length, beam_size, length_penalty)), None
+            return compile_decoder(model, lambda ids: search(model, ids, max_length, beam_size, length_penalty)), None
         seed_generator = keras.random.SeedGenerator(0)  # reseeded before each call
         temperature, top_k, top_p = settings.temperature, settings.top_k, settings.top_p
-        function = _compile(
+        function = compile_decoder(
             model,
             lambda ids: search(model, ids, max_length, seed_generator, temperature, top_k, top_p),
             seed_generator,

@@ -61,6 +61,25 @@ def combine_masks(*masks):
     return result
 
 
+def full_attention_mask(mask, query, key):
+    """`mask` broadcast to `(B, 1, T, S)` for `query` `(B, T, N, H)` and `key` `(B, S, N, H)`.
+
+    Fused attention kernels take a mask (or bias) only in this layout:
+    cuDNN's, which `keras.ops.dot_product_attention` tries first on a GPU
+    under JAX, refuses a `(B, 1, 1, S)` padding mask ("Bias must have same
+    seq length as QKV") and the backend falls back to the unfused attention,
+    logging a traceback per call. On other backends the broadcast is free
+    (the scores are that shape anyway).
+    """
+    shape = (
+        query.shape[0] if query.shape[0] is not None else ops.shape(query)[0],
+        1,
+        query.shape[1] if query.shape[1] is not None else ops.shape(query)[1],
+        key.shape[1] if key.shape[1] is not None else ops.shape(key)[1],
+    )
+    return ops.broadcast_to(ops.cast(mask, "bool"), shape)
+
+
 def check_mask_rank(mask, rank, name):
     """Raise a `ValueError` if `mask` is given and does not have `rank` dims."""
     if mask is not None and len(mask.shape) != rank:

@@ -16,6 +16,7 @@ from keras_transformer.layers.masks import (
     causal_mask,
     check_mask_rank,
     combine_masks,
+    full_attention_mask,
     implicit_mask,
     mask_value,
 )
@@ -295,6 +296,8 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache is not None and q.shape[1] == 1 and self._use_fused(return_attention_scores, training):
             outputs = self._attend_one_query(q, k, v, mask, scale)  # a decoding step
         elif self._use_fused(return_attention_scores, training):
+            if mask is not None:
+                mask = full_attention_mask(mask, q, k)  # (B, 1, T, S)
             outputs = ops.dot_product_attention(q, k, v, mask=mask, scale=scale)  # (B, T, N, H)
         else:
             outputs, scores = self._compute_attention(q, k, v, mask, scale, start_index, training)

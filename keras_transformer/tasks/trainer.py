@@ -158,7 +158,10 @@ def _fit(task, run, options):
         if run.read_json(run.config_file).get("model") != model_config:
             raise ValueError(f"`resume`: the model options differ from the run's {run.file(run.config_file)}.")
     training = {**dataclasses.asdict(task.options), **dataclasses.asdict(options), "task": task.name}
-    run.write_json(run.config_file, {"model": model_config, "training": training, "task": task.config})
+    run.write_json(
+        run.config_file,
+        {"model": model_config, "training": training, "task": task.config, "backend": keras.backend.backend()},
+    )
     print(f"Run directory: {run.path}\nTask: {task.description}\nModel: {task.options.preset} preset, {describe(model)}")
     state = state or {"epoch": 0, "best": None, "history": [], "seconds": 0.0}
     if weights:

@@ -154,3 +154,33 @@ def test_wrong_mask_rank_raises():
     layer = MultiHeadAttention(num_heads=2, key_dim=8)
     with pytest.raises(ValueError, match="attention_mask"):
         layer(query, value, attention_mask=np.ones((B, S), bool))
+
+
+def test_fused_attention_gets_masks_as_long_as_queries_and_keys(monkeypatch):
+    """cuDNN's fused attention takes only `(B, 1, T, S)` masks: every call gets that layout."""
+    import keras_transformer as kt
+
+    seen = []
+    fused = keras.ops.dot_product_attention
+
+    def spy(query, key, value, mask=None, **kwargs):
+        seen.append((tuple(query.shape), tuple(key.shape), None if mask is None else tuple(mask.shape)))
+        return fused(query, key, value, mask=mask, **kwargs)
+
+    monkeypatch.setattr(keras.ops, "dot_product_attention", spy)
+    model = kt.Transformer(
+        source_vocabulary_size=30, target_vocabulary_size=30, num_layers=1, hidden_dim=16,
+        num_heads=2, intermediate_dim=32, max_sequence_length=16,
+    )
+    source = np.array([[5, 6, 7, 8, 9, 2, 0], [5, 6, 2, 0, 0, 0, 0]], "int32")  # S = 7, padded
+    target = np.array([[1, 5, 6, 7, 0], [1, 5, 0, 0, 0]], "int32")  # T = 5, padded
+    model({"encoder_token_ids": source, "decoder_token_ids": target}, training=True)
+    # Encoder self-attention (padding), decoder self-attention (causal and padding), cross-attention.
+    assert [mask for _, _, mask in seen] == [(2, 1, 7, 7), (2, 1, 5, 5), (2, 1, 5, 7)]
+
+    seen.clear()
+    layer = MultiHeadAttention(num_heads=2, key_dim=4)
+    query, value = _data()
+    layer(query, value, use_causal_mask=True)  # a causal mask alone has no batch dimension
+    layer(query, value, attention_mask=np.ones((B, 1, S), bool))
+    assert [mask for _, _, mask in seen] == [(B, 1, T, S), (B, 1, T, S)]
