@@ -59,6 +59,9 @@ FLAGS = {  # group: [(flag, argparse keywords)]
     "training": [
         ("--epochs", dict(type=int, default=10, help="passes over the training data")),
         ("--batch-size", dict(type=int, default=64, help="sentences (or tokens) per batch")),
+        ("--accumulate-steps", dict(type=int, default=1, metavar="K", help="update the weights once every K "
+                                    "batches with their averaged gradients: batches of K x --batch-size in the memory "
+                                    "of one; the warm-up counts updates")),
         ("--batch-by", dict(choices=["sentences", "tokens"], default="sentences", help="translate")),
         ("--warmup-steps", dict(type=int, default=1000, help="4000 in the paper")),
         ("--learning-rate-scale", dict(type=float, default=2.0, help="translate: factor on the paper's schedule")),
@@ -84,6 +87,10 @@ FLAGS = {  # group: [(flag, argparse keywords)]
                               "your text (default: sentencepiece)")),
         ("--vocab-size", dict(type=int, default=8000, help="subword vocabulary size (per side)")),
         ("--joint-vocabulary", dict(action="store_true", help="translate: one tokenizer for source and target")),
+        ("--tokenizer-sample", dict(type=int, metavar="N", help="train the subword tokenizer on at most N lines "
+                                    "per side, a seeded random sample (default: 1000000)")),
+        ("--val-bleu-sentences", dict(type=int, default=1000, metavar="N", help="translate: BLEU each epoch on N "
+                                      "validation sentences spread over the set; the final evaluation scores all")),
         ("--max-line-chars", dict(type=int, default=1000, help="longer lines are skipped (counted)")),
         ("--train-examples", dict(type=int, help="built-in task: training sentences (default by task)")),
         ("--val-examples", dict(type=int, help="built-in task: validation sentences (default by task)")),

@@ -21,12 +21,14 @@ and, later, inside exported models).
 import contextlib
 import json
 import os
+import random
 import sys
 
 import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from keras_transformer.layers.utils import check_positive_int
 from keras_transformer.vocabulary import END_ID, PAD_ID, RESERVED_TOKENS
 
 # Chinese, Japanese kana, Korean and CJK punctuation: written without spaces.
@@ -245,6 +247,27 @@ def train_tokenizer(kind, lines, vocabulary_size):
     if kind not in TOKENIZERS:
         raise ValueError(f"Unknown tokenizer. Expected one of {sorted(TOKENIZERS)}. Received: {kind!r}")
     return TOKENIZERS[kind].train(lines, vocabulary_size)
+
+
+def sample_lines(lines, size, seed=0):
+    """`(sample, count)`: at most `size` of `lines`, each line equally likely, and how many there were.
+
+    `lines` is any iterable, read once (a list, or a file streamed line by
+    line), so a corpus larger than memory is sampled in `size` lines of
+    memory: reservoir sampling (Vitter's algorithm R), seeded. When there
+    are no more than `size` lines, the sample is all of them, in order.
+    """
+    check_positive_int(size, "tokenizer_sample")
+    rng = random.Random(seed)
+    sample, count = [], 0
+    for count, line in enumerate(lines, start=1):
+        if count <= size:
+            sample.append(line)
+        else:
+            slot = rng.randrange(count)
+            if slot < size:
+                sample[slot] = line
+    return sample, count
 
 
 def save_tokenizers(directory, source, target):

@@ -15,15 +15,18 @@ here); a field left `None` means "the preset's" or "the task's default".
 
 import dataclasses
 import math
+import time
 
 import keras
 
 from keras_transformer.layers.utils import check_positive_int
 from keras_transformer.models.presets import PRESETS
+from keras_transformer.optimizers import accumulating_adam
 
 ARCHITECTURE_OPTIONS = ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", "dropout", "position")
 POSITIONS = ("sinusoidal", "learned", "relative", "rotary")
 TOKENIZERS = ("sentencepiece", "wordpiece")
+TOKENIZER_SAMPLE = 1_000_000  # lines per side a subword tokenizer is trained on, by default
 
 
 @dataclasses.dataclass
@@ -41,10 +44,12 @@ class TaskOptions:
     max_length: int = 64
     epochs: int = 10
     batch_size: int = 64
+    accumulate_steps: int = 1
     warmup_steps: int = 1000
     label_smoothing: float = 0.1
     seed: int = 0
     tokenizer: str = None  # "sentencepiece" (the default) or "wordpiece", where the task trains one
+    tokenizer_sample: int = None  # lines per side the tokenizer is trained on (None: TOKENIZER_SAMPLE)
     vocab_size: int = 8000
     max_line_chars: int = 1000
     train_examples: int = None
@@ -55,8 +60,9 @@ class TaskOptions:
             raise ValueError(f"Unknown preset. Expected one of {sorted(PRESETS)}. Received: preset={self.preset!r}")
         if self.position not in POSITIONS:
             raise ValueError(f"`position` must be one of {POSITIONS}. Received: position={self.position!r}")
-        for name in ("max_length", "epochs", "batch_size", "vocab_size", "max_line_chars"):
+        for name in ("max_length", "epochs", "batch_size", "accumulate_steps", "vocab_size", "max_line_chars"):
             check_positive_int(getattr(self, name), name)
+        check_positive_int(self.tokenizer_sample, "tokenizer_sample", allow_none=True)
         if self.tokenizer not in (None, *TOKENIZERS):
             raise ValueError(f"`tokenizer` must be one of {TOKENIZERS}. Received: tokenizer={self.tokenizer!r}")
         files = self.data_files()
@@ -77,10 +83,34 @@ class TaskOptions:
         """The kind of subword tokenizer to train: `tokenizer`, or SentencePiece."""
         return self.tokenizer or TOKENIZERS[0]
 
+    def train_tokenizer(self, *sides):
+        """A `subword_tokenizer` of `vocab_size` pieces trained on a sample of each side's lines.
+
+        At most `tokenizer_sample` lines per side (default `TOKENIZER_SAMPLE`),
+        drawn with the run's seed; several sides (a joint vocabulary) are
+        sampled each on its own and joined. Prints the sample size used.
+        """
+        from keras_transformer.data.tokenizers import sample_lines, train_tokenizer
+
+        size = self.tokenizer_sample or TOKENIZER_SAMPLE
+        sample, total = [], 0
+        for side in sides:
+            lines, count = sample_lines(side, size, self.seed)
+            sample += lines
+            total += count
+        kind = self.subword_tokenizer
+        start = time.time()
+        tokenizer = train_tokenizer(kind, sample, self.vocab_size)
+        print(
+            f"Tokenizer ({kind}, {tokenizer.vocabulary_size} pieces) trained on {len(sample):,} of {total:,} lines "
+            f"(at most {size:,} per side), {time.time() - start:.0f} s"
+        )
+        return tokenizer
+
     def data_files(self):
         """The names of the file options that are set."""
         names = [field.name for field in dataclasses.fields(self) if field.name.startswith(("train_", "val_"))]
-        return {name for name in names if not name.endswith("_examples") and getattr(self, name) is not None}
+        return {name for name in names if isinstance(getattr(self, name), str)}
 
 
 class Task:
@@ -117,6 +147,10 @@ class Task:
                 f"The {self.name} task takes {self.options_class.__name__}. Received: {type(options).__name__}"
             )
         self.options = options
+        if options.tokenizer_sample is not None and not self.trains_tokenizer():
+            raise ValueError(
+                f"`tokenizer_sample`: the {self.name} task trains no subword tokenizer with these options; drop it"
+            )
         if options.tokenizer is not None and not self.trains_tokenizer():
             raise ValueError(
                 f"`tokenizer`: the {self.name} task trains no subword tokenizer with these options (built-in data, "
@@ -177,8 +211,9 @@ class Task:
 
 
 def adam_with_warmup(options, num_examples, learning_rate):
-    """Adam: linear warm-up to `learning_rate`, then cosine decay over the run's steps."""
-    steps = max(1, options.epochs * math.ceil(num_examples / options.batch_size))
+    """Adam: linear warm-up to `learning_rate`, then cosine decay over the run's updates."""
+    batches = options.epochs * math.ceil(num_examples / options.batch_size)
+    steps = max(1, batches // options.accumulate_steps)
     warmup = min(options.warmup_steps, steps // 10)
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0 if warmup else learning_rate,
@@ -187,7 +222,7 @@ def adam_with_warmup(options, num_examples, learning_rate):
         warmup_steps=warmup,
         alpha=0.1,
     )
-    return keras.optimizers.Adam(schedule)
+    return accumulating_adam(schedule, options.accumulate_steps)
 
 
 def check_split(path, train, validation):

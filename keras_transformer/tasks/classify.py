@@ -32,7 +32,7 @@ class ClassifyTask(EncoderTask):
     def prepare(self, run, resume=False):
         from keras_transformer.data import families
         from keras_transformer.data.synthetic_language import SENTIMENTS, SyntheticLanguage
-        from keras_transformer.data.tokenizers import WordPieceTokenizer, train_tokenizer
+        from keras_transformer.data.tokenizers import WordPieceTokenizer
 
         options = self.options
         if options.train_tsv:
@@ -47,7 +47,7 @@ class ClassifyTask(EncoderTask):
             source = options.train_tsv
 
             def make_tokenizer():
-                return train_tokenizer(options.subword_tokenizer, texts, options.vocab_size)
+                return options.train_tokenizer(texts)
 
         else:
             language = SyntheticLanguage()

@@ -37,7 +37,7 @@ class PlainTextTask(Task):
         return bool(self.options.train_text)
 
     def prepare_text(self, run, resume):
-        from keras_transformer.data.tokenizers import WordPieceTokenizer, train_tokenizer
+        from keras_transformer.data.tokenizers import WordPieceTokenizer
 
         options = self.options
         self.language = None
@@ -54,7 +54,7 @@ class PlainTextTask(Task):
             self.source = options.train_text
 
             def make_tokenizer():
-                return train_tokenizer(options.subword_tokenizer, lines, options.vocab_size)
+                return options.train_tokenizer(lines)
 
         else:
             from keras_transformer.data.synthetic_language import SyntheticLanguage

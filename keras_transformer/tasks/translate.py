@@ -9,11 +9,11 @@ epoch, and the best model's validation translations in `hypotheses.txt`.
 """
 
 import dataclasses
-import time
 
 import numpy as np
 
 from keras_transformer import losses, metrics
+from keras_transformer.layers.utils import check_positive_int
 from keras_transformer.models import Transformer
 from keras_transformer.models.common import ARCHITECTURE
 from keras_transformer.optimizers import transformer_adam
@@ -55,9 +55,11 @@ class TranslateOptions(TaskOptions):
     val_tgt: str = None
     val_tsv: str = None
     init_from: str = None
+    val_bleu_sentences: int = 1000
 
     def __post_init__(self):
         super().__post_init__()
+        check_positive_int(self.val_bleu_sentences, "val_bleu_sentences")
         if self.init_from is not None:
             if not self.text:
                 raise ValueError("`init_from` continues a translation run on parallel text: give `train_src` and "
@@ -126,7 +128,6 @@ class TranslateTask(Task):
 
     def _prepare_text(self, run, resume):
         from keras_transformer.data.readers import read_parallel
-        from keras_transformer.data.tokenizers import train_tokenizer
 
         options = self.options
         if options.init_from:
@@ -142,6 +143,12 @@ class TranslateTask(Task):
             )
             reports.append(val_report.summary())
         print("\n".join(reports))
+        self.bleu_sources, self.bleu_references = self.val_sources, self.val_references
+        if self.val_sources is not None and len(self.val_sources) > options.val_bleu_sentences:
+            # Scored every epoch: a fixed subset spread over the whole set (the final evaluation takes all).
+            keep = np.unique(np.linspace(0, len(self.val_sources) - 1, options.val_bleu_sentences).astype(int))
+            self.bleu_sources = [self.val_sources[i] for i in keep]
+            self.bleu_references = [self.val_references[i] for i in keep]
         if resume and run.has_tokenizers():
             self.source_tokenizer, self.target_tokenizer = run.load_tokenizers()
         elif self.init_model is not None:
@@ -149,26 +156,20 @@ class TranslateTask(Task):
             run.save_tokenizers(self.source_tokenizer, self.target_tokenizer)
             print(f"Continuing from {options.init_from}: its model and tokenizers")
         else:
-            start, kind, size = time.time(), options.subword_tokenizer, options.vocab_size
-            if self.show_progress:
-                lines = len(self.train_src) + len(self.train_tgt)
-                print(f"Training {kind} tokenizers ({size} pieces) on {lines} lines...", flush=True)
             if options.joint_vocabulary:
-                self.source_tokenizer = train_tokenizer(kind, self.train_src + self.train_tgt, size)
+                self.source_tokenizer = options.train_tokenizer(self.train_src, self.train_tgt)
                 self.target_tokenizer = self.source_tokenizer
             else:
-                self.source_tokenizer = train_tokenizer(kind, self.train_src, size)
-                self.target_tokenizer = train_tokenizer(kind, self.train_tgt, size)
+                self.source_tokenizer = options.train_tokenizer(self.train_src)
+                self.target_tokenizer = options.train_tokenizer(self.train_tgt)
             run.save_tokenizers(self.source_tokenizer, self.target_tokenizer)
-            print(
-                f"Tokenizers ({kind}): {self.source_tokenizer.vocabulary_size} source / "
-                f"{self.target_tokenizer.vocabulary_size} target subwords, {time.time() - start:.0f} s"
-            )
         self.calibration = self.train_src[:CALIBRATION_SENTENCES]
         self.vocabulary_sizes = (self.source_tokenizer.vocabulary_size, self.target_tokenizer.vocabulary_size)
         self.description = (
             f"parallel text, {len(self.train_src)} training / {len(self.val_sources or [])} validation pairs"
         )
+        if self.bleu_sources is not self.val_sources:
+            self.description += f" (BLEU each epoch on {len(self.bleu_sources)} of them)"
         self.config = {
             "name": "text",
             "family": self.family,
@@ -204,7 +205,7 @@ class TranslateTask(Task):
             model.set_weights(self.init_model.get_weights())
         schedule = TransformerSchedule(model.hidden_dim, options.warmup_steps, options.learning_rate_scale)
         model.compile(
-            optimizer=transformer_adam(model.hidden_dim, learning_rate=schedule),
+            optimizer=transformer_adam(model.hidden_dim, learning_rate=schedule, accumulate_steps=options.accumulate_steps),
             label_smoothing=options.label_smoothing,
         )
         return model
@@ -248,7 +249,9 @@ class TranslateTask(Task):
             return []
         from keras_transformer.evaluation import BleuCallback
 
-        return [BleuCallback(self._translator(model), self.val_sources, self.val_references, progress=self.show_progress)]
+        return [
+            BleuCallback(self._translator(model), self.bleu_sources, self.bleu_references, progress=self.show_progress)
+        ]
 
     def image_callbacks(self, model, log_dir):
         """Cross-attention of the first validation sentences (text runs)."""
@@ -269,12 +272,13 @@ class TranslateTask(Task):
         return not self.options.text or self.val_sources is not None
 
     def score(self, model):
-        """Validation cross-entropy (built-in task) or greedy BLEU (text), as the monitor logs it."""
+        """Validation cross-entropy (built-in task) or greedy BLEU (text: the `val_bleu_sentences` scored each
+        epoch), as the monitor logs it."""
         if not self.options.text:
             return self._teacher_forced(model)["cross_entropy"]
         from keras_transformer.evaluation import corpus_scores
 
-        return corpus_scores(self._translator(model).translate(self.val_sources), self.val_references)["bleu"]
+        return corpus_scores(self._translator(model).translate(self.bleu_sources), self.bleu_references)["bleu"]
 
     def _teacher_forced(self, model):
         logits = model.predict(self.val_x, batch_size=self.options.batch_size, verbose=0)
