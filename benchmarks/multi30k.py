@@ -41,12 +41,13 @@ import keras_transformer as kt  # noqa: E402
 from keras_transformer.data.pipeline import make_dataset, tokenize_pairs  # noqa: E402
 from keras_transformer.data.readers import read_parallel  # noqa: E402
 from keras_transformer.data.tokenizers import train_tokenizer  # noqa: E402
-from train_throughput import keras_hub_model  # noqa: E402
+from common import keras_hub_model  # noqa: E402  (benchmarks/common.py)
 
 
 def fixed_length_dataset(sources, targets, source_tokenizer, target_tokenizer, max_length, batch_size, length):
     """keras.io's feeding: every pair padded to `length` tokens, batches in file order."""
-    dataset = tokenize_pairs(sources, targets, source_tokenizer, target_tokenizer, max_length)
+    pairs = tf.data.Dataset.from_tensor_slices((list(sources), list(targets)))
+    dataset = tokenize_pairs(pairs, source_tokenizer, target_tokenizer, max_length)
     dataset = dataset.padded_batch(batch_size, padded_shapes=([length], [length], [length]))
 
     def to_inputs(source, decoder_inputs, labels):
@@ -85,7 +86,8 @@ def main():
     print(json.dumps({"measurement": "tokenizers", "seconds": round(time.perf_counter() - start, 1)}), flush=True)
     sources, targets = sources[: args.sentences], targets[: args.sentences]
 
-    pairs = list(tokenize_pairs(sources, targets, source_tokenizer, target_tokenizer, args.max_length))
+    text = tf.data.Dataset.from_tensor_slices((sources, targets))
+    pairs = list(tokenize_pairs(text, source_tokenizer, target_tokenizer, args.max_length))
     target_tokens = sum(int(labels.shape[0]) for _, _, labels in pairs)
     longest = max(max(int(s.shape[0]), int(labels.shape[0])) for s, _, labels in pairs)
     fixed_length = args.fixed_length or longest

@@ -59,6 +59,10 @@ FLAGS = {  # group: [(flag, argparse keywords)]
     "training": [
         ("--epochs", dict(type=int, default=10, help="passes over the training data")),
         ("--batch-size", dict(type=int, default=64, help="sentences (or tokens) per batch")),
+        ("--steps-per-epoch", dict(type=int, metavar="N", help="translate, parallel text: an epoch is N batches "
+                                   "of the repeated stream (default: one pass over the training files)")),
+        ("--shuffle-buffer", dict(type=int, default=100_000, metavar="PAIRS", help="translate, parallel text: "
+                                  "sentence pairs held to shuffle the streamed training files (memory grows with it)")),
         ("--accumulate-steps", dict(type=int, default=1, metavar="K", help="update the weights once every K "
                                     "batches with their averaged gradients: batches of K x --batch-size in the memory "
                                     "of one; the warm-up counts updates")),

@@ -48,6 +48,41 @@ def test_tokenizer_sample_bleu_subset_and_accumulation_in_one_text_run(corpus, t
     assert keras.saving.load_model(run / "model.keras").optimizer.gradient_accumulation_steps == 2
 
 
+@pytest.mark.slow
+def test_shards_stream_for_steps_per_epoch(corpus, tmp_path, capsys):
+    """Globs of gzip and plain shards, `--steps-per-epoch`, a bounded shuffle buffer, misaligned shards refused."""
+    import gzip
+
+    _, sources, targets = corpus
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for shard in range(3):
+        part = slice(shard * 300, (shard + 1) * 300)
+        (shards / f"train.{shard}.src.gz").write_bytes(gzip.compress(("\n".join(sources[part]) + "\n").encode()))
+        (shards / f"train.{shard}.tgt").write_text("\n".join(targets[part]) + "\n")
+    flags = MODEL + [
+        "--train-src", str(shards / "train.*.src.gz"), "--train-tgt", str(shards / "train.*.tgt"),
+        "--tokenizer", "wordpiece", "--vocab-size", "120", "--steps-per-epoch", "5", "--shuffle-buffer", "64",
+        "--out", str(tmp_path), "--name", "run", "--no-export", "--no-tensorboard",
+    ]  # fmt: skip
+    train.main(flags + ["--epochs", "2"])
+    out = capsys.readouterr().out
+    assert "900 pairs kept of 900 lines" in out and "parallel text, 900 training" in out
+    import keras
+
+    run = tmp_path / "run"
+    assert int(keras.saving.load_model(run / "model.keras").optimizer.iterations) == 10  # 2 epochs of 5 steps
+    config = json.loads((run / "config.json").read_text())
+    assert config["training"]["steps_per_epoch"] == 5 and config["training"]["shuffle_buffer"] == 64
+
+    # A misaligned shard: one clear error before anything is written.
+    (shards / "train.1.tgt").write_text("\n".join(targets[300:599]) + "\n")
+    assert train.cli(flags[:-4] + ["--out", str(tmp_path / "other"), "--epochs", "1", "--no-export"]) == 2
+    err = capsys.readouterr().err
+    assert "not aligned: " in err and "train.1.src.gz has 300 lines" in err and "train.1.tgt has 299" in err
+    assert not (tmp_path / "other" / "run").exists()
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -57,6 +92,8 @@ def test_tokenizer_sample_bleu_subset_and_accumulation_in_one_text_run(corpus, t
         (["--val-bleu-sentences", "0"], "--val-bleu-sentences must be a positive integer"),
         (["--accumulate-steps", "0"], "--accumulate-steps must be a positive integer"),
         (["--task", "classify", "--val-bleu-sentences", "5"], "--task classify does not take --val-bleu-sentences"),
+        (["--shuffle-buffer", "0"], "--shuffle-buffer must be a positive integer"),
+        (["--steps-per-epoch", "-1"], "--steps-per-epoch must be a positive integer"),
     ],
 )
 def test_bad_scale_flags_are_one_clear_error(flags, message, tmp_path, capsys):

@@ -138,6 +138,8 @@ def test_resuming_a_text_run_reuses_its_tokenizers(corpus, tmp_path, monkeypatch
     with open(tmp_path / "text" / "history.csv") as f:
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1]
     assert json.loads((tmp_path / "text" / "evaluation.json").read_text())["bleu"] >= 0
+    # The resumed process read nothing ahead: the report of the first pass is kept.
+    assert "1000 pairs kept of 1000 lines" in json.loads((tmp_path / "text" / "config.json").read_text())["task"]["read"][0]
 
 
 @pytest.mark.slow

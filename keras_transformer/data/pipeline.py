@@ -1,4 +1,4 @@
-"""`tf.data` pipelines from sentence pairs to `model.fit` batches.
+"""`tf.data` pipelines from sentence pairs (lists, or a file stream) to `model.fit` batches.
 
 Tokenization runs in the graph, on batches of sentences (no Python loop per
 example): ids are truncated to `max_length` (source) and `max_length - 1`
@@ -21,8 +21,8 @@ def _bucket_boundaries(max_length):
     return boundaries
 
 
-def tokenize_pairs(sources, targets, source_tokenizer, target_tokenizer, max_length):
-    """Dataset of `(source_ids, decoder_input_ids, label_ids)` int32 vectors."""
+def tokenize_pairs(pairs, source_tokenizer, target_tokenizer, max_length):
+    """Dataset of `(source_ids, decoder_input_ids, label_ids)` int32 vectors from `(source, target)` strings."""
 
     def tokenize(source_text, target_text):
         source = source_tokenizer.tokenize(source_text)[:, :max_length]
@@ -44,8 +44,7 @@ def tokenize_pairs(sources, targets, source_tokenizer, target_tokenizer, max_len
     def trim(source, source_length, decoder_inputs, labels, target_length):
         return source[:source_length], decoder_inputs[:target_length], labels[:target_length]
 
-    dataset = tf.data.Dataset.from_tensor_slices((list(sources), list(targets)))
-    dataset = dataset.batch(TOKENIZE_CHUNK).map(tokenize, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    dataset = pairs.batch(TOKENIZE_CHUNK).map(tokenize, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     return dataset.map(trim, num_parallel_calls=tf.data.AUTOTUNE)
 
 
@@ -62,7 +61,7 @@ def make_dataset(
     repeat=False,
     count_batches=False,
 ):
-    """Batches `({"encoder_token_ids", "decoder_token_ids"}, labels)` for `model.fit`.
+    """Batches `({"encoder_token_ids", "decoder_token_ids"}, labels)` for `model.fit`, from lists.
 
     Args:
         sources, targets: aligned lists of sentences.
@@ -71,27 +70,57 @@ def make_dataset(
         batch_size: sentences per batch, or, with `batch_by="tokens"`, the
             most tokens (longest side x sentences) per batch.
         batch_by: `"sentences"` or `"tokens"`.
-        shuffle: shuffle pairs (each epoch anew) before bucketing.
+        shuffle: shuffle all pairs (each epoch anew) before bucketing.
         seed: shuffle seed.
         repeat: repeat forever (for `steps_per_epoch`).
         count_batches: count the batches once (a tokenization pass) and
             declare the number, so Keras knows each epoch's length. Exact
             whatever the shuffle: bucket membership does not depend on order.
     """
+    pairs = tf.data.Dataset.from_tensor_slices((list(sources), list(targets)))
+    dataset = batch_pairs(
+        pairs, source_tokenizer, target_tokenizer, max_length, batch_size, batch_by,
+        shuffle_buffer=max(len(sources), 1) if shuffle else 0, seed=seed, repeat=repeat,
+    )  # fmt: skip
+    if count_batches and not repeat:
+        unshuffled = batch_pairs(pairs, source_tokenizer, target_tokenizer, max_length, batch_size, batch_by)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(sum(1 for _ in unshuffled)))
+    return dataset
+
+
+def batch_pairs(
+    pairs,
+    source_tokenizer,
+    target_tokenizer,
+    max_length,
+    batch_size,
+    batch_by="sentences",
+    shuffle_buffer=0,
+    seed=None,
+    repeat=False,
+):
+    """Batches for `model.fit` from a dataset of `(source, target)` strings (a list's, or a file stream).
+
+    Memory is bounded by `shuffle_buffer` pairs and one batch per length
+    bucket, whatever the size of `pairs`; an epoch is one pass over it
+    (Keras learns its length at the end of the first).
+
+    Args:
+        pairs: unbatched `(source, target)` string scalars.
+        shuffle_buffer: pairs held to shuffle (each pass anew); 0: in order.
+        repeat: repeat forever (for `steps_per_epoch`).
+        Others: as `make_dataset`.
+    """
     if batch_by not in ("sentences", "tokens"):
         raise ValueError(f"`batch_by` must be 'sentences' or 'tokens'. Received: batch_by={batch_by!r}")
     if max_length < 2:
         raise ValueError(f"`max_length` must be at least 2. Received: max_length={max_length}")
-    dataset = tokenize_pairs(sources, targets, source_tokenizer, target_tokenizer, max_length)
-    if shuffle:
-        dataset = dataset.shuffle(max(len(sources), 1), seed=seed, reshuffle_each_iteration=True)
+    if shuffle_buffer:
+        pairs = pairs.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
-        dataset = dataset.repeat()
+        pairs = pairs.repeat()
+    dataset = tokenize_pairs(pairs, source_tokenizer, target_tokenizer, max_length)
     dataset = _batch_by_length(dataset, max_length, batch_size, batch_by)
-    if count_batches and not repeat:
-        unshuffled = tokenize_pairs(sources, targets, source_tokenizer, target_tokenizer, max_length)
-        count = sum(1 for _ in _batch_by_length(unshuffled, max_length, batch_size, batch_by))
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
 
     def to_inputs(source, decoder_inputs, labels):
         return {"encoder_token_ids": source, "decoder_token_ids": decoder_inputs}, labels

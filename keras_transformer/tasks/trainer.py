@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import shutil
+import warnings
 
 import keras
 
@@ -189,12 +190,41 @@ def _fit(task, run, options):
         callbacks.insert(0, kt_callbacks.TimeLimit(max(remaining, 1e-9)))
     callbacks.append(checkpoint)  # last: the snapshot sees every other callback's state
     if remaining is None or remaining > 0:
-        model.fit(epochs=task.options.epochs, initial_epoch=state["epoch"], callbacks=callbacks,
-                  verbose=options.verbose, **task.fit_arguments())  # fmt: skip
+        try:
+            with warnings.catch_warnings():
+                # A streamed epoch is one pass over the files, whose length Keras learns when the first pass
+                # runs out (it then warns "Your input ran out of data"); with `steps_per_epoch` it repeats.
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+                model.fit(epochs=task.options.epochs, initial_epoch=state["epoch"], callbacks=callbacks,
+                          verbose=options.verbose, **task.fit_arguments())  # fmt: skip
+        except Exception as error:
+            message = _data_error(error)
+            if message is None:
+                raise
+            raise ValueError(message) from None
     if not os.path.exists(run.file(run.model_file)):
         raise ValueError(f"{run.path}: training ended before any epoch finished; nothing to evaluate.")
     averaged = _keep_better_average(run, task, model, epoch_weights.paths()) if options.average_last else None
     return checkpoint.elapsed(), averaged
+
+
+def _data_error(error):
+    """A one-line message when `error` is the input stream's (misaligned or corrupt files), else `None`."""
+    import re
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(error, tf.errors.OpError):
+        return None
+    from keras_transformer.data.streaming import MISALIGNED
+
+    text = str(error.message)
+    found = re.search(re.escape(MISALIGNED) + r".*?lines\.", text)
+    if found:
+        return found.group(0).replace('\\"', "").replace('"', "")
+    if isinstance(error, tf.errors.DataLossError):
+        return f"a training file is corrupt: {text.splitlines()[0]}"
+    return None
 
 
 def _keep_better_average(run, task, model, paths):

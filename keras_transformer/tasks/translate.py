@@ -9,6 +9,8 @@ epoch, and the best model's validation translations in `hypotheses.txt`.
 """
 
 import dataclasses
+import os
+import time
 
 import numpy as np
 
@@ -18,7 +20,7 @@ from keras_transformer.models import Transformer
 from keras_transformer.models.common import ARCHITECTURE
 from keras_transformer.optimizers import transformer_adam
 from keras_transformer.schedules import TransformerSchedule
-from keras_transformer.tasks.base import ARCHITECTURE_OPTIONS, Task, TaskOptions
+from keras_transformer.tasks.base import ARCHITECTURE_OPTIONS, TOKENIZER_SAMPLE, Task, TaskOptions
 
 CALIBRATION_SENTENCES = 100
 INIT_KEYS = ("source_vocabulary_size", "target_vocabulary_size", "tie_embeddings", "share_embeddings")
@@ -56,10 +58,14 @@ class TranslateOptions(TaskOptions):
     val_tsv: str = None
     init_from: str = None
     val_bleu_sentences: int = 1000
+    shuffle_buffer: int = 100_000
+    steps_per_epoch: int = None
 
     def __post_init__(self):
         super().__post_init__()
         check_positive_int(self.val_bleu_sentences, "val_bleu_sentences")
+        check_positive_int(self.shuffle_buffer, "shuffle_buffer")
+        check_positive_int(self.steps_per_epoch, "steps_per_epoch", allow_none=True)
         if self.init_from is not None:
             if not self.text:
                 raise ValueError("`init_from` continues a translation run on parallel text: give `train_src` and "
@@ -132,10 +138,13 @@ class TranslateTask(Task):
         options = self.options
         if options.init_from:
             self.init_model, tokenizers = _translation_run(options.init_from, options.max_length)
-        self.train_src, self.train_tgt, report = read_parallel(
-            options.train_src, options.train_tgt, options.train_tsv, options.max_line_chars
-        )
-        reports = [report.summary()]
+        reused = resume and run.has_tokenizers()
+        if reused:
+            self.source_tokenizer, self.target_tokenizer = run.load_tokenizers()
+        elif self.init_model is not None:
+            self.source_tokenizer, self.target_tokenizer = tokenizers
+            print(f"Continuing from {options.init_from}: its model and tokenizers")
+        train_pairs, reports = self._read_training_text(run, resume, sample=not reused and self.init_model is None)
         self.val_sources = self.val_references = None
         if options.val_src or options.val_tgt or options.val_tsv:
             self.val_sources, self.val_references, val_report = read_parallel(
@@ -149,25 +158,13 @@ class TranslateTask(Task):
             keep = np.unique(np.linspace(0, len(self.val_sources) - 1, options.val_bleu_sentences).astype(int))
             self.bleu_sources = [self.val_sources[i] for i in keep]
             self.bleu_references = [self.val_references[i] for i in keep]
-        if resume and run.has_tokenizers():
-            self.source_tokenizer, self.target_tokenizer = run.load_tokenizers()
-        elif self.init_model is not None:
-            self.source_tokenizer, self.target_tokenizer = tokenizers
+        if not reused:
+            if self.init_model is None:
+                self.source_tokenizer, self.target_tokenizer = self._train_tokenizers(*train_pairs)
+                del train_pairs
             run.save_tokenizers(self.source_tokenizer, self.target_tokenizer)
-            print(f"Continuing from {options.init_from}: its model and tokenizers")
-        else:
-            if options.joint_vocabulary:
-                self.source_tokenizer = options.train_tokenizer(self.train_src, self.train_tgt)
-                self.target_tokenizer = self.source_tokenizer
-            else:
-                self.source_tokenizer = options.train_tokenizer(self.train_src)
-                self.target_tokenizer = options.train_tokenizer(self.train_tgt)
-            run.save_tokenizers(self.source_tokenizer, self.target_tokenizer)
-        self.calibration = self.train_src[:CALIBRATION_SENTENCES]
         self.vocabulary_sizes = (self.source_tokenizer.vocabulary_size, self.target_tokenizer.vocabulary_size)
-        self.description = (
-            f"parallel text, {len(self.train_src)} training / {len(self.val_sources or [])} validation pairs"
-        )
+        self.description = f"parallel text, {self.train_description} training / {len(self.val_sources or [])} validation pairs"
         if self.bleu_sources is not self.val_sources:
             self.description += f" (BLEU each epoch on {len(self.bleu_sources)} of them)"
         self.config = {
@@ -180,6 +177,68 @@ class TranslateTask(Task):
             "read": reports,
             "init_from": options.init_from,
         }
+
+    def _train_tokenizers(self, sample, drawn_from):
+        """Source and target tokenizers (one when joint) from the sampled pairs, written to files and let go."""
+        import tempfile
+
+        from keras_transformer.data.tokenizers import write_lines
+
+        options = self.options
+        with tempfile.TemporaryDirectory(prefix="kt-tokenizer-") as directory:
+            paths = [os.path.join(directory, f"{side}.txt") for side in ("source", "target")]
+            for side, path in enumerate(paths):
+                write_lines(path, (pair[side] for pair in sample))
+            count = len(sample)
+            sample.clear()  # the trainers read the files: the sampled text leaves Python's memory
+            if options.joint_vocabulary:
+                tokenizer = options.train_tokenizer_files(paths, 2 * count, 2 * drawn_from)
+                return tokenizer, tokenizer
+            return tuple(options.train_tokenizer_files([path], count, drawn_from) for path in paths)
+
+    def _read_training_text(self, run, resume, sample):
+        """One streamed pass over the training files: skips counted, alignment checked, first sentences kept.
+
+        Returns `((tokenizer sample pairs, pairs kept), [read report])`; the
+        sample is drawn only when `sample` (the tokenizers are trained). A
+        resumed run reads nothing ahead and reuses the report of its start.
+        """
+        import itertools
+
+        from keras_transformer.data.readers import iter_parallel, parallel_report
+        from keras_transformer.data.tokenizers import sample_lines
+
+        options = self.options
+        files = (options.train_src, options.train_tgt, options.train_tsv)
+        if resume and run.has_tokenizers():
+            earlier = run.read_json(run.config_file) if os.path.exists(run.file(run.config_file)) else {}
+            reports = list(earlier.get("task", {}).get("read") or [])[:1]
+            first = itertools.islice(iter_parallel(*files, max_line_chars=options.max_line_chars), CALIBRATION_SENTENCES)
+            self.calibration = [source for source, _ in first]
+            self.train_description = "streamed"
+            return None, reports or ["(resumed: the training files were read when the run started)"]
+        report = parallel_report(*files)
+        self.calibration = []
+
+        def pairs():
+            for pair in iter_parallel(*files, max_line_chars=options.max_line_chars, report=report):
+                if len(self.calibration) < CALIBRATION_SENTENCES:
+                    self.calibration.append(pair[0])
+                yield pair
+
+        start = time.time()
+        if self.show_progress:
+            print(f"Reading {report.path}...", flush=True)
+        if sample:
+            drawn = sample_lines(pairs(), options.tokenizer_sample or TOKENIZER_SAMPLE, options.seed)
+        else:
+            drawn = None
+            for _ in pairs():
+                pass
+        if not report.kept:
+            raise ValueError(f"No usable sentence pair: {report.summary()}")
+        self.train_description = f"{report.kept:,}"
+        return drawn, [f"{report.summary()} ({time.time() - start:.0f} s)"]
 
     def model_config(self, model=None):
         """The `Transformer`'s keyword arguments (with `init_from`: its run's, with this run's `dropout`)."""
@@ -217,20 +276,35 @@ class TranslateTask(Task):
                 validation_data=(self.val_x, self.val_y),
             )  # fmt: skip
         return dict(
-            x=self._dataset(self.train_src, self.train_tgt, shuffle=True),
-            shuffle=False,  # the dataset shuffles itself, anew each epoch
-            validation_data=None if self.val_sources is None else self._dataset(
-                self.val_sources, self.val_references, shuffle=False
-            ),
+            x=self._training_stream(),
+            shuffle=False,  # the stream shuffles itself, anew each pass
+            steps_per_epoch=self.options.steps_per_epoch,
+            validation_data=None if self.val_sources is None else self._validation_dataset(),
         )  # fmt: skip
 
-    def _dataset(self, sources, targets, shuffle):
+    def _training_stream(self):
+        """The training files streamed (`data.streaming`), shuffled in a bounded buffer, bucketed, batched."""
+        from keras_transformer.data.pipeline import batch_pairs
+        from keras_transformer.data.streaming import parallel_text_dataset
+
+        options = self.options
+        pairs = parallel_text_dataset(
+            options.train_src, options.train_tgt, options.train_tsv, options.max_line_chars,
+            shuffle_files=True, seed=options.seed,
+        )  # fmt: skip
+        return batch_pairs(
+            pairs, self.source_tokenizer, self.target_tokenizer, options.max_length, options.batch_size,
+            options.batch_by, shuffle_buffer=options.shuffle_buffer, seed=options.seed,
+            repeat=options.steps_per_epoch is not None,
+        )  # fmt: skip
+
+    def _validation_dataset(self):
         from keras_transformer.data.pipeline import make_dataset
 
         options = self.options
         return make_dataset(
-            sources, targets, self.source_tokenizer, self.target_tokenizer, options.max_length, options.batch_size,
-            batch_by=options.batch_by, shuffle=shuffle, seed=options.seed, count_batches=True,
+            self.val_sources, self.val_references, self.source_tokenizer, self.target_tokenizer, options.max_length,
+            options.batch_size, batch_by=options.batch_by, shuffle=False, count_batches=True,
         )  # fmt: skip
 
     def _progress(self, label):
