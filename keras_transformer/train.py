@@ -77,6 +77,11 @@ FLAGS = {  # group: [(flag, argparse keywords)]
         ("--time-limit", dict(type=float, help="minutes of training at most: the epoch in progress ends early")),
         ("--early-stopping", dict(type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without a "
                                   "better validation score (BLEU for text, else the loss)")),
+        ("--distribute", dict(choices=["none", "mirrored"], default="none", help="mirrored: data-parallel over "
+                              "the local devices (tf.distribute.MirroredStrategy on TensorFlow, "
+                              "keras.distribution.DataParallel on JAX); --batch-size is the global batch")),
+        ("--cpu-devices", dict(type=int, metavar="N", help="split the CPU into N logical devices (--distribute "
+                               "without a GPU; on JAX also set XLA_FLAGS=--xla_force_host_platform_device_count=N)")),
         ("--precision", dict(choices=PRECISIONS, default="float32", help="compute dtype while training (variables, "
                              "loss and softmax stay float32); the saved model computes in float32")),
     ],

@@ -68,6 +68,22 @@ class ModelBase(keras.Model):
             metrics = self.default_metrics()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Keras's loss; under `tf.distribute`, a mean over the real tokens of the global batch.
+
+        Applies to the models whose labels are token ids padded with
+        `PAD_ID` (`Transformer`, `TransformerLM`): each replica's loss is
+        scaled by its share of the real tokens (`distribution.token_share`).
+        """
+        loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        if self.token_labels and y is not None and not isinstance(y, dict):
+            from keras_transformer.distribution import token_share
+
+            loss = loss * keras.ops.cast(token_share(y), loss.dtype)
+        return loss
+
+    token_labels = False  # labels are token ids padded with PAD_ID (the masked token loss)
+
     def compile_from_config(self, config):
         """Restore the compiled state saved in a `.keras` file."""
         config = keras.saving.deserialize_keras_object(config)

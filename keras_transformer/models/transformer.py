@@ -71,6 +71,7 @@ class Transformer(ArchitectureModel):
     """
 
     default_label_smoothing = 0.1
+    token_labels = True
 
     def __init__(
         self, source_vocabulary_size, target_vocabulary_size, tie_embeddings=False, share_embeddings=False, **kwargs

@@ -41,6 +41,8 @@ class TransformerLM(ArchitectureModel):
     (2, 8)
     """
 
+    token_labels = True
+
     def __init__(self, vocabulary_size, tie_embeddings=True, **kwargs):
         super().__init__(kwargs, vocabulary_size=vocabulary_size)
         self.vocabulary_size = vocabulary_size

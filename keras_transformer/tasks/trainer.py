@@ -17,6 +17,8 @@ import warnings
 import keras
 
 from keras_transformer import callbacks as kt_callbacks
+from keras_transformer.distribution import STRATEGIES, build_under_strategy, strategy_scope
+from keras_transformer.layers.utils import check_positive_int
 from keras_transformer.models.common import set_dtype_policy
 from keras_transformer.run_checkpoint import BestModelCheckpoint, HistoryLog, RunCheckpoint, load_snapshot
 from keras_transformer.run_checkpoint import training_status
@@ -51,6 +53,11 @@ class TrainingOptions:
             (translation: cross-attention of a few validation sentences).
         early_stopping: stop after this many epochs without a better
             monitored score (counted across resumes), or `None`.
+        distribute: `"none"` or `"mirrored"`: data-parallel over the local
+            devices (`keras_transformer.distribution.strategy_scope`), the
+            batch size being the global batch.
+        cpu_devices: split the CPU into this many logical devices (to run
+            `distribute` where there is no GPU), or `None`.
     """
 
     precision: str = "float32"
@@ -60,8 +67,13 @@ class TrainingOptions:
     resume: bool = False
     tensorboard: bool = True
     early_stopping: int = None
+    distribute: str = "none"
+    cpu_devices: int = None
 
     def __post_init__(self):
+        if self.distribute not in STRATEGIES:
+            raise ValueError(f"`distribute` must be one of {STRATEGIES}. Received: distribute={self.distribute!r}")
+        check_positive_int(self.cpu_devices, "cpu_devices", allow_none=True)
         if self.precision not in PRECISIONS:
             raise ValueError(f"`precision` must be one of {PRECISIONS}. Received: precision={self.precision!r}")
         if self.time_limit is not None and not self.time_limit > 0:
@@ -118,7 +130,8 @@ def train(task, run, options=None):
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(options.precision)  # every layer built below computes in this dtype
     try:
-        seconds, averaged = _fit(task, run, options)
+        with strategy_scope(options.distribute, options.cpu_devices) as devices:
+            seconds, averaged = _fit(task, run, options, devices)
     except Exception:
         # Bad data found while preparing (an unreadable file, a bad vocabulary): a run directory this
         # call created, with no epoch in it, is removed, so the name stays free and nothing is left half made.
@@ -145,7 +158,7 @@ def train(task, run, options=None):
     return results
 
 
-def _fit(task, run, options):
+def _fit(task, run, options, devices="one device"):
     if options.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ValueError("`tensorboard` logging needs the tensorboard package: pip install tensorboard (or turn it off)")
     task.show_progress = options.verbose != 0
@@ -164,6 +177,8 @@ def _fit(task, run, options):
         {"model": model_config, "training": training, "task": task.config, "backend": keras.backend.backend()},
     )
     print(f"Run directory: {run.path}\nTask: {task.description}\nModel: {task.options.preset} preset, {describe(model)}")
+    if options.distribute != "none":
+        print(f"Devices: {devices}; --batch-size {task.options.batch_size} is the global batch")
     state = state or {"epoch": 0, "best": None, "history": [], "seconds": 0.0}
     if weights:
         if model.optimizer is not None and not model.optimizer.built:
@@ -189,6 +204,8 @@ def _fit(task, run, options):
     if remaining is not None:
         callbacks.insert(0, kt_callbacks.TimeLimit(max(remaining, 1e-9)))
     callbacks.append(checkpoint)  # last: the snapshot sees every other callback's state
+    fit_arguments = task.fit_arguments()
+    build_under_strategy(model, fit_arguments)
     if remaining is None or remaining > 0:
         try:
             with warnings.catch_warnings():
@@ -196,7 +213,7 @@ def _fit(task, run, options):
                 # runs out (it then warns "Your input ran out of data"); with `steps_per_epoch` it repeats.
                 warnings.filterwarnings("ignore", message="Your input ran out of data")
                 model.fit(epochs=task.options.epochs, initial_epoch=state["epoch"], callbacks=callbacks,
-                          verbose=options.verbose, **task.fit_arguments())  # fmt: skip
+                          verbose=options.verbose, **fit_arguments)  # fmt: skip
         except Exception as error:
             message = _data_error(error)
             if message is None:
