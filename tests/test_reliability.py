@@ -93,3 +93,21 @@ def test_bad_data_found_while_preparing_leaves_no_run_directory(tmp_path):
     (tmp_path / "runs" / "run" / "notes.txt").write_text("mine")
     assert train.cli(argv) == 2
     assert os.listdir(tmp_path / "runs" / "run") == ["notes.txt"]
+
+
+@pytest.mark.reliability
+@pytest.mark.slow
+def test_a_mirrored_run_killed_mid_training_resumes_under_the_strategy(tmp_path):
+    """`--distribute mirrored` over 2 logical CPUs: killed after the first epoch's snapshot, then `--resume`."""
+    argv = FLAGS + ["--out", str(tmp_path), "--name", "run", "--distribute", "mirrored", "--cpu-devices", "2"]
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT.format(root=ROOT, n=6, argv=argv)],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    run = tmp_path / "run"
+    assert training_status(str(run)) == "interrupted"
+    resumed = subprocess.run([sys.executable, "train.py"] + argv + ["--resume"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming after epoch 1" in resumed.stdout and "MirroredStrategy over 2 devices" in resumed.stdout
+    assert training_status(str(run)) == "finished"
+    assert [int(row["epoch"]) for row in _history(run / "history.csv")] == [0, 1, 2]

@@ -74,7 +74,8 @@ def iter_raw_lines(path):
     """
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file.")
-    opener = gzip.open if is_gzip(path) else open
+    compressed = is_gzip(path)
+    opener = gzip.open if compressed else open
     head, text = [], False
     try:
         with opener(path, "rb") as f:
@@ -93,7 +94,7 @@ def iter_raw_lines(path):
             if len(head) < NUL_CHECK_LINES:
                 yield from _checked_head(path, head)
     except (OSError, EOFError, zlib.error) as error:
-        raise ValueError(f"{path}: corrupt gzip file ({error}).") from None
+        raise ValueError(f"{path}: {'corrupt gzip file' if compressed else 'cannot be read'} ({error}).") from None
     if not text:
         raise ValueError(f"{path}: the file is empty.")
 
