@@ -110,3 +110,41 @@ def build_under_strategy(model, fit_arguments):
         y = y[:size]
     model.test_on_batch(x, y)
     model.reset_metrics()
+
+
+def shard_evenly(fit_arguments):
+    """`fit` arguments whose batches split evenly over `keras.distribution`'s devices (JAX).
+
+    JAX shards each batch over the devices and refuses a batch whose size
+    the device count does not divide (a length bucket's last batch, the
+    last batch of arrays). Each batch is cut to a multiple of the device
+    count: per epoch, at most `devices - 1` pairs of such a batch are left
+    out. Arrays become a `tf.data` stream of `batch_size` batches for this.
+    Other backends and one device: unchanged.
+    """
+    distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    if distribution is None or len(distribution.device_mesh.devices.flatten()) == 1:
+        return fit_arguments
+    import tensorflow as tf
+
+    devices = len(distribution.device_mesh.devices.flatten())
+    arguments = dict(fit_arguments)
+    batch_size = arguments.pop("batch_size", None) or 32
+
+    def batches(x, y=None):
+        if isinstance(x, tf.data.Dataset):
+            return x
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+    def cut(x, y):
+        rows = tf.shape(y)[0] // devices * devices
+        return tf.nest.map_structure(lambda t: t[:rows], x), y[:rows]
+
+    def even(dataset):
+        return dataset.map(cut).filter(lambda x, y: tf.shape(y)[0] > 0)
+
+    arguments["x"] = even(batches(arguments["x"], arguments.pop("y", None)))
+    validation = arguments.get("validation_data")
+    if validation is not None:
+        arguments["validation_data"] = even(batches(*validation) if isinstance(validation, tuple) else validation)
+    return arguments

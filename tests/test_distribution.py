@@ -57,3 +57,18 @@ def test_train_py_distribute_mirrored_on_text(corpus, tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["training"]["distribute"] == "mirrored" and config["training"]["cpu_devices"] == 2
     assert (run / "model.keras").exists() and json.loads((run / "evaluation.json").read_text())["bleu"] >= 0
+
+
+@pytest.mark.slow
+def test_train_py_distribute_on_jax_with_batches_the_devices_do_not_divide(tmp_path):
+    """2001 sentences in batches of 64: the last batch (17 rows) is cut to 16 for JAX's two shards."""
+    result = _run(
+        [sys.executable, "train.py", "--distribute", "mirrored", "--cpu-devices", "2", "--epochs", "1",
+         "--train-examples", "2001", "--val-examples", "101", "--num-layers", "1", "--hidden-dim", "16",
+         "--num-heads", "2", "--intermediate-dim", "32", "--out", str(tmp_path), "--name", "run", "--no-export",
+         "--no-tensorboard", "--verbose", "2"],
+        "jax",
+    )  # fmt: skip
+    assert "keras.distribution.DataParallel over 2 devices" in result.stdout
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["backend"] == "jax"
+    assert (tmp_path / "run" / "model.keras").exists()

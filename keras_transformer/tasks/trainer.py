@@ -17,7 +17,7 @@ import warnings
 import keras
 
 from keras_transformer import callbacks as kt_callbacks
-from keras_transformer.distribution import STRATEGIES, build_under_strategy, strategy_scope
+from keras_transformer.distribution import STRATEGIES, build_under_strategy, shard_evenly, strategy_scope
 from keras_transformer.layers.utils import check_positive_int
 from keras_transformer.models.common import set_dtype_policy
 from keras_transformer.run_checkpoint import BestModelCheckpoint, HistoryLog, RunCheckpoint, load_snapshot
@@ -204,7 +204,7 @@ def _fit(task, run, options, devices="one device"):
     if remaining is not None:
         callbacks.insert(0, kt_callbacks.TimeLimit(max(remaining, 1e-9)))
     callbacks.append(checkpoint)  # last: the snapshot sees every other callback's state
-    fit_arguments = task.fit_arguments()
+    fit_arguments = shard_evenly(task.fit_arguments())
     build_under_strategy(model, fit_arguments)
     if remaining is None or remaining > 0:
         try:
