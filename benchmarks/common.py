@@ -52,6 +52,26 @@ class TrainingTimer(keras.callbacks.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
+def alternate_fits(models, fit, repeats, between):
+    """Time `fit(model, callbacks)` of each of `models` A/B for `repeats` rounds, after one warm-up fit each.
+
+    Each fit is timed inside `fit` by a `TrainingTimer`; `between()` runs
+    once before the first round and after each (a reference measurement
+    interleaved with the models'). Returns `{name: [seconds per round]}`.
+    """
+    for model in models.values():  # warm-up: tracing or compilation, allocation, optimizer slots
+        fit(model, [])
+    seconds = {name: [] for name in models}
+    between()
+    for _ in range(repeats):
+        for name, model in models.items():
+            timer = TrainingTimer()
+            fit(model, [timer])
+            seconds[name].append(timer.seconds)
+        between()
+    return seconds
+
+
 def synthetic_batches(vocabulary_size, batch_size, source_length, target_length, count, seed=0, min_fraction=1 / 3):
     """`count` fixed batches of random ids, each row padded after a random length.
 

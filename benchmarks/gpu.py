@@ -48,7 +48,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_transformer as kt  # noqa: E402
-from common import TrainingTimer, keras_hub_model, synthetic_batches, training_flops  # noqa: E402
+from common import alternate_fits, keras_hub_model, synthetic_batches, training_flops  # noqa: E402
 from keras_transformer.decoding import beam_search, compile_decoder, greedy_search  # noqa: E402
 
 NO_END = -1  # an id never produced, so every run decodes exactly `length` tokens
@@ -128,20 +128,14 @@ def train_rows(args, preset, counter):
     target_tokens = int((labels != 0).sum())
     flops = training_flops(config, args.batch_size, args.length, args.length) * len(batches)
 
-    def fit(model, callbacks=()):
-        model.fit(inputs, labels, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0, callbacks=list(callbacks))
+    def fit(model, callbacks):
+        model.fit(inputs, labels, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0, callbacks=callbacks)
 
     fallbacks_before = counter.count
-    for model in models.values():  # warm-up: compilation, allocation, optimizer slots
-        fit(model)
-    seconds = {name: [] for name in models}
-    peak = [matmul_tflops(args.matmul_size, compute_dtype)]
-    for _ in range(args.repeats):
-        for name, model in models.items():
-            timer = TrainingTimer()
-            fit(model, [timer])
-            seconds[name].append(timer.seconds)
-        peak.append(matmul_tflops(args.matmul_size, compute_dtype))
+    peak = []
+    seconds = alternate_fits(
+        models, fit, args.repeats, lambda: peak.append(matmul_tflops(args.matmul_size, compute_dtype))
+    )
     peak_tflops = statistics.median(peak)
     rows = []
     for name, model in models.items():

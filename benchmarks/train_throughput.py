@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_transformer as kt  # noqa: E402
-from common import TrainingTimer, keras_hub_model, synthetic_batches, training_flops  # noqa: E402  (benchmarks/common.py)
+from common import alternate_fits, keras_hub_model, synthetic_batches, training_flops  # noqa: E402  (benchmarks/common.py)
 
 
 def matmul_gflops(size=2048, repeats=5, dtype="float32"):
@@ -108,19 +108,15 @@ def main():
     labels = np.concatenate([y for _, y in batches])
     data = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(args.batch_size).cache()
     models = {"ours": ours, "keras_hub": hub}
-    for model in models.values():  # warm-up: tracing, allocation, optimizer slots
-        model.fit(data, epochs=1, verbose=0)
-    seconds = {name: [] for name in models}
-    peak = [matmul_gflops(dtype=compute_dtype)]
-    peak_float32 = [matmul_gflops()] if compute_dtype != "float32" else peak
-    for _ in range(args.repeats):
-        for name, model in models.items():
-            timer = TrainingTimer()
-            model.fit(data, epochs=1, verbose=0, callbacks=[timer])
-            seconds[name].append(timer.seconds)
+    peak, peak_float32 = [], []
+
+    def matmuls():
         peak.append(matmul_gflops(dtype=compute_dtype))
-        if compute_dtype != "float32":
-            peak_float32.append(matmul_gflops())
+        peak_float32.append(matmul_gflops() if compute_dtype != "float32" else peak[-1])
+
+    seconds = alternate_fits(
+        models, lambda model, callbacks: model.fit(data, epochs=1, verbose=0, callbacks=callbacks), args.repeats, matmuls
+    )
     peak_gflops = statistics.median(peak)
     peak_float32_gflops = statistics.median(peak_float32)
     rows = []

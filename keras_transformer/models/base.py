@@ -25,6 +25,7 @@ class ModelBase(keras.Model):
 
     default_label_smoothing = 0.0
     default_learning_rate = 1e-3
+    token_labels = False  # labels are token ids padded with PAD_ID (the masked token loss; see `compute_loss`)
 
     def default_optimizer(self, learning_rate=None, warmup_steps=4000):
         return keras.optimizers.Adam(self.default_learning_rate if learning_rate is None else learning_rate)
@@ -81,8 +82,6 @@ class ModelBase(keras.Model):
 
             loss = loss * keras.ops.cast(token_share(y), loss.dtype)
         return loss
-
-    token_labels = False  # labels are token ids padded with PAD_ID (the masked token loss)
 
     def compile_from_config(self, config):
         """Restore the compiled state saved in a `.keras` file."""

@@ -161,7 +161,6 @@ class TranslateTask(Task):
         if not reused:
             if self.init_model is None:
                 self.source_tokenizer, self.target_tokenizer = self._train_tokenizers(*train_pairs)
-                del train_pairs
             run.save_tokenizers(self.source_tokenizer, self.target_tokenizer)
         self.vocabulary_sizes = (self.source_tokenizer.vocabulary_size, self.target_tokenizer.vocabulary_size)
         self.description = f"parallel text, {self.train_description} training / {len(self.val_sources or [])} validation pairs"
