@@ -8,15 +8,17 @@ import zipfile
 import keras
 import numpy as np
 
+from keras_transformer.distribution import any_worker, is_multi_worker
 from keras_transformer.run_directory import atomic_write
 
 
 class TimeLimit(keras.callbacks.Callback):
     """Stop `fit` once `minutes` of training have passed.
 
-    The check runs after every batch, so the epoch in progress ends early;
-    Keras still validates it and calls the epoch-end callbacks (scores,
-    checkpoints), then stops. The clock starts when training begins and
+    The check runs after every batch (every 10th under a multi-worker
+    strategy, where all workers decide together), so the epoch in progress
+    ends early; Keras still validates it and calls the epoch-end callbacks
+    (scores, checkpoints), then stops. The clock starts when training begins and
     includes validation.
 
     Args:
@@ -34,11 +36,22 @@ class TimeLimit(keras.callbacks.Callback):
         self.start = None
         self.stopped_at_epoch = None
 
+    MULTI_WORKER_EVERY = 10
+
     def on_train_begin(self, logs=None):
         self.start = time.monotonic()
+        self.steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        if time.monotonic() - self.start >= 60 * self.minutes:
+        over = time.monotonic() - self.start >= 60 * self.minutes
+        if is_multi_worker():
+            # Every worker stops at the same step: every `MULTI_WORKER_EVERY` steps they ask whether any is
+            # out of time (a collective of its own, not worth paying each step).
+            self.steps += 1
+            if self.steps % self.MULTI_WORKER_EVERY:
+                return
+            over = any_worker(over)
+        if over:
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):

@@ -38,6 +38,7 @@ import keras  # noqa: E402
 from keras_transformer.models.presets import PRESETS  # noqa: E402
 from keras_transformer.run_directory import RunDirectory  # noqa: E402
 from keras_transformer.tasks import TASKS  # noqa: E402
+from keras_transformer.distribution import worker_role  # noqa: E402
 from keras_transformer.tasks.trainer import PRECISIONS, TrainingOptions, open_run, train  # noqa: E402
 
 CLI_ONLY = {"task", "out", "name", "export", "no_export", "config"}
@@ -77,9 +78,11 @@ FLAGS = {  # group: [(flag, argparse keywords)]
         ("--time-limit", dict(type=float, help="minutes of training at most: the epoch in progress ends early")),
         ("--early-stopping", dict(type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without a "
                                   "better validation score (BLEU for text, else the loss)")),
-        ("--distribute", dict(choices=["none", "mirrored"], default="none", help="mirrored: data-parallel over "
-                              "the local devices (tf.distribute.MirroredStrategy on TensorFlow, "
-                              "keras.distribution.DataParallel on JAX); --batch-size is the global batch")),
+        ("--distribute", dict(choices=["none", "mirrored", "multi-worker"], default="none", help="mirrored: "
+                              "data-parallel over the local devices (tf.distribute.MirroredStrategy on TensorFlow, "
+                              "keras.distribution.DataParallel on JAX); multi-worker: over the machines that "
+                              "TF_CONFIG lists (tf.distribute.MultiWorkerMirroredStrategy; the same command on each, "
+                              "the chief writes the run); --batch-size is the global batch")),
         ("--cpu-devices", dict(type=int, metavar="N", help="split the CPU into N logical devices (--distribute "
                                "without a GPU; on JAX also set XLA_FLAGS=--xla_force_host_platform_device_count=N)")),
         ("--precision", dict(choices=PRECISIONS, default="float32", help="compute dtype while training (variables, "
@@ -269,8 +272,15 @@ def main(argv=None):
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out} is a file, not a directory.")
     task = TASKS[args.task](options)  # checks what the options mean together, before anything is written
-    run = open_run(os.path.join(args.out, name), resume=args.resume)
+    role = worker_role(training.distribute)
+    if role is not None:
+        print(f"Worker: {role}")
+        if args.name is None:
+            raise ValueError("--distribute multi-worker needs a --name, the same on every worker.")
+    run = open_run(os.path.join(args.out, name), resume=args.resume, distribute=training.distribute)
     results = train(task, run, training)
+    if role is not None and not role.chief:
+        return results
     if formats:
         results["export"] = export(run.path, formats, TASKS[args.task].family)
     return results

@@ -149,7 +149,7 @@ class SentencePieceTokenizer(Tokenizer):
                 f"{count if count is not None else 'the'} lines. Change the vocabulary size or give more text. "
                 f"SentencePiece: {error}"
             ) from None
-        return cls(proto)
+        return cls(_without_training_paths(proto))
 
 
     def _run(self, method, inputs):
@@ -190,6 +190,16 @@ class SentencePieceTokenizer(Tokenizer):
     def load(cls, directory, metadata):
         with open(os.path.join(directory, metadata["file"]), "rb") as f:
             return cls(f.read())
+
+
+def _without_training_paths(proto):
+    """The model without the trainer's input file names (temporary paths): one corpus, one file, wherever trained."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    model = sentencepiece_model_pb2.ModelProto.FromString(proto)
+    del model.trainer_spec.input[:]
+    model.trainer_spec.ClearField("model_prefix")
+    return model.SerializeToString(deterministic=True)
 
 
 def _split_words(text):

@@ -12,12 +12,14 @@ import importlib.util
 import json
 import os
 import shutil
+import tempfile
 import warnings
 
 import keras
 
 from keras_transformer import callbacks as kt_callbacks
-from keras_transformer.distribution import STRATEGIES, build_under_strategy, shard_evenly, strategy_scope
+from keras_transformer import distribution
+from keras_transformer.distribution import STRATEGIES, build_under_strategy, shard_evenly, strategy_scope, worker_role
 from keras_transformer.layers.utils import check_positive_int
 from keras_transformer.models.common import set_dtype_policy
 from keras_transformer.run_checkpoint import BestModelCheckpoint, HistoryLog, RunCheckpoint, load_snapshot
@@ -53,11 +55,15 @@ class TrainingOptions:
             (translation: cross-attention of a few validation sentences).
         early_stopping: stop after this many epochs without a better
             monitored score (counted across resumes), or `None`.
-        distribute: `"none"` or `"mirrored"`: data-parallel over the local
-            devices (`keras_transformer.distribution.strategy_scope`), the
-            batch size being the global batch.
+        distribute: `"none"`; `"mirrored"`: data-parallel over the local
+            devices; `"multi-worker"`: over the workers of the `TF_CONFIG`
+            cluster, each process opening its run with
+            `open_run(path, distribute="multi-worker")` (the chief writes the
+            run directory, the others a temporary one they remove)
+            (`keras_transformer.distribution`). The batch size is the global
+            batch.
         cpu_devices: split the CPU into this many logical devices (to run
-            `distribute` where there is no GPU), or `None`.
+            `distribute` mirrored where there is no GPU), or `None`.
     """
 
     precision: str = "float32"
@@ -74,6 +80,9 @@ class TrainingOptions:
         if self.distribute not in STRATEGIES:
             raise ValueError(f"`distribute` must be one of {STRATEGIES}. Received: distribute={self.distribute!r}")
         check_positive_int(self.cpu_devices, "cpu_devices", allow_none=True)
+        if self.cpu_devices and self.distribute == "multi-worker":
+            raise ValueError("`cpu_devices` is for `distribute` mirrored; a multi-worker cluster trains on each "
+                             "worker's GPUs, or its CPU as one device.")  # fmt: skip
         if self.precision not in PRECISIONS:
             raise ValueError(f"`precision` must be one of {PRECISIONS}. Received: precision={self.precision!r}")
         if self.time_limit is not None and not self.time_limit > 0:
@@ -95,13 +104,22 @@ def describe(model):
     )
 
 
-def open_run(path, resume=False):
+def open_run(path, resume=False, distribute="none"):
     """The `RunDirectory` at `path` for a new run, or for resuming it; checked before anything is written.
 
     A new run may reuse a directory that holds no finished epoch (a run
     killed before its first one); resuming needs a run that exists and has
     not finished. Leftover temporaries of interrupted writes are removed.
+    Under `distribute="multi-worker"` only the chief opens `path`; another
+    worker gets a new temporary directory (its copy of what the chief
+    writes), which `train` removes: it writes nothing a user could take for
+    a run.
     """
+    role = worker_role(distribute)
+    if role is not None and not role.chief:
+        run = RunDirectory(tempfile.mkdtemp(prefix=f"keras-transformer-{role.task_type}{role.index}-"))
+        run.scratch = True
+        return run
     status = training_status(path)
     if resume and status == "new":
         raise ValueError(f"`resume`: there is no run at {path} to continue.")
@@ -127,20 +145,34 @@ def train(task, run, options=None):
     (`keras_transformer.run_checkpoint`).
     """
     options = options or TrainingOptions()
+    role = worker_role(options.distribute)
+    helper = role is not None and not role.chief
+    if helper != getattr(run, "scratch", False):
+        raise ValueError(f"`distribute` {options.distribute}: open the run with "
+                         f"open_run(path, distribute={options.distribute!r}) on every worker.")  # fmt: skip
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(options.precision)  # every layer built below computes in this dtype
     try:
         with strategy_scope(options.distribute, options.cpu_devices) as devices:
-            seconds, averaged = _fit(task, run, options, devices)
-    except Exception:
+            seconds, epoch_weights = _fit(task, run, options, devices, role)
+    except Exception as error:
         # Bad data found while preparing (an unreadable file, a bad vocabulary): a run directory this
         # call created, with no epoch in it, is removed, so the name stays free and nothing is left half made.
         if run.created and not os.path.exists(run.file(run.history_file)):
             if training_status(run) == "started":
                 shutil.rmtree(run.path, ignore_errors=True)
-        raise
+        message = _cluster_error(error) if role is not None else None
+        if message is None:
+            raise
+        raise ConnectionError(message) from None
     finally:
         keras.config.set_dtype_policy(previous_policy)
+        if helper:
+            shutil.rmtree(run.path, ignore_errors=True)
+    if helper:
+        print(f"\nTraining finished ({seconds:.0f} s); the chief evaluates and writes the run.")
+        return {"train_seconds": round(seconds, 1), "worker": str(role)}
+    averaged = _keep_better_average(run, task, epoch_weights) if epoch_weights else None
     if options.precision != "float32":
         # The run's model.keras computes in float32 from here on (translate, export): same weights.
         run.save_model(set_dtype_policy(run.load_model(), "float32"))
@@ -158,17 +190,24 @@ def train(task, run, options=None):
     return results
 
 
-def _fit(task, run, options, devices="one device"):
+def _fit(task, run, options, devices="one device", role=None):
+    """Fit into `run`; `(training seconds, the weight files of the last epochs to average or None)`.
+
+    Under multi-worker (`role`), each worker prepares the task itself (the
+    tokenizers are trained from the same seeded sample: checked equal), and
+    the chief's resumed state and weights are broadcast to the others.
+    """
     if options.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ValueError("`tensorboard` logging needs the tensorboard package: pip install tensorboard (or turn it off)")
+    resume = options.resume and not getattr(run, "scratch", False)  # a helper worker learns the state from the chief
     task.show_progress = options.verbose != 0
-    task.prepare(run, resume=options.resume)
+    task.prepare(run, resume=resume)
     model = task.build_model()
     if options.average_last and not task.scored:
         raise ValueError("`average_last` needs a validation set (`val_src`/`val_tgt` or `val_tsv`) to compare with.")
     model_config = json.loads(json.dumps(task.model_config(model)))
-    state, weights = load_snapshot(run.checkpoint_dir) if options.resume else (None, None)
-    if options.resume and os.path.exists(run.file(run.config_file)):
+    state, weights = load_snapshot(run.checkpoint_dir) if resume else (None, None)
+    if resume and os.path.exists(run.file(run.config_file)):
         if run.read_json(run.config_file).get("model") != model_config:
             raise ValueError(f"`resume`: the model options differ from the run's {run.file(run.config_file)}.")
     training = {**dataclasses.asdict(task.options), **dataclasses.asdict(options), "task": task.name}
@@ -176,14 +215,23 @@ def _fit(task, run, options, devices="one device"):
         run.config_file,
         {"model": model_config, "training": training, "task": task.config, "backend": keras.backend.backend()},
     )
-    print(f"Run directory: {run.path}\nTask: {task.description}\nModel: {task.options.preset} preset, {describe(model)}")
+    where = f"Temporary copy of the chief's files (removed at the end): {run.path}" if getattr(run, "scratch", False) \
+        else f"Run directory: {run.path}"
+    print(f"{where}\nTask: {task.description}\nModel: {task.options.preset} preset, {describe(model)}")
     if options.distribute != "none":
         print(f"Devices: {devices}; --batch-size {task.options.batch_size} is the global batch")
+    if role is not None:
+        _check_same_tokenizers(run)
+        state = distribution.broadcast_json(state)  # the chief's
+        if options.resume and state is None:
+            raise ValueError("`resume`: the chief has no interrupted training to continue.")
     state = state or {"epoch": 0, "best": None, "history": [], "seconds": 0.0}
-    if weights:
+    if weights or role is not None:  # every worker builds the optimizer at this point: its variables are collective
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
+    if weights:
         model.load_weights(weights)
+    if state["epoch"]:
         print(f"Resuming after epoch {state['epoch']} (best {task.monitor[0]} so far: {state['best']})")
     monitor, mode = task.monitor
     best = BestModelCheckpoint(run.save_model, monitor=monitor, mode=mode, best=state["best"])
@@ -204,8 +252,10 @@ def _fit(task, run, options, devices="one device"):
     if remaining is not None:
         callbacks.insert(0, kt_callbacks.TimeLimit(max(remaining, 1e-9)))
     callbacks.append(checkpoint)  # last: the snapshot sees every other callback's state
-    fit_arguments = shard_evenly(task.fit_arguments())
+    fit_arguments = distribution.shard_by_data(shard_evenly(task.fit_arguments()))
     build_under_strategy(model, fit_arguments)
+    if role is not None and state["epoch"]:
+        distribution.broadcast_from_chief(model.variables + (model.optimizer.variables if model.optimizer else []))
     if remaining is None or remaining > 0:
         try:
             with warnings.catch_warnings():
@@ -221,8 +271,45 @@ def _fit(task, run, options, devices="one device"):
             raise ValueError(message) from None
     if not os.path.exists(run.file(run.model_file)):
         raise ValueError(f"{run.path}: training ended before any epoch finished; nothing to evaluate.")
-    averaged = _keep_better_average(run, task, model, epoch_weights.paths()) if options.average_last else None
-    return checkpoint.elapsed(), averaged
+    return checkpoint.elapsed(), (epoch_weights.paths() if options.average_last else None)
+
+
+def _check_same_tokenizers(run):
+    """Every worker's tokenizers must be the chief's (each trains its own from the same seeded sample)."""
+    import zlib
+
+    import tensorflow as tf
+
+    directory = run.file(run.tokenizer_dir)
+    fingerprint = 0
+    for root, _, files in sorted(os.walk(directory)):
+        for name in sorted(files):
+            with open(os.path.join(root, name), "rb") as f:
+                fingerprint = zlib.crc32(name.encode() + f.read(), fingerprint)
+    fingerprint = fingerprint & 0x7FFFFFFF  # int32
+    highest, = distribution._all_reduce([tf.constant(fingerprint, "int32")], "max")
+    lowest, = distribution._all_reduce([tf.constant(fingerprint, "int32")], "min")
+    if int(highest) != int(lowest):
+        raise ValueError("the workers built different tokenizers from the training data: give every worker the "
+                         "same files and options (--seed, --vocab-size, --tokenizer-sample).")  # fmt: skip
+
+
+def _cluster_error(error):
+    """A one-line message when `error` says a worker of the cluster stopped or cannot be reached, else `None`."""
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    lost = () if tf is None else (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)
+    if not isinstance(error, lost):
+        return None
+    import re
+
+    text = str(getattr(error, "message", error))
+    found = re.search(r"tasks are unhealthy[^\n]*|Connection reset by peer|Socket closed|failed to connect[^\n]*|"
+                      r"Connection refused|Deadline Exceeded|[^\n]*timed out[^\n]*", text)  # fmt: skip
+    cause = found.group(0).strip(" :") if found else type(error).__name__
+    return (f"a worker of the cluster stopped or cannot be reached ({cause}); the run directory keeps its last "
+            f"finished epoch: start every worker again with --resume.")  # fmt: skip
 
 
 def _data_error(error):
@@ -244,10 +331,11 @@ def _data_error(error):
     return None
 
 
-def _keep_better_average(run, task, model, paths):
-    """Average the weight files at `paths` into `model`; save it if it beats the best epoch's model."""
+def _keep_better_average(run, task, paths):
+    """Average the weight files at `paths` into the run's model; save it if it beats the best epoch's model."""
     _, mode = task.monitor
     best_score = task.score(run.load_model(compile=False))
+    model = run.load_model()
     kt_callbacks.average_weights(model, paths)
     averaged_score = task.score(model)
     better = averaged_score > best_score if mode == "max" else averaged_score < best_score
