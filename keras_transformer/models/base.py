@@ -8,10 +8,17 @@ one place they are written), their checks, attributes and config, and
 `from_preset`.
 """
 
+import threading
+
 import keras
 
 from keras_transformer.models.common import ARCHITECTURE, check_architecture, check_token_ids
 from keras_transformer.models.presets import preset_config
+
+
+# The labels and projected positions of the train step being traced, per model and per thread:
+# `tf.distribute.MirroredStrategy` traces each replica's step in a thread of its own, interleaved.
+_PACKING = threading.local()
 
 
 class ModelBase(keras.Model):
@@ -26,6 +33,9 @@ class ModelBase(keras.Model):
     default_label_smoothing = 0.0
     default_learning_rate = 1e-3
     token_labels = False  # labels are token ids padded with PAD_ID (the masked token loss; see `compute_loss`)
+    # Token-label models, training on TensorFlow without XLA: the output layer and the loss run over the real
+    # label positions only (`output_logits`). Set to False on an instance to project every position.
+    project_real_tokens = True
 
     def default_optimizer(self, learning_rate=None, warmup_steps=4000):
         return keras.optimizers.Adam(self.default_learning_rate if learning_rate is None else learning_rate)
@@ -69,13 +79,85 @@ class ModelBase(keras.Model):
             metrics = self.default_metrics()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def train_step(self, *args, **kwargs):
+        """Keras's step; for token labels on TensorFlow (no XLA), with the output layer over real tokens only.
+
+        The step's labels are kept while it is traced, so that
+        `output_logits` projects only the hidden states of the positions
+        whose label is not padding: `(N, V)` logits for the batch's `N` real
+        tokens instead of `(B, T, V)`. The output layer is about a quarter
+        of a step's FLOPs and the loss's softmax its largest element-wise
+        op, both in proportion to the positions they see. `compute_loss` and
+        `compute_metrics` read the labels at the same positions: the loss,
+        its gradient and the metrics are the same as over `(B, T, V)`.
+        XLA (`jit_compile`) needs static shapes, JAX too: they project
+        every position.
+        """
+        if not self._packs_real_tokens():
+            return super().train_step(*args, **kwargs)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(args[0])
+        if y is None or sample_weight is not None or isinstance(y, dict):
+            return super().train_step(*args, **kwargs)
+        _PACKING.steps = {**getattr(_PACKING, "steps", {}), id(self): {"labels": y}}
+        try:
+            return super().train_step(*args, **kwargs)
+        finally:
+            del _PACKING.steps[id(self)]
+
+    @property
+    def _packing(self):
+        """This thread's packing state of the train step being traced, or `None` (a replica traces in its thread)."""
+        return getattr(_PACKING, "steps", {}).get(id(self))
+
+    def _packs_real_tokens(self):
+        return (
+            self.token_labels
+            and self.project_real_tokens
+            and keras.backend.backend() == "tensorflow"
+            and not getattr(self, "jit_compile", False)
+        )
+
+    def output_logits(self, hidden_states, training=None):
+        """`self.logits` of `(B, T, d_model)` hidden states; in a packing train step, of the real label positions.
+
+        Returns `(B, T, V)`, or `(N, V)` for the `N` positions whose label
+        is not `PAD_ID` while `train_step` packs (see there).
+        """
+        if self._packing is None or not training:
+            return self.logits(hidden_states)
+        from keras import ops
+
+        from keras_transformer.vocabulary import PAD_ID
+
+        real = ops.reshape(ops.not_equal(self._packing["labels"], PAD_ID), [-1])
+        positions = ops.where(real)[0]
+        self._packing["positions"] = positions
+        flat = ops.reshape(hidden_states, [-1, ops.shape(hidden_states)[-1]])
+        return self.logits(ops.take(flat, positions, axis=0))
+
+    def _packed_labels(self, y, y_pred):
+        """`y` at the packed positions when `y_pred` holds only them (see `train_step`), else `y`."""
+        packing = self._packing
+        if packing is None or "positions" not in packing or y is None or len(y_pred.shape) != 2:
+            return y
+        from keras import ops
+
+        return ops.take(ops.reshape(y, [-1]), packing["positions"], axis=0)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, self._packed_labels(y, y_pred), y_pred, sample_weight=sample_weight)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Keras's loss; under `tf.distribute`, a mean over the real tokens of the global batch.
 
         Applies to the models whose labels are token ids padded with
         `PAD_ID` (`Transformer`, `TransformerLM`): each replica's loss is
         scaled by its share of the real tokens (`distribution.token_share`).
+        In a packing train step the labels are read at the projected
+        positions (`train_step`).
         """
+        if y_pred is not None and not isinstance(y_pred, (dict, list, tuple)):
+            y = self._packed_labels(y, y_pred)
         loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
         if self.token_labels and y is not None and not isinstance(y, dict):
             from keras_transformer.distribution import token_share

@@ -148,7 +148,7 @@ class Transformer(ArchitectureModel):
         if return_attention_scores:
             x, scores = x
             return self.logits(x), scores
-        return self.logits(x)
+        return self.output_logits(x, training)
 
     def logits(self, hidden_states):
         """The final linear layer: `(B, T, d_model)` to `(B, T, V)`."""

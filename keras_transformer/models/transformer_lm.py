@@ -76,7 +76,7 @@ class TransformerLM(ArchitectureModel):
         self.check_token_ids("token_ids", token_ids)
         x = self.embedding(token_ids, training=training)
         x = self.decoder(x, decoder_padding_mask=padding_mask(token_ids), training=training)
-        return self.logits(x)
+        return self.output_logits(x, training)
 
     def logits(self, hidden_states):
         """The output layer: `(B, T, d_model)` to `(B, T, V)` float32 logits."""

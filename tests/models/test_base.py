@@ -96,3 +96,46 @@ def test_generate_refuses_ids_outside_the_vocabulary_and_a_zero_max_length():
         lm.generate(np.array([[25]], "int32"), max_length=4)
     with pytest.raises(ValueError, match="max_length"):
         lm.generate(np.array([[5]], "int32"), max_length=0)
+
+
+def _padded_text_batch(vocabulary, rows=8, length=7, seed=0):
+    """Teacher-forcing batch: `[start] y`, labels `y [end]`, rows of 1..length-1 tokens, 0-padded."""
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(3, vocabulary, (rows, length)).astype("int32")
+    labels = np.zeros_like(inputs)
+    for row in range(rows):
+        n = int(rng.integers(1, length))
+        inputs[row, 0], inputs[row, n + 1 :] = 1, 0
+        labels[row, :n], labels[row, n] = inputs[row, 1 : n + 1], 2
+    return inputs, labels
+
+
+@pytest.mark.parametrize("family", ["transformer", "lm"])
+def test_training_projects_only_real_tokens_and_updates_as_over_every_position(family):
+    inputs, labels = _padded_text_batch(20)
+    source = np.random.default_rng(1).integers(3, 20, (8, 6)).astype("int32")
+    x = {"encoder_token_ids": source, "decoder_token_ids": inputs} if family == "transformer" else inputs
+    runs = {}
+    for pack in (True, False):
+        keras.utils.set_random_seed(1)
+        model = kt.Transformer(20, 20, **TINY) if family == "transformer" else kt.TransformerLM(20, **TINY)
+        model.project_real_tokens = pack
+        # SGD: Adam would turn the rounding noise of near-zero gradients into full-size steps.
+        model.compile(optimizer=keras.optimizers.SGD(0.5), label_smoothing=0.1)
+        shapes, logits = [], model.logits
+        model.logits = lambda hidden, shapes=shapes, logits=logits: (shapes.append(len(hidden.shape)), logits(hidden))[1]
+        history = model.fit(x, labels, batch_size=8, epochs=4, shuffle=False, verbose=0).history
+        runs[pack] = history, model.get_weights(), shapes
+    (packed, packed_weights, packed_ranks), (full, full_weights, full_ranks) = runs[True], runs[False]
+    assert full_ranks and set(full_ranks) == {3}
+    if keras.backend.backend() == "tensorflow":  # the packing train step (`ModelBase.train_step`)
+        assert packed_ranks and set(packed_ranks) == {2}  # (N, d_model): the real label positions only
+    np.testing.assert_allclose(packed["loss"], full["loss"], rtol=1e-5)
+    np.testing.assert_allclose(packed["accuracy"], full["accuracy"], rtol=1e-6)
+    assert packed["loss"][-1] < packed["loss"][0] - 0.1
+    for a, b in zip(packed_weights, full_weights):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    if keras.backend.backend() == "tensorflow":  # XLA steps need static shapes: they project every position
+        model = kt.Transformer(20, 20, **TINY)
+        model.compile(jit_compile=True)
+        assert not model._packs_real_tokens()
