@@ -250,8 +250,8 @@ def _multi_worker_strategy():
 def _all_reduce(tensors, operation="sum", first_replica_only=False):
     """`tensors` reduced over every replica of the multi-worker strategy (a collective: all workers call it).
 
-    `operation`: `"sum"`, `"max"` or `"min"` (these two of scalars, by
-    gathering them). With `first_replica_only`, the other replicas
+    `operation`: `"sum"`, or `"gather"` (of scalars: a vector of every
+    replica's value). With `first_replica_only`, the other replicas
     contribute zeros: a sum then gives every worker replica 0's values,
     which live on the chief.
     """
@@ -274,8 +274,7 @@ def _reduction(strategy, operation, first_replica_only):
             values = [tf.where(first, value, tf.zeros_like(value)) for value in values]
         if operation == "sum":
             return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
-        reduce = tf.reduce_max if operation == "max" else tf.reduce_min
-        return [reduce(context.all_gather(tf.reshape(value, [1]), axis=0)) for value in values]
+        return [context.all_gather(tf.reshape(value, [1]), axis=0) for value in values]
 
     @tf.function(autograph=False, reduce_retracing=True)
     def run(values):
@@ -295,7 +294,17 @@ def any_worker(flag):
         return bool(flag)
     import tensorflow as tf
 
-    return bool(_all_reduce([tf.constant(int(bool(flag)), "int32")], "max")[0])
+    return bool(tf.reduce_max(_all_reduce([tf.constant(int(bool(flag)), "int32")], "gather")[0]))
+
+
+def same_on_every_worker(number):
+    """Whether every worker holds the same int32 `number` (`True` outside a multi-worker strategy)."""
+    if _multi_worker_strategy() is None:
+        return True
+    import tensorflow as tf
+
+    (numbers,) = _all_reduce([tf.constant(number, "int32")], "gather")
+    return int(tf.reduce_min(numbers)) == int(tf.reduce_max(numbers))
 
 
 def broadcast_json(value):
@@ -306,7 +315,7 @@ def broadcast_json(value):
     import tensorflow as tf
 
     data = np.frombuffer(json.dumps(value).encode(), np.uint8).astype("int32")
-    (length,) = _all_reduce([tf.constant(len(data), "int32")], "max")
+    length = tf.reduce_max(_all_reduce([tf.constant(len(data), "int32")], "gather")[0])
     padded = np.zeros(int(length), "int32")
     padded[: len(data)] = data
     (received,) = _all_reduce([padded], "sum", first_replica_only=True)

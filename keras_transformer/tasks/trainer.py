@@ -278,18 +278,13 @@ def _check_same_tokenizers(run):
     """Every worker's tokenizers must be the chief's (each trains its own from the same seeded sample)."""
     import zlib
 
-    import tensorflow as tf
-
     directory = run.file(run.tokenizer_dir)
     fingerprint = 0
     for root, _, files in sorted(os.walk(directory)):
         for name in sorted(files):
             with open(os.path.join(root, name), "rb") as f:
                 fingerprint = zlib.crc32(name.encode() + f.read(), fingerprint)
-    fingerprint = fingerprint & 0x7FFFFFFF  # int32
-    highest, = distribution._all_reduce([tf.constant(fingerprint, "int32")], "max")
-    lowest, = distribution._all_reduce([tf.constant(fingerprint, "int32")], "min")
-    if int(highest) != int(lowest):
+    if not distribution.same_on_every_worker(fingerprint & 0x7FFFFFFF):
         raise ValueError("the workers built different tokenizers from the training data: give every worker the "
                          "same files and options (--seed, --vocab-size, --tokenizer-sample).")  # fmt: skip
 
@@ -334,8 +329,8 @@ def _data_error(error):
 def _keep_better_average(run, task, paths):
     """Average the weight files at `paths` into the run's model; save it if it beats the best epoch's model."""
     _, mode = task.monitor
-    best_score = task.score(run.load_model(compile=False))
     model = run.load_model()
+    best_score = task.score(model)
     kt_callbacks.average_weights(model, paths)
     averaged_score = task.score(model)
     better = averaged_score > best_score if mode == "max" else averaged_score < best_score
