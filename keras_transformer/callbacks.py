@@ -18,8 +18,8 @@ class TimeLimit(keras.callbacks.Callback):
     The check runs after every batch (every 10th under a multi-worker
     strategy, where all workers decide together), so the epoch in progress
     ends early; Keras still validates it and calls the epoch-end callbacks
-    (scores, checkpoints), then stops. The clock starts when training begins and
-    includes validation.
+    (scores, checkpoints), then stops. The clock starts when training begins
+    and includes validation.
 
     Args:
         minutes: the budget, in minutes (fractions allowed).
@@ -28,6 +28,8 @@ class TimeLimit(keras.callbacks.Callback):
     >>> model.fit(data, epochs=100, callbacks=[TimeLimit(60)])
     """
 
+    MULTI_WORKER_EVERY = 10  # steps between the workers' joint checks
+
     def __init__(self, minutes):
         super().__init__()
         if not minutes > 0:
@@ -35,8 +37,6 @@ class TimeLimit(keras.callbacks.Callback):
         self.minutes = minutes
         self.start = None
         self.stopped_at_epoch = None
-
-    MULTI_WORKER_EVERY = 10
 
     def on_train_begin(self, logs=None):
         self.start = time.monotonic()

@@ -35,10 +35,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
+from keras_transformer.distribution import worker_role  # noqa: E402
 from keras_transformer.models.presets import PRESETS  # noqa: E402
 from keras_transformer.run_directory import RunDirectory  # noqa: E402
 from keras_transformer.tasks import TASKS  # noqa: E402
-from keras_transformer.distribution import worker_role  # noqa: E402
 from keras_transformer.tasks.trainer import PRECISIONS, TrainingOptions, open_run, train  # noqa: E402
 
 CLI_ONLY = {"task", "out", "name", "export", "no_export", "config"}

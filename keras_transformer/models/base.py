@@ -11,9 +11,11 @@ one place they are written), their checks, attributes and config, and
 import threading
 
 import keras
+from keras import ops
 
 from keras_transformer.models.common import ARCHITECTURE, check_architecture, check_token_ids
 from keras_transformer.models.presets import preset_config
+from keras_transformer.vocabulary import PAD_ID
 
 
 # The labels and projected positions of the train step being traced, per model and per thread:
@@ -125,10 +127,6 @@ class ModelBase(keras.Model):
         """
         if self._packing is None or not training:
             return self.logits(hidden_states)
-        from keras import ops
-
-        from keras_transformer.vocabulary import PAD_ID
-
         real = ops.reshape(ops.not_equal(self._packing["labels"], PAD_ID), [-1])
         positions = ops.where(real)[0]
         self._packing["positions"] = positions
@@ -140,8 +138,6 @@ class ModelBase(keras.Model):
         packing = self._packing
         if packing is None or "positions" not in packing or y is None or len(y_pred.shape) != 2:
             return y
-        from keras import ops
-
         return ops.take(ops.reshape(y, [-1]), packing["positions"], axis=0)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
