@@ -49,7 +49,10 @@ FLAGS = {  # group: [(flag, argparse keywords)]
         ("--hidden-dim", dict(type=int, help="d_model")),
         ("--num-heads", dict(type=int, help="h")),
         ("--intermediate-dim", dict(type=int, help="d_ff")),
-        ("--dropout", dict(type=float, help="P_drop")),
+        ("--dropout", dict(type=float, help="P_drop: on embeddings and every sub-block's output (residual)")),
+        ("--attention-dropout", dict(type=float, help="on the attention weights (default: 0, as the paper)")),
+        ("--activation-dropout", dict(type=float, help="on the feed-forward's inner activations (default: 0, "
+                                      "as the paper)")),
         ("--position", dict(choices=["sinusoidal", "learned", "relative", "rotary"], default="sinusoidal",
                              help="position encoding")),
         ("--normalize-first", dict(action="store_true", help="pre-norm instead of post-norm")),

@@ -34,6 +34,7 @@ def test_every_task_implements_the_interface():
         (lambda: ClassifyOptions(freeze_layers=1), "`freeze_layers` needs `init_from`"),
         (lambda: TrainingOptions(time_limit=-1), "`time_limit` must be a positive"),
         (lambda: TrainingOptions(average_last=0), "`average_last` needs a positive"),
+        (lambda: TaskOptions(activation_dropout=1.5), r"`activation_dropout` must be in \[0, 1\)"),
     ],
 )
 def test_options_are_checked_when_made(options, match):
@@ -47,9 +48,10 @@ def test_a_task_refuses_another_task_s_options():
 
 
 def test_options_map_onto_the_architecture():
-    options = TaskOptions(preset="small", num_layers=1, normalize_first=True, max_length=32)
+    options = TaskOptions(preset="small", num_layers=1, normalize_first=True, max_length=32, attention_dropout=0.1)
     assert options.architecture() == {**kt.models.PRESETS["small"], "num_layers": 1, "normalize_first": True,
-                                      "max_sequence_length": 32, "position": "sinusoidal"}  # fmt: skip
+                                      "max_sequence_length": 32, "position": "sinusoidal",
+                                      "attention_dropout": 0.1}  # fmt: skip
 
 
 @pytest.mark.slow
@@ -76,4 +78,5 @@ def test_translate_init_from_needs_text_and_keeps_the_runs_architecture():
         TranslateOptions(init_from="runs/a")
     with pytest.raises(ValueError, match="drop `num_heads`, `tie_embeddings`"):
         TranslateOptions(init_from="runs/a", train_tsv="t.tsv", num_heads=2, tie_embeddings=True)
-    assert TranslateOptions(init_from="runs/a", train_tsv="t.tsv", dropout=0.3).dropout == 0.3
+    rates = dict(dropout=0.3, attention_dropout=0.1, activation_dropout=0.2)  # regularisation may change
+    assert TranslateOptions(init_from="runs/a", train_tsv="t.tsv", **rates).activation_dropout == 0.2

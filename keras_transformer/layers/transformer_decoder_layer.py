@@ -15,11 +15,12 @@ class TransformerDecoderLayer(TransformerLayerBase):
     model (GPT-like).
 
     Args:
-        intermediate_dim, num_heads, dropout, attention_dropout, activation,
-        layer_norm_epsilon, normalize_first, max_relative_position,
-        use_rotary_embedding, rotary_max_wavelength, kernel_initializer,
-        bias_initializer: as in `TransformerEncoderLayer`. Relative and
-            rotary positions apply to self-attention only.
+        intermediate_dim, num_heads, dropout, attention_dropout,
+        activation_dropout, activation, layer_norm_epsilon, normalize_first,
+        max_relative_position, use_rotary_embedding, rotary_max_wavelength,
+        kernel_initializer, bias_initializer: as in
+            `TransformerEncoderLayer`. Relative and rotary positions apply
+            to self-attention only.
         cross_attention: whether the layer attends to an encoder output.
 
     Call arguments:

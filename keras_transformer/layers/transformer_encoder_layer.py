@@ -17,6 +17,7 @@ class TransformerEncoderLayer(TransformerLayerBase):
         num_heads: `h`; the input size `d_model` must be divisible by it.
         dropout: residual dropout `P_drop`.
         attention_dropout: dropout on attention weights.
+        activation_dropout: dropout on the feed-forward's inner activations.
         activation: feed-forward activation (`"relu"`, `"gelu"`, ...).
         layer_norm_epsilon: LayerNorm epsilon.
         normalize_first: pre-norm instead of post-norm.

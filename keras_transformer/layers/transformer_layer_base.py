@@ -15,6 +15,7 @@ class TransformerLayerBase(keras.layers.Layer):
         num_heads,
         dropout=0.0,
         attention_dropout=0.0,
+        activation_dropout=0.0,
         activation="relu",
         layer_norm_epsilon=1e-5,
         normalize_first=False,
@@ -30,10 +31,12 @@ class TransformerLayerBase(keras.layers.Layer):
         check_positive_int(num_heads, "num_heads")
         check_rate(dropout, "dropout")
         check_rate(attention_dropout, "attention_dropout")
+        check_rate(activation_dropout, "activation_dropout")
         self.intermediate_dim = intermediate_dim
         self.num_heads = num_heads
         self.dropout = dropout
         self.attention_dropout = attention_dropout
+        self.activation_dropout = activation_dropout
         self.activation = keras.activations.get(activation)
         self.layer_norm_epsilon = layer_norm_epsilon
         self.normalize_first = normalize_first
@@ -72,6 +75,7 @@ class TransformerLayerBase(keras.layers.Layer):
         return FeedForward(
             self.intermediate_dim,
             activation=self.activation,
+            dropout=self.activation_dropout,
             kernel_initializer=clone_initializer(self.kernel_initializer),
             bias_initializer=clone_initializer(self.bias_initializer),
             dtype=self.dtype_policy,
@@ -116,6 +120,7 @@ class TransformerLayerBase(keras.layers.Layer):
                 "num_heads": self.num_heads,
                 "dropout": self.dropout,
                 "attention_dropout": self.attention_dropout,
+                "activation_dropout": self.activation_dropout,
                 "activation": keras.activations.serialize(self.activation),
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "normalize_first": self.normalize_first,

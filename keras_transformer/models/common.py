@@ -18,6 +18,7 @@ ARCHITECTURE = dict(
     position="sinusoidal",
     normalize_first=False,
     attention_dropout=0.0,
+    activation_dropout=0.0,
     activation="relu",
     layer_norm_epsilon=1e-5,
     max_relative_position=16,
@@ -31,7 +32,8 @@ def check_architecture(config, **vocabulary_sizes):
     check_positive_int(config["max_relative_position"], "max_relative_position")
     for name, value in vocabulary_sizes.items():
         check_positive_int(value, name)
-    check_rate(config["dropout"], "dropout")
+    for name in ("dropout", "attention_dropout", "activation_dropout"):
+        check_rate(config[name], name)
     if config["hidden_dim"] % config["num_heads"]:
         raise ValueError(
             "`hidden_dim` (d_model) must be divisible by `num_heads` (h). "
@@ -64,6 +66,7 @@ def stack_arguments(config, dtype):
         num_heads=config["num_heads"],
         dropout=config["dropout"],
         attention_dropout=config["attention_dropout"],
+        activation_dropout=config["activation_dropout"],
         activation=config["activation"],
         layer_norm_epsilon=config["layer_norm_epsilon"],
         normalize_first=config["normalize_first"],

@@ -42,6 +42,8 @@ class Transformer(ArchitectureModel):
             vocabulary; both sizes must match). With `tie_embeddings` this is
             the paper's three-way sharing.
         attention_dropout: dropout on attention weights (0 in the paper).
+        activation_dropout: dropout on the feed-forward's inner activations
+            (0 in the paper).
         activation: feed-forward activation (`"relu"` in the paper).
         layer_norm_epsilon: LayerNorm epsilon.
         max_relative_position: clipping distance `k` for `"relative"`.

@@ -21,7 +21,8 @@ class TransformerEncoderModel(ArchitectureModel):
         vocabulary_size: number of token ids.
         num_layers, hidden_dim, num_heads, intermediate_dim, dropout,
         max_sequence_length, position, normalize_first, attention_dropout,
-        activation, layer_norm_epsilon, max_relative_position: as in
+        activation_dropout, activation, layer_norm_epsilon,
+        max_relative_position: as in
             `keras_transformer.Transformer`.
 
     Call arguments:

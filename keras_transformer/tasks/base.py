@@ -20,11 +20,12 @@ import time
 
 import keras
 
-from keras_transformer.layers.utils import check_positive_int
+from keras_transformer.layers.utils import check_positive_int, check_rate
 from keras_transformer.models.presets import PRESETS
 from keras_transformer.optimizers import accumulating_adam
 
-ARCHITECTURE_OPTIONS = ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", "dropout", "position")
+DROPOUT_OPTIONS = ("dropout", "attention_dropout", "activation_dropout")  # may change when fine-tuning
+ARCHITECTURE_OPTIONS = ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", *DROPOUT_OPTIONS, "position")
 POSITIONS = ("sinusoidal", "learned", "relative", "rotary")
 TOKENIZERS = ("sentencepiece", "wordpiece")
 TOKENIZER_SAMPLE = 1_000_000  # lines per side a subword tokenizer is trained on, by default
@@ -40,6 +41,8 @@ class TaskOptions:
     num_heads: int = None
     intermediate_dim: int = None
     dropout: float = None
+    attention_dropout: float = None
+    activation_dropout: float = None
     position: str = "sinusoidal"
     normalize_first: bool = False
     max_length: int = 64
@@ -64,6 +67,9 @@ class TaskOptions:
         for name in ("max_length", "epochs", "batch_size", "accumulate_steps", "vocab_size", "max_line_chars"):
             check_positive_int(getattr(self, name), name)
         check_positive_int(self.tokenizer_sample, "tokenizer_sample", allow_none=True)
+        for name in DROPOUT_OPTIONS:
+            if getattr(self, name) is not None:
+                check_rate(getattr(self, name), name)
         if self.tokenizer not in (None, *TOKENIZERS):
             raise ValueError(f"`tokenizer` must be one of {TOKENIZERS}. Received: tokenizer={self.tokenizer!r}")
         files = self.data_files()

@@ -20,7 +20,7 @@ from keras_transformer.models import Transformer
 from keras_transformer.models.common import ARCHITECTURE
 from keras_transformer.optimizers import transformer_adam
 from keras_transformer.schedules import TransformerSchedule
-from keras_transformer.tasks.base import ARCHITECTURE_OPTIONS, TOKENIZER_SAMPLE, Task, TaskOptions
+from keras_transformer.tasks.base import ARCHITECTURE_OPTIONS, DROPOUT_OPTIONS, TOKENIZER_SAMPLE, Task, TaskOptions
 
 CALIBRATION_SENTENCES = 100
 INIT_KEYS = ("source_vocabulary_size", "target_vocabulary_size", "tie_embeddings", "share_embeddings")
@@ -72,11 +72,11 @@ class TranslateOptions(TaskOptions):
                                  "`train_tgt`, or `train_tsv`")  # fmt: skip
             defaults = {field.name: field.default for field in dataclasses.fields(self)}
             names = (*ARCHITECTURE_OPTIONS, "normalize_first", "tie_embeddings", "share_embeddings", "joint_vocabulary")
-            fixed = [name for name in names if name != "dropout" and getattr(self, name) != defaults[name]]
+            fixed = [name for name in names if name not in DROPOUT_OPTIONS and getattr(self, name) != defaults[name]]
             if fixed:
                 raise ValueError(
                     f"`init_from` takes the architecture and tokenizers of its run; "
-                    f"drop {', '.join(f'`{name}`' for name in fixed)} (`dropout` may change)"
+                    f"drop {', '.join(f'`{name}`' for name in fixed)} (the dropout rates may change)"
                 )
         if self.batch_by not in ("sentences", "tokens"):
             raise ValueError(f'`batch_by` must be "sentences" or "tokens". Received: batch_by={self.batch_by!r}')
@@ -240,13 +240,12 @@ class TranslateTask(Task):
         return drawn, [f"{report.summary()} ({time.time() - start:.0f} s)"]
 
     def model_config(self, model=None):
-        """The `Transformer`'s keyword arguments (with `init_from`: its run's, with this run's `dropout`)."""
+        """The `Transformer`'s keyword arguments (with `init_from`: its run's, with this run's dropout rates)."""
         options = self.options
         if self.init_model is not None:
             config = self.init_model.get_config()
             config = {name: config[name] for name in (*ARCHITECTURE, *INIT_KEYS)}
-            if options.dropout is not None:
-                config["dropout"] = options.dropout
+            config.update({name: getattr(options, name) for name in DROPOUT_OPTIONS if getattr(options, name) is not None})
             return config
         config = options.architecture()
         if options.tie_embeddings:

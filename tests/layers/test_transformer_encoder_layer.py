@@ -71,12 +71,29 @@ def test_dropout_only_in_training():
     check_dropout_only_in_training(TransformerEncoderLayer(32, 4, dropout=0.3, attention_dropout=0.3), X)
 
 
+@pytest.mark.parametrize("rate", ["attention_dropout", "activation_dropout"])
+def test_each_dropout_rate_acts_alone(rate):
+    # Residual dropout off: the rate under test is the only randomness.
+    layer = TransformerEncoderLayer(32, 4, dropout=0.0, **{rate: 0.3})
+    check_dropout_only_in_training(layer, X)
+    expected = (0.3, 0.0) if rate == "attention_dropout" else (0.0, 0.3)
+    assert (layer.self_attention.dropout, layer.feed_forward.dropout) == expected
+    assert TransformerEncoderLayer.from_config(layer.get_config()).get_config()[rate] == 0.3
+
+
 def test_model_dim_not_divisible_by_heads_raises():
     with pytest.raises(ValueError, match="divisible by the number of heads"):
         TransformerEncoderLayer(intermediate_dim=32, num_heads=3)(X)
 
 
-@pytest.mark.parametrize("kwargs", [{"intermediate_dim": 0, "num_heads": 2}, {"intermediate_dim": 8, "num_heads": 2, "dropout": -0.1}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"intermediate_dim": 0, "num_heads": 2},
+        {"intermediate_dim": 8, "num_heads": 2, "dropout": -0.1},
+        {"intermediate_dim": 8, "num_heads": 2, "activation_dropout": 1.0},
+    ],
+)
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError):
         TransformerEncoderLayer(**kwargs)

@@ -162,6 +162,8 @@ def test_base_preset_parameter_count_matches_the_paper():
         ({"position": "absolute"}, "position"),
         ({"num_layers": 0}, "num_layers"),
         ({"dropout": 1.0}, "dropout"),
+        ({"activation_dropout": 1.0}, "activation_dropout"),
+        ({"attention_dropout": -0.1}, "attention_dropout"),
         ({"share_embeddings": True}, "joint vocabulary"),
     ],
 )
