@@ -6,6 +6,7 @@ from keras_transformer.layers.transformer_embedding import TransformerEmbedding
 from keras_transformer.layers.utils import check_positive_int, check_rate
 
 POSITIONS = ("sinusoidal", "learned", "relative", "rotary")
+DROPOUT_RATES = ("dropout", "attention_dropout", "activation_dropout")  # may change when fine-tuning
 
 # The architecture arguments every model takes, with their defaults (the paper's base model).
 ARCHITECTURE = dict(
@@ -32,7 +33,7 @@ def check_architecture(config, **vocabulary_sizes):
     check_positive_int(config["max_relative_position"], "max_relative_position")
     for name, value in vocabulary_sizes.items():
         check_positive_int(value, name)
-    for name in ("dropout", "attention_dropout", "activation_dropout"):
+    for name in DROPOUT_RATES:
         check_rate(config[name], name)
     if config["hidden_dim"] % config["num_heads"]:
         raise ValueError(

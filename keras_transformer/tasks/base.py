@@ -21,12 +21,11 @@ import time
 import keras
 
 from keras_transformer.layers.utils import check_positive_int, check_rate
+from keras_transformer.models.common import DROPOUT_RATES, POSITIONS
 from keras_transformer.models.presets import PRESETS
 from keras_transformer.optimizers import accumulating_adam
 
-DROPOUT_OPTIONS = ("dropout", "attention_dropout", "activation_dropout")  # may change when fine-tuning
-ARCHITECTURE_OPTIONS = ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", *DROPOUT_OPTIONS, "position")
-POSITIONS = ("sinusoidal", "learned", "relative", "rotary")
+ARCHITECTURE_OPTIONS = ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", *DROPOUT_RATES, "position")
 TOKENIZERS = ("sentencepiece", "wordpiece")
 TOKENIZER_SAMPLE = 1_000_000  # lines per side a subword tokenizer is trained on, by default
 
@@ -67,7 +66,7 @@ class TaskOptions:
         for name in ("max_length", "epochs", "batch_size", "accumulate_steps", "vocab_size", "max_line_chars"):
             check_positive_int(getattr(self, name), name)
         check_positive_int(self.tokenizer_sample, "tokenizer_sample", allow_none=True)
-        for name in DROPOUT_OPTIONS:
+        for name in DROPOUT_RATES:
             if getattr(self, name) is not None:
                 check_rate(getattr(self, name), name)
         if self.tokenizer not in (None, *TOKENIZERS):

@@ -17,10 +17,10 @@ import numpy as np
 from keras_transformer import losses, metrics
 from keras_transformer.layers.utils import check_positive_int
 from keras_transformer.models import Transformer
-from keras_transformer.models.common import ARCHITECTURE
+from keras_transformer.models.common import ARCHITECTURE, DROPOUT_RATES
 from keras_transformer.optimizers import transformer_adam
 from keras_transformer.schedules import TransformerSchedule
-from keras_transformer.tasks.base import ARCHITECTURE_OPTIONS, DROPOUT_OPTIONS, TOKENIZER_SAMPLE, Task, TaskOptions
+from keras_transformer.tasks.base import ARCHITECTURE_OPTIONS, TOKENIZER_SAMPLE, Task, TaskOptions
 
 CALIBRATION_SENTENCES = 100
 INIT_KEYS = ("source_vocabulary_size", "target_vocabulary_size", "tie_embeddings", "share_embeddings")
@@ -72,7 +72,7 @@ class TranslateOptions(TaskOptions):
                                  "`train_tgt`, or `train_tsv`")  # fmt: skip
             defaults = {field.name: field.default for field in dataclasses.fields(self)}
             names = (*ARCHITECTURE_OPTIONS, "normalize_first", "tie_embeddings", "share_embeddings", "joint_vocabulary")
-            fixed = [name for name in names if name not in DROPOUT_OPTIONS and getattr(self, name) != defaults[name]]
+            fixed = [name for name in names if name not in DROPOUT_RATES and getattr(self, name) != defaults[name]]
             if fixed:
                 raise ValueError(
                     f"`init_from` takes the architecture and tokenizers of its run; "
@@ -245,7 +245,7 @@ class TranslateTask(Task):
         if self.init_model is not None:
             config = self.init_model.get_config()
             config = {name: config[name] for name in (*ARCHITECTURE, *INIT_KEYS)}
-            config.update({name: getattr(options, name) for name in DROPOUT_OPTIONS if getattr(options, name) is not None})
+            config.update({name: getattr(options, name) for name in DROPOUT_RATES if getattr(options, name) is not None})
             return config
         config = options.architecture()
         if options.tie_embeddings:
