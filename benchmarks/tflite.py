@@ -145,7 +145,8 @@ def trained_run(args, directory):
     rows, float32 = [], None
     calibration = encode_sentences(run, run.calibration_sentences()[:100])
     for variant in args.variants:
-        flatbuffer = convert(build_module(run.model), ("generate",), QUANTIZATION[variant], calibration)
+        module = build_module(run.model, quantization=QUANTIZATION[variant])
+        flatbuffer = convert(module, ("generate",), QUANTIZATION[variant], calibration)
         path = write(flatbuffer, directory, f"{variant}.tflite")
         seconds, tokens = time_generate(path, ids, args.threads, args.repeats)
         generated = int(sum(np.argmax(row == kt.END_ID) + 1 if (row == kt.END_ID).any() else len(row) for row in tokens))

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from .errors import ExportError
-from .flatbuffer import share_quantization_parameters
+from .flatbuffer import compact
 from keras_transformer.vocabulary import PAD_ID, START_ID
 
 QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
@@ -77,7 +77,7 @@ def convert(module, signatures, quantization=None, calibration_ids=None, allow_c
             custom ops (tensorflow-text's TFLite kernels, see
             `export.tflite_text`).
 
-    Quantized flatbuffers go through `flatbuffer.share_quantization_parameters`.
+    Every flatbuffer goes through `flatbuffer.compact`.
     """
     with tempfile.TemporaryDirectory() as directory:
         functions = {name: getattr(module, name).get_concrete_function() for name in signatures}
@@ -108,8 +108,6 @@ def convert(module, signatures, quantization=None, calibration_ids=None, allow_c
                     from tensorflow.lite.python import convert as lite_convert
 
                     flatbuffer = lite_convert.mlir_quantize(flatbuffer, denylisted_ops=list(FLOAT_IN_INT8))
-                if quantization in ("dynamic_int8", "int8"):
-                    flatbuffer = share_quantization_parameters(flatbuffer)
-                return flatbuffer
+                return compact(flatbuffer)
         except Exception as error:
             raise ExportError(f"TFLite conversion ({quantization or 'float32'}) failed: {str(error)[-2000:]}") from error

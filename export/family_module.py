@@ -42,10 +42,12 @@ class FamilyModule(ExportModule):
         flag_out_of_range: see `ExportModule` (TFLite: ids outside the
             vocabulary read as unknown and counted in `out_of_range_ids`;
             otherwise refused).
+        int8_embeddings: look token embeddings up in int8 (TFLite's dynamic
+            int8, see `ExportModule`).
     """
 
-    def __init__(self, run, fixed_length=False, freeze=False, text=False, flag_out_of_range=False):
-        super().__init__(run.model, run.max_length, freeze, flag_out_of_range)
+    def __init__(self, run, fixed_length=False, freeze=False, text=False, flag_out_of_range=False, int8_embeddings=False):
+        super().__init__(run.model, run.max_length, freeze, flag_out_of_range, int8_embeddings)
         self.family, self.labels = run.family, run.labels
         self.vocabulary_size = getattr(run.model, "backbone", run.model).vocabulary_size
         self.tokenizer = run.source_tokenizer

@@ -1,12 +1,12 @@
-"""Passes over TFLite flatbuffers: shared quantization parameters, the ops a model uses."""
+"""Passes over TFLite flatbuffers: compaction, the ops a model uses."""
 
 import numpy as np
 
 from .errors import ExportError
 
 
-def share_quantization_parameters(flatbuffer):
-    """`flatbuffer` with each distinct set of quantization parameters stored once.
+def compact(flatbuffer):
+    """`flatbuffer` with shared buffers and quantization parameters, without debug names.
 
     Every signature is its own subgraph (and each loop body another one), and
     the converter gives every tensor that reads a shared int8 weight buffer its
@@ -16,12 +16,24 @@ def share_quantization_parameters(flatbuffer):
     file. Flatbuffers may point many tables at one, so identical parameters
     (and identical zero-point vectors) are written once and shared; the model
     itself is unchanged.
+
+    Constant buffers with the same bytes are merged too (every tensor
+    reading one points at the first; the others are left empty): a tied
+    embedding table, quantized per channel for the output layer and looked
+    up as the same int8 rows (`module.Int8Embeddings`), is stored once.
+
+    Names of intermediate tensors (debug information: TensorFlow's op
+    paths, ~130 kB for the 4 signatures of a "small" model) are dropped;
+    the signatures' inputs and outputs keep theirs, and signatures are
+    found by their `SignatureDef` keys as before.
     """
     import flatbuffers
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    _share_identical_buffers(model)
+    _strip_intermediate_names(model)
     pack = schema.QuantizationParametersT.Pack
     offsets = {}
 
@@ -57,6 +69,35 @@ def share_quantization_parameters(flatbuffer):
     finally:
         schema.QuantizationParametersT.Pack = pack
     return bytes(builder.Output())
+
+
+def _share_identical_buffers(model):
+    """Point every tensor at the first buffer holding the same bytes; empty the others."""
+    first, duplicates = {}, {}
+    for index, buffer in enumerate(model.buffers):
+        if buffer.data is None or len(buffer.data) < 1024:  # small ones: not worth a look
+            continue
+        key = np.asarray(buffer.data).tobytes()
+        duplicates[index] = first.setdefault(key, index)
+    duplicates = {index: kept for index, kept in duplicates.items() if index != kept}
+    if not duplicates:
+        return
+    kept_by_metadata = {entry.buffer for entry in model.metadata or ()}
+    duplicates = {index: kept for index, kept in duplicates.items() if index not in kept_by_metadata}
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            tensor.buffer = duplicates.get(tensor.buffer, tensor.buffer)
+    for index in duplicates:
+        model.buffers[index].data = None
+
+
+def _strip_intermediate_names(model):
+    """Drop the names of tensors that are neither a subgraph's inputs nor its outputs."""
+    for subgraph in model.subgraphs:
+        kept = {*subgraph.inputs, *subgraph.outputs}
+        for index, tensor in enumerate(subgraph.tensors):
+            if index not in kept:
+                tensor.name = None
 
 
 def operators(flatbuffer, custom_only=False):

@@ -1,10 +1,13 @@
 """The base of every exported `tf.Module`: a model's weights, live or frozen, and input checks."""
 
 import contextlib
+import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from keras_transformer.layers import TokenEmbedding
 from keras_transformer.vocabulary import UNKNOWN_ID
 
 OUT_OF_RANGE_OUTPUT = "out_of_range_ids"
@@ -26,14 +29,20 @@ class ExportModule(tf.Module):
             the unknown token and every signature taking ids also returns
             `out_of_range_ids`, `(B,)` int32, how many ids of each row were
             replaced (0 for a valid row).
+        int8_embeddings: (with `freeze`; TFLite's dynamic int8) look token
+            embeddings up in an int8 copy of each table with one scale per
+            row, see `Int8Embeddings`.
     """
 
-    def __init__(self, model, max_length, freeze=False, flag_out_of_range=False):
+    def __init__(self, model, max_length, freeze=False, flag_out_of_range=False, int8_embeddings=False):
         super().__init__()
+        if int8_embeddings and not freeze:
+            raise ValueError("`int8_embeddings` needs `freeze=True`: the int8 tables are graph constants.")
         self.model = model
         self.max_length = max_length
         self.flag_out_of_range = flag_out_of_range
         self._frozen = [v.numpy() for v in model.variables] if freeze else None
+        self._int8_embeddings = Int8Embeddings(model) if int8_embeddings else None
 
     @contextlib.contextmanager
     def weight_scope(self):
@@ -41,9 +50,16 @@ class ExportModule(tf.Module):
         if self._frozen is None:
             yield
             return
-        mapping = [(v, tf.constant(value)) for v, value in zip(self.model.variables, self._frozen)]
+        frozen = self._frozen
+        if self._int8_embeddings is not None:
+            frozen = [self._int8_embeddings.frozen_value(v, value) for v, value in zip(self.model.variables, frozen)]
+        mapping = [(v, tf.constant(value)) for v, value in zip(self.model.variables, frozen)]
         with keras.StatelessScope(state_mapping=mapping):
-            yield
+            if self._int8_embeddings is None:
+                yield
+            else:
+                with self._int8_embeddings.lookups():
+                    yield
 
     def check_length(self, token_ids):
         """An assertion that `token_ids` has at most `max_length` positions."""
@@ -78,3 +94,71 @@ class ExportModule(tf.Module):
         )
         with tf.control_dependencies([check]):
             return tf.identity(token_ids), {}
+
+
+class Int8Embeddings:
+    """Token embeddings looked up in int8 tables, one scale per row (TFLite dynamic int8).
+
+    TFLite's dynamic-range quantizer stores a tied table twice: once per
+    channel (one scale per token) for the output layer's `FULLY_CONNECTED`,
+    and once per tensor (one scale for the whole table) for `GATHER`, which
+    `generate` dequantizes to float before its loop. Here each
+    `TokenEmbedding`'s table `W` becomes `Q * s` (`Q` int8 in [-127, 127],
+    `s` = the row's largest magnitude / 127): lookups gather rows of `Q`
+    (a plain int8 constant) and multiply them by their `s` (and
+    `sqrt(d_model)`), and the output layer reads the float `Q * s`, which
+    the quantizer's own per-channel rounding turns back into exactly `Q`.
+    `flatbuffer.share_identical_buffers` then stores `Q` once. Lookups gain
+    per-row precision; the output layer is quantized as before.
+
+    Args:
+        model: the model whose `TokenEmbedding` layers are looked up in int8.
+    """
+
+    def __init__(self, model):
+        self.layers = [layer for layer in model._flatten_layers() if isinstance(layer, TokenEmbedding)]
+        self.tables = {}  # id(embeddings variable) -> (int8 rows, per-row scales incl. sqrt(d_model))
+        for layer in self.layers:
+            table = keras.ops.convert_to_numpy(layer.embeddings).astype("float32")
+            scale = np.abs(table).max(axis=1) / 127.0
+            scale = np.where(scale > 0, scale, 1.0).astype("float32")
+            quantized = np.clip(np.round(table / scale[:, None]), -127, 127).astype("int8")
+            lookup_scale = scale * (math.sqrt(layer.output_dim) if layer.scale_embeddings else 1.0)
+            self.tables[id(layer.embeddings)] = (quantized, scale, lookup_scale.astype("float32"))
+
+    def frozen_value(self, variable, value):
+        """The constant `variable` is frozen to: `Q * s` for an embedding table, `value` otherwise."""
+        if id(variable) not in self.tables:
+            return value
+        quantized, scale, _ = self.tables[id(variable)]
+        return quantized.astype("float32") * scale[:, None]
+
+    @contextlib.contextmanager
+    def lookups(self):
+        """Within: every `TokenEmbedding`'s forward call gathers from its int8 table."""
+        originals = {}
+        for layer in self.layers:
+            originals[id(layer)] = layer.__dict__.get("call")
+            object.__setattr__(layer, "call", self._call(layer))
+        try:
+            yield
+        finally:
+            for layer in self.layers:
+                del layer.__dict__["call"]
+                if originals[id(layer)] is not None:
+                    object.__setattr__(layer, "call", originals[id(layer)])
+
+    def _call(self, layer):
+        quantized, _, lookup_scale = self.tables[id(layer.embeddings)]
+        call = type(layer).call.__get__(layer)
+
+        def int8_call(inputs, reverse=False):
+            if reverse:
+                return call(inputs, reverse=True)
+            ids = tf.cast(inputs, tf.int32)
+            rows = tf.cast(tf.gather(tf.constant(quantized), ids), tf.float32)
+            # The scales travel as their int32 bit patterns: the quantizer would make a float vector int8 too.
+            scale = tf.bitcast(tf.gather(tf.constant(lookup_scale.view("int32")), ids), tf.float32)
+            return tf.cast(rows * scale[..., None], layer.compute_dtype)
+
+        return int8_call

@@ -29,8 +29,13 @@ from .translation_module import TranslationModule
 SIGNATURES = ("generate", "beam_search", "encode", "decode_step")
 
 
-def build_module(model, beam_size=4, length_penalty=0.6):
-    """A translation model's TFLite module: fixed source length, frozen weights."""
+def build_module(model, beam_size=4, length_penalty=0.6, quantization=None):
+    """A translation model's TFLite module: fixed source length, frozen weights.
+
+    `quantization` is `convert`'s: for `"dynamic_int8"` the token embeddings
+    are looked up in int8 (`module.Int8Embeddings`), so a tied table is
+    stored once.
+    """
     return TranslationModule(
         model,
         fixed_source_length=True,
@@ -38,6 +43,7 @@ def build_module(model, beam_size=4, length_penalty=0.6):
         beam_size=beam_size,
         length_penalty=length_penalty,
         flag_out_of_range=True,
+        int8_embeddings=quantization == "dynamic_int8",
     )
 
 
@@ -49,10 +55,13 @@ class TFLiteExporter(Exporter):
 
     def export(self, run, path):
         if run.family == "translate":
-            module = build_module(run.model, self.options.beam_size, self.options.length_penalty)
+            module = build_module(run.model, self.options.beam_size, self.options.length_penalty, self.quantization)
             signatures = SIGNATURES
         else:
-            module = FamilyModule(run, fixed_length=True, freeze=True, flag_out_of_range=True)
+            module = FamilyModule(
+                run, fixed_length=True, freeze=True, flag_out_of_range=True,
+                int8_embeddings=self.quantization == "dynamic_int8",
+            )
             signatures = FAMILY_SIGNATURES[run.family]
         flatbuffer = convert(module, signatures, self.quantization, self.calibration_ids(run))
         refuse_flex(flatbuffer, self.format)

@@ -117,8 +117,11 @@ def detokenize_in_graph(strings, token_ids):
 class TextTranslationModule(TranslationModule):
     """`translate` and `translate_beam` over text, for TFLite."""
 
-    def __init__(self, model, source_tokenizer, target_tokenizer, beam_size=4, length_penalty=0.6):
-        super().__init__(model, fixed_source_length=True, freeze=True, beam_size=beam_size, length_penalty=length_penalty)
+    def __init__(self, model, source_tokenizer, target_tokenizer, beam_size=4, length_penalty=0.6, int8_embeddings=False):
+        super().__init__(
+            model, fixed_source_length=True, freeze=True, beam_size=beam_size, length_penalty=length_penalty,
+            int8_embeddings=int8_embeddings,
+        )  # fmt: skip
         self._tokenize = in_graph_tokenizer(source_tokenizer)
         self._strings = surface_strings(target_tokenizer)
         text = tf.TensorSpec([None], tf.string, name="text")
@@ -142,8 +145,9 @@ class TextExporter(Exporter):
     def export(self, run, path):
         options = self.options
         module = TextTranslationModule(
-            run.model, run.source_tokenizer, run.target_tokenizer, options.beam_size, options.length_penalty
-        )
+            run.model, run.source_tokenizer, run.target_tokenizer, options.beam_size, options.length_penalty,
+            int8_embeddings=self.quantization == "dynamic_int8",
+        )  # fmt: skip
         flatbuffer = convert(module, SIGNATURES, self.quantization, allow_custom_ops=True)
         custom = operators(flatbuffer, custom_only=True)
         unexpected = [name for name in custom if not name.startswith("TFText>") and name not in TFTEXT_OPS]

@@ -49,6 +49,8 @@ class TranslationModule(ExportModule):
         flag_out_of_range: see `ExportModule` (TFLite: ids outside the
             vocabulary read as unknown and counted in `out_of_range_ids`;
             otherwise refused).
+        int8_embeddings: look token embeddings up in int8 (TFLite's dynamic
+            int8, see `ExportModule`).
     """
 
     def __init__(
@@ -61,8 +63,9 @@ class TranslationModule(ExportModule):
         beam_size=4,
         length_penalty=0.6,
         flag_out_of_range=False,
+        int8_embeddings=False,
     ):
-        super().__init__(model, model.max_sequence_length, freeze, flag_out_of_range)
+        super().__init__(model, model.max_sequence_length, freeze, flag_out_of_range, int8_embeddings)
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.beam_size = beam_size

@@ -162,3 +162,88 @@ def test_ids_outside_the_vocabulary_read_as_unknown_and_flagged(exported, source
         assert runners.get_signature_runner("encode")(encoder_token_ids=batch)["out_of_range_ids"].tolist() == [0, 3, 1]
         beam = runners.get_signature_runner("beam_search")(encoder_token_ids=batch)
         assert beam["out_of_range_ids"].tolist() == [0, 3, 1]
+
+
+def _table_users(flatbuffer, table_bytes):
+    """`{buffer index: sorted op names}` of the buffers holding exactly `table_bytes` bytes."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    users = {}
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            for index in op.inputs:
+                buffer = subgraph.tensors[index].buffer if index >= 0 else 0
+                data = model.buffers[buffer].data
+                if data is not None and len(data) == table_bytes:
+                    users.setdefault(buffer, set()).add(names[max(code.builtinCode, code.deprecatedBuiltinCode)])
+    return {buffer: sorted(ops) for buffer, ops in users.items()}
+
+
+def test_dynamic_int8_stores_a_tied_table_once():
+    from ai_edge_litert.interpreter import Interpreter
+
+    from export.converter import convert
+    from export.tflite import SIGNATURES, build_module
+
+    vocabulary, hidden = 3000, 32  # the table dominates, as in a real model
+    model = make_model(
+        source_vocabulary_size=vocabulary, target_vocabulary_size=vocabulary, tie_embeddings=True,
+        share_embeddings=True, hidden_dim=hidden, dropout=0.0, max_sequence_length=8, num_layers=1,
+    )  # fmt: skip
+    before = convert(build_module(model), SIGNATURES, "dynamic_int8")  # lookups as the converter quantizes them
+    after = convert(build_module(model, quantization="dynamic_int8"), SIGNATURES, "dynamic_int8")
+    float32 = convert(build_module(model), SIGNATURES)
+    # One int8 table read by the lookups and the output layer alike, where there were two.
+    assert len(_table_users(before, vocabulary * hidden)) == 2
+    users = _table_users(after, vocabulary * hidden)
+    assert list(users.values()) == [["FULLY_CONNECTED", "GATHER"]]
+    assert len(before) - len(after) > 0.8 * vocabulary * hidden  # one table less, one scale per row more
+    # Debug names are dropped, except the signatures' inputs' and outputs'.
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    for subgraph in flatbuffer_utils.convert_bytearray_to_object(bytearray(after)).subgraphs:
+        ends = {*subgraph.inputs, *subgraph.outputs}
+        assert [i for i, t in enumerate(subgraph.tensors) if t.name] == sorted(ends)
+
+    ids = np.random.default_rng(0).integers(4, vocabulary, size=(3, 8)).astype("int32")
+    ids[1, 3:] = 0
+    logits = {}
+    for name, flatbuffer in (("float32", float32), ("before", before), ("after", after)):
+        runners = Interpreter(model_content=flatbuffer)
+        caches = runners.get_signature_runner("encode")(encoder_token_ids=ids)
+        logits[name] = runners.get_signature_runner("decode_step")(
+            token_ids=ids[:, :1], index=np.array(0, "int32"), self_attention_cache=caches["self_attention_cache"],
+            cross_attention_cache=caches["cross_attention_cache"], encoder_token_ids=ids,
+        )["logits"]  # fmt: skip
+    error = {name: np.abs(logits[name] - logits["float32"]).max() for name in ("before", "after")}
+    # Per-row scales look tokens up at least as precisely as one scale for the table.
+    assert error["after"] < 0.1 * np.abs(logits["float32"]).max() and error["after"] <= 1.5 * error["before"], error
+
+
+def test_int8_lookups_round_each_row_to_its_own_scale_and_leave_the_model_as_it_was():
+    from export.module import ExportModule
+
+    model = make_model(tie_embeddings=True, dropout=0.0, max_sequence_length=8)
+    ids = np.random.default_rng(1).integers(0, 40, size=(2, 8)).astype("int32")
+    embedding = model.decoder_embedding.token_embedding
+    table = to_numpy(embedding.embeddings)
+    hidden = np.random.default_rng(2).normal(size=(2, 8, embedding.hidden_dim)).astype("float32")
+    expected = to_numpy(embedding(ids)), to_numpy(embedding(hidden, reverse=True))
+    module = ExportModule(model, 8, freeze=True, int8_embeddings=True)
+    with module.weight_scope():
+        looked_up, logits = to_numpy(embedding(ids)), to_numpy(embedding(hidden, reverse=True))
+    step = np.abs(table).max(axis=1) / 127 * np.sqrt(embedding.hidden_dim)  # one int8 step of each row, scaled
+    assert (np.abs(looked_up - expected[0]) <= step[ids][..., None] / 2 + 1e-6).all()
+    assert not np.array_equal(looked_up, expected[0])
+    # The output layer reads the same rounded rows.
+    quantized = np.round(table / (np.abs(table).max(axis=1, keepdims=True) / 127)) * (np.abs(table).max(axis=1, keepdims=True) / 127)
+    np.testing.assert_allclose(logits, hidden @ quantized.T, rtol=1e-4, atol=1e-5)
+    # Outside the scope nothing changed.
+    np.testing.assert_array_equal(to_numpy(embedding(ids)), expected[0])
+    np.testing.assert_array_equal(to_numpy(embedding(hidden, reverse=True)), expected[1])
+    with pytest.raises(ValueError, match="freeze"):
+        ExportModule(model, 8, int8_embeddings=True)
