@@ -51,8 +51,8 @@ NO_END = -1
 class FixedLengthModule(TranslationModule):
     """`generate` producing exactly `max_sequence_length` tokens, cached or re-running the prefix."""
 
-    def __init__(self, model, cached):
-        super().__init__(model, fixed_source_length=True, freeze=True)
+    def __init__(self, model, cached, int8_embeddings=False):
+        super().__init__(model, fixed_source_length=True, freeze=True, int8_embeddings=int8_embeddings)
         length = self.max_length
         ids = tf.TensorSpec([None, length], tf.int32, name="encoder_token_ids")
 
@@ -113,8 +113,8 @@ def fixed_lengths(args, directory):
         source = rng.integers(4, args.vocabulary_size, size=(1, length)).astype("int32")
         source[:, 16:] = 0  # 16 source tokens
         for loop in ("cached", "prefix"):
-            module = FixedLengthModule(model, cached=loop == "cached")
             for variant in ("tflite", "tflite_dynamic_int8"):
+                module = FixedLengthModule(model, loop == "cached", QUANTIZATION[variant] == "dynamic_int8")
                 flatbuffer = convert(module, ("generate",), QUANTIZATION[variant])
                 path = write(flatbuffer, directory, f"{loop}_{length}_{variant}.tflite")
                 seconds, tokens = time_generate(path, source, args.threads, args.repeats)
