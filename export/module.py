@@ -108,7 +108,7 @@ class Int8Embeddings:
     (a plain int8 constant) and multiply them by their `s` (and
     `sqrt(d_model)`), and the output layer reads the float `Q * s`, which
     the quantizer's own per-channel rounding turns back into exactly `Q`.
-    `flatbuffer.share_identical_buffers` then stores `Q` once. Lookups gain
+    `flatbuffer.compact` then stores `Q` once. Lookups gain
     per-row precision; the output layer is quantized as before.
 
     Args:
