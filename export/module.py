@@ -136,17 +136,13 @@ class Int8Embeddings:
     @contextlib.contextmanager
     def lookups(self):
         """Within: every `TokenEmbedding`'s forward call gathers from its int8 table."""
-        originals = {}
         for layer in self.layers:
-            originals[id(layer)] = layer.__dict__.get("call")
-            object.__setattr__(layer, "call", self._call(layer))
+            object.__setattr__(layer, "call", self._call(layer))  # shadows the class's `call`
         try:
             yield
         finally:
             for layer in self.layers:
                 del layer.__dict__["call"]
-                if originals[id(layer)] is not None:
-                    object.__setattr__(layer, "call", originals[id(layer)])
 
     def _call(self, layer):
         quantized, _, lookup_scale = self.tables[id(layer.embeddings)]
