@@ -1,4 +1,4 @@
-"""Passes over TFLite flatbuffers: compaction, the ops a model uses."""
+"""Passes over TFLite flatbuffers: compaction, the ops a model uses, float weights for diagnostics."""
 
 import numpy as np
 
@@ -98,6 +98,48 @@ def _strip_intermediate_names(model):
         for index, tensor in enumerate(subgraph.tensors):
             if index not in kept:
                 tensor.name = None
+
+
+def float_weights(flatbuffer, select):
+    """`flatbuffer` with chosen hybrid `FULLY_CONNECTED` ops computing in float32 on their int8 weights.
+
+    A diagnostic for dynamic-range int8 (`benchmarks/int8_error.py`): each
+    `FULLY_CONNECTED` whose weights are int8 and for which
+    `select((out_features, in_features))` is true reads a float32 copy of
+    its weights, dequantized exactly (`q * scale`, per channel or per
+    tensor), so its activations are no longer quantized on the fly while
+    its weights keep their int8 rounding. Other readers of a shared int8
+    buffer (a tied embedding's lookups) keep the int8 one. Returns
+    `(flatbuffer, count of ops changed)`.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    copies, count = {}, 0  # (int8 buffer, scales) -> float buffer index
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.FULLY_CONNECTED:
+                continue
+            weights = subgraph.tensors[op.inputs[1]]
+            if weights.type != schema.TensorType.INT8 or not select(tuple(int(d) for d in weights.shape)):
+                continue
+            parameters = weights.quantization
+            scale = np.asarray(parameters.scale, np.float32)
+            zero_point = np.asarray(parameters.zeroPoint if parameters.zeroPoint is not None else 0, np.float32)
+            key = (weights.buffer, scale.tobytes(), zero_point.tobytes())
+            if key not in copies:
+                q = np.asarray(model.buffers[weights.buffer].data, np.uint8).view(np.int8).reshape(weights.shape)
+                axis_shape = [-1 if i == parameters.quantizedDimension else 1 for i in range(q.ndim)]
+                values = (q.astype(np.float32) - zero_point.reshape(axis_shape)) * scale.reshape(axis_shape)
+                buffer = schema.BufferT()
+                buffer.data = np.frombuffer(values.astype(np.float32).tobytes(), np.uint8)
+                model.buffers.append(buffer)
+                copies[key] = len(model.buffers) - 1
+            weights.buffer, weights.type, weights.quantization = copies[key], schema.TensorType.FLOAT32, None
+            count += 1
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), count
 
 
 def operators(flatbuffer, custom_only=False):

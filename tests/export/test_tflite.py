@@ -247,3 +247,65 @@ def test_int8_lookups_round_each_row_to_its_own_scale_and_leave_the_model_as_it_
     np.testing.assert_array_equal(to_numpy(embedding(hidden, reverse=True)), expected[1])
     with pytest.raises(ValueError, match="freeze"):
         ExportModule(model, 8, int8_embeddings=True)
+
+
+def test_float_weights_runs_chosen_matmuls_in_float_on_their_int8_weights():
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from export.converter import convert
+    from export.flatbuffer import float_weights
+    from export.tflite import build_module
+
+    vocabulary, hidden = 3000, 64
+    model = make_model(
+        source_vocabulary_size=vocabulary, target_vocabulary_size=vocabulary, tie_embeddings=True,
+        share_embeddings=True, hidden_dim=hidden, intermediate_dim=128, dropout=0.0, max_sequence_length=8,
+        num_layers=1,
+    )  # fmt: skip
+    signatures = ("encode", "decode_step")
+    float32 = convert(build_module(model), signatures)
+    int8 = convert(build_module(model, quantization="dynamic_int8"), signatures, "dynamic_int8")
+
+    def weight_types(flatbuffer):
+        """`{(out, in): set of weight types}` of the FULLY_CONNECTED ops, and the GATHERed tables' types."""
+        parsed = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+        fully_connected, gathered = {}, set()
+        for subgraph in parsed.subgraphs:
+            for op in subgraph.operators:
+                code = parsed.operatorCodes[op.opcodeIndex]
+                code = max(code.builtinCode, code.deprecatedBuiltinCode)
+                tensor = subgraph.tensors[op.inputs[1] if code == schema.BuiltinOperator.FULLY_CONNECTED else op.inputs[0]]
+                if code == schema.BuiltinOperator.FULLY_CONNECTED:
+                    fully_connected.setdefault(tuple(tensor.shape), set()).add(tensor.type)
+                elif code == schema.BuiltinOperator.GATHER and tuple(tensor.shape) == (vocabulary, hidden):
+                    gathered.add(tensor.type)
+        return fully_connected, gathered
+
+    INT8, FLOAT32 = schema.TensorType.INT8, schema.TensorType.FLOAT32
+    before, gathered = weight_types(int8)
+    assert before[(vocabulary, hidden)] == {INT8} and gathered == {INT8}
+    output_only, count = float_weights(int8, lambda shape: shape == (vocabulary, hidden))
+    after, gathered = weight_types(output_only)
+    assert count >= 1 and after[(vocabulary, hidden)] == {FLOAT32}
+    assert gathered == {INT8}  # the tied table's lookups keep the int8 rows
+    assert all(after[shape] == types for shape, types in before.items() if shape != (vocabulary, hidden))
+    every, count = float_weights(int8, lambda shape: True)
+    assert count > 0 and all(types == {FLOAT32} for types in weight_types(every)[0].values())
+    unchanged, count = float_weights(int8, lambda shape: False)
+    assert count == 0
+
+    ids = np.random.default_rng(0).integers(4, vocabulary, size=(4, 8)).astype("int32")
+    logits = {}
+    for name, flatbuffer in (("float32", float32), ("int8", int8), ("every", every), ("unchanged", unchanged)):
+        runners = Interpreter(model_content=flatbuffer)
+        caches = runners.get_signature_runner("encode")(encoder_token_ids=ids)
+        logits[name] = runners.get_signature_runner("decode_step")(
+            token_ids=ids[:, :1], index=np.array(0, "int32"), self_attention_cache=caches["self_attention_cache"],
+            cross_attention_cache=caches["cross_attention_cache"], encoder_token_ids=ids,
+        )["logits"]  # fmt: skip
+    error = {name: np.abs(logits[name] - logits["float32"]).max() for name in ("int8", "every", "unchanged")}
+    assert error["unchanged"] == error["int8"]
+    # Without quantized activations the logits move closer to float32, but the int8 weights still differ.
+    assert 1e-5 < error["every"] < error["int8"], error
