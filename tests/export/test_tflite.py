@@ -183,9 +183,19 @@ def _table_users(flatbuffer, table_bytes):
     return {buffer: sorted(ops) for buffer, ops in users.items()}
 
 
-def test_dynamic_int8_stores_a_tied_table_once():
+def _first_step_logits(flatbuffer, ids):
+    """The logits of `decode_step` at index 0 (the first source token as decoder input) after `encode`."""
     from ai_edge_litert.interpreter import Interpreter
 
+    runners = Interpreter(model_content=flatbuffer)
+    caches = runners.get_signature_runner("encode")(encoder_token_ids=ids)
+    return runners.get_signature_runner("decode_step")(
+        token_ids=ids[:, :1], index=np.array(0, "int32"), self_attention_cache=caches["self_attention_cache"],
+        cross_attention_cache=caches["cross_attention_cache"], encoder_token_ids=ids,
+    )["logits"]  # fmt: skip
+
+
+def test_dynamic_int8_stores_a_tied_table_once():
     from export.converter import convert
     from export.tflite import SIGNATURES, build_module
 
@@ -213,12 +223,7 @@ def test_dynamic_int8_stores_a_tied_table_once():
     ids[1, 3:] = 0
     logits = {}
     for name, flatbuffer in (("float32", float32), ("before", before), ("after", after)):
-        runners = Interpreter(model_content=flatbuffer)
-        caches = runners.get_signature_runner("encode")(encoder_token_ids=ids)
-        logits[name] = runners.get_signature_runner("decode_step")(
-            token_ids=ids[:, :1], index=np.array(0, "int32"), self_attention_cache=caches["self_attention_cache"],
-            cross_attention_cache=caches["cross_attention_cache"], encoder_token_ids=ids,
-        )["logits"]  # fmt: skip
+        logits[name] = _first_step_logits(flatbuffer, ids)
     error = {name: np.abs(logits[name] - logits["float32"]).max() for name in ("before", "after")}
     # Per-row scales look tokens up at least as precisely as one scale for the table.
     assert error["after"] < 0.1 * np.abs(logits["float32"]).max() and error["after"] <= 1.5 * error["before"], error
@@ -250,7 +255,6 @@ def test_int8_lookups_round_each_row_to_its_own_scale_and_leave_the_model_as_it_
 
 
 def test_float_weights_runs_chosen_matmuls_in_float_on_their_int8_weights():
-    from ai_edge_litert.interpreter import Interpreter
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -299,12 +303,7 @@ def test_float_weights_runs_chosen_matmuls_in_float_on_their_int8_weights():
     ids = np.random.default_rng(0).integers(4, vocabulary, size=(4, 8)).astype("int32")
     logits = {}
     for name, flatbuffer in (("float32", float32), ("int8", int8), ("every", every), ("unchanged", unchanged)):
-        runners = Interpreter(model_content=flatbuffer)
-        caches = runners.get_signature_runner("encode")(encoder_token_ids=ids)
-        logits[name] = runners.get_signature_runner("decode_step")(
-            token_ids=ids[:, :1], index=np.array(0, "int32"), self_attention_cache=caches["self_attention_cache"],
-            cross_attention_cache=caches["cross_attention_cache"], encoder_token_ids=ids,
-        )["logits"]  # fmt: skip
+        logits[name] = _first_step_logits(flatbuffer, ids)
     error = {name: np.abs(logits[name] - logits["float32"]).max() for name in ("int8", "every", "unchanged")}
     assert error["unchanged"] == error["int8"]
     # Without quantized activations the logits move closer to float32, but the int8 weights still differ.
