@@ -3,8 +3,9 @@
 import keras
 from keras import ops
 
-from keras_transformer.layers.masks import mask_value
-from keras_transformer.vocabulary import END_ID, PAD_ID, START_ID
+from keras_transformer.vocabulary import END_ID, START_ID
+
+_EMPTY = -1e9  # the score of an empty slot: below any sequence's, finite in float32
 
 
 def length_penalty(length, alpha):
@@ -34,12 +35,22 @@ def beam_search(
 ):
     """Beam search over the key/value cache (the paper: beam 4, alpha 0.6).
 
-    Each step extends every live beam by every token, ranks the candidates
-    of a sentence by `log P / ((5 + length) / 6) ** alpha`, and keeps the
-    best `beam_size`; a beam that emitted the end token keeps its score and
-    competes on. Caches are reordered with the surviving beams. The loop
-    stops when every beam of every sentence has ended, or after `max_length`
-    tokens.
+    Each sentence keeps `beam_size` live beams and up to `beam_size`
+    finished hypotheses, as fairseq and OpenNMT do, so a hypothesis that
+    has ended no longer takes a live beam's place. Each step extends every
+    live beam by every token and ranks the candidates by log-probability
+    (the live beams all have the same length): end-token candidates among
+    the best `beam_size` join the finished ones, scored
+    `log P / ((5 + length) / 6) ** alpha`; the best `beam_size` that do not
+    end stay live, and the caches are reordered with them. A sentence is
+    done once it holds `beam_size` finished hypotheses and its best live
+    beam scores no better than the worst of them at its current length
+    (exact for `alpha=0`: log-probabilities only fall); its n-best list is
+    then fixed, so it does not depend on the other sentences of the batch.
+    The loop stops when every sentence is done, or after `max_length`
+    tokens, where the live beams of the sentences not done compete with
+    their finished hypotheses by the same score. With `beam_size=1` this
+    is greedy search.
 
     Args:
         model: a `keras_transformer.Transformer`.
@@ -67,48 +78,72 @@ def beam_search(
         axis=2,
     )  # (B, K, 1 + T)
     # Only the first beam is live at the start, so the K beams differ.
-    first = ops.concatenate([ops.zeros((1,)), ops.full((beam_size - 1,), mask_value("float32"))], axis=0)
-    log_probs = ops.tile(first[None], (batch_size, 1))  # (B, K)
-    lengths = ops.zeros((batch_size, beam_size), "int32")
-    finished = ops.zeros((batch_size, beam_size), "bool")
+    first = ops.concatenate([ops.zeros((1,)), ops.full((beam_size - 1,), _EMPTY)], axis=0)
+    log_probs = ops.tile(first[None], (batch_size, 1))  # (B, K), of the live beams
+    finished_tokens = ops.zeros_like(tokens)  # (B, K, 1 + T)
+    finished_scores = ops.full((batch_size, beam_size), _EMPTY)  # (B, K), best first
+    finished = ops.zeros((batch_size, beam_size), "bool")  # which finished slots hold a hypothesis
+    done = ops.zeros((batch_size, 1), "bool")
 
-    def cond(index, tokens, log_probs, lengths, finished, self_cache, cross_cache):
-        return ops.logical_and(index < max_length, ops.logical_not(ops.all(finished)))
+    def cond(index, tokens, log_probs, finished_tokens, finished_scores, finished, done, self_cache, cross_cache):
+        return ops.logical_and(index < max_length, ops.logical_not(ops.all(done)))
 
-    def body(index, tokens, log_probs, lengths, finished, self_cache, cross_cache):
+    def body(index, tokens, log_probs, finished_tokens, finished_scores, finished, done, self_cache, cross_cache):
         token = ops.reshape(ops.slice(tokens, (0, 0, index), (batch_size, beam_size, 1)), (-1, 1))
         logits, self_cache, cross_cache = model.call_with_cache(
             token, self_cache, cross_cache, index, encoder_padding_mask
         )
         vocabulary_size = ops.shape(logits)[-1]
         step = ops.log_softmax(ops.cast(logits[:, 0, :], "float32"), axis=-1)
-        step = ops.reshape(step, (batch_size, beam_size, vocabulary_size))  # (B, K, V)
-        # A finished beam has one continuation, padding, at no cost.
-        only_padding = ops.where(ops.arange(vocabulary_size) == PAD_ID, 0.0, mask_value("float32"))
-        step = ops.where(finished[..., None], only_padding[None, None], step)
-        candidate_log_probs = log_probs[..., None] + step  # (B, K, V)
-        candidate_lengths = lengths + ops.cast(ops.logical_not(finished), "int32")  # (B, K)
-        normalized = candidate_log_probs / length_penalty(candidate_lengths, alpha)[..., None]
-        _, best = ops.top_k(ops.reshape(normalized, (batch_size, -1)), beam_size)  # (B, K)
-        beam_indices = best // vocabulary_size
-        next_token = ops.cast(best % vocabulary_size, "int32")
+        candidates = log_probs[..., None] + ops.reshape(step, (batch_size, beam_size, vocabulary_size))
+        top_log_probs, top = ops.top_k(ops.reshape(candidates, (batch_size, -1)), 2 * beam_size)  # (B, 2K)
+        beam_indices = top // vocabulary_size
+        next_token = ops.cast(top % vocabulary_size, "int32")
+        top_tokens = ops.take_along_axis(tokens, beam_indices[..., None], axis=1)  # (B, 2K, 1 + T)
+        top_tokens = ops.slice_update(top_tokens, (0, 0, index + 1), next_token[..., None])
+        ends = ops.equal(next_token, end_id)
 
-        def pick(x):  # (B, K, ...) rows of the surviving beams
-            return ops.take_along_axis(x, ops.reshape(beam_indices, (batch_size, beam_size) + (1,) * (len(x.shape) - 2)), axis=1)
-
-        log_probs = ops.take_along_axis(ops.reshape(candidate_log_probs, (batch_size, -1)), best, axis=1)
-        lengths = pick(candidate_lengths)
-        tokens = ops.take_along_axis(tokens, beam_indices[..., None], axis=1)
-        tokens = ops.slice_update(tokens, (0, 0, index + 1), next_token[..., None])
-        finished = ops.logical_or(pick(finished), ops.equal(next_token, end_id))
+        # The K best candidates that do not end stay live (at most K of the 2K end).
+        _, live = ops.top_k(ops.where(ends, 2 * _EMPTY, top_log_probs), beam_size)  # (B, K) of the 2K
+        log_probs = ops.take_along_axis(top_log_probs, live, axis=1)
+        tokens = ops.take_along_axis(top_tokens, live[..., None], axis=1)
         self_cache = keras.tree.map_structure(
-            lambda cache: _gather_beams(cache, beam_indices, batch_size, beam_size), self_cache
+            lambda cache: _gather_beams(cache, ops.take_along_axis(beam_indices, live, axis=1), batch_size, beam_size),
+            self_cache,
         )
-        return index + 1, tokens, log_probs, lengths, finished, self_cache, cross_cache
 
-    loop_vars = (ops.convert_to_tensor(0, "int32"), tokens, log_probs, lengths, finished, self_cache, cross_cache)
-    _, tokens, log_probs, lengths, _, _, _ = ops.while_loop(cond, body, loop_vars, maximum_iterations=max_length)
-    scores = log_probs / length_penalty(lengths, alpha)
-    order = ops.argsort(-scores, axis=1)
-    tokens = ops.take_along_axis(tokens[:, :, 1:], order[..., None], axis=1)
-    return tokens, ops.take_along_axis(scores, order, axis=1)
+        # Those that end among the K best join the finished ones, unless their sentence is done.
+        new = ops.logical_and(ends, ops.arange(2 * beam_size)[None] < beam_size)
+        new = ops.logical_and(ops.logical_and(new, ops.logical_not(done)), top_log_probs > _EMPTY / 2)
+        new_scores = ops.where(new, top_log_probs / length_penalty(index + 1, alpha), _EMPTY)
+        finished_scores, kept = ops.top_k(ops.concatenate([finished_scores, new_scores], axis=1), beam_size)
+        finished = ops.take_along_axis(ops.concatenate([finished, new], axis=1), kept, axis=1)
+        finished_tokens = ops.take_along_axis(
+            ops.concatenate([finished_tokens, top_tokens], axis=1), kept[..., None], axis=1
+        )
+        best_live = log_probs[:, :1] / length_penalty(index + 1, alpha)  # (B, 1)
+        full = ops.all(finished, axis=1, keepdims=True)
+        done = ops.logical_or(done, ops.logical_and(full, best_live <= finished_scores[:, -1:]))
+        return index + 1, tokens, log_probs, finished_tokens, finished_scores, finished, done, self_cache, cross_cache
+
+    loop_vars = (
+        ops.convert_to_tensor(0, "int32"),
+        tokens,
+        log_probs,
+        finished_tokens,
+        finished_scores,
+        finished,
+        done,
+        self_cache,
+        cross_cache,
+    )
+    index, tokens, log_probs, finished_tokens, finished_scores, _, done, _, _ = ops.while_loop(
+        cond, body, loop_vars, maximum_iterations=max_length
+    )
+    # Cut at max_length, the live beams of sentences not done compete by the same score.
+    live_scores = log_probs / length_penalty(index, alpha)
+    not_live = ops.logical_or(done, log_probs <= _EMPTY / 2)
+    live_scores = ops.where(not_live, _EMPTY, live_scores)
+    scores, order = ops.top_k(ops.concatenate([finished_scores, live_scores], axis=1), beam_size)
+    tokens = ops.take_along_axis(ops.concatenate([finished_tokens, tokens], axis=1), order[..., None], axis=1)
+    return tokens[:, :, 1:], scores

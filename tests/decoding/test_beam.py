@@ -81,6 +81,40 @@ def test_batched_beam_search_equals_one_by_one(trained):
         assert_close(to_numpy(batched_scores)[i], to_numpy(single_scores)[0], atol=1e-4)
 
 
+class _Bigram:
+    """A stand-in model whose next-token log-probabilities depend on the last token only."""
+
+    def __init__(self, table):
+        self.log_table = ops.convert_to_tensor(np.log(np.maximum(table, 1e-9)), "float32")
+
+    def encode(self, encoder_token_ids):
+        return ops.cast(encoder_token_ids[..., None], "float32"), encoder_token_ids != 0
+
+    def initialize_cache(self, encoder_output, max_length):
+        return (ops.zeros((ops.shape(encoder_output)[0], 1)),), ()
+
+    def call_with_cache(self, token, self_cache, cross_cache, index, encoder_padding_mask):
+        return ops.take(self.log_table, token, axis=0), self_cache, cross_cache  # (B*K, 1, V)
+
+
+def test_an_ended_hypothesis_does_not_take_a_live_beams_place():
+    # From the start: end 0.40, A 0.35, B 0.25; A -> C or G, each ending with 0.99; B -> D -> end.
+    # With alpha 2 the best of all is "B D end" (log 0.25 / (8/6)^2 = -0.78, against "end" alone
+    # -0.92 and "A C end" -0.99), reached only if "B" stays live beside the ended "end" at step 1.
+    a, b, c, d, g = 4, 5, 6, 7, 8
+    table = np.zeros((9, 9))
+    table[kt.START_ID, [kt.END_ID, a, b]] = [0.40, 0.35, 0.25]
+    table[a, [c, g]] = 0.5
+    table[b, d] = 1.0
+    table[[c, g], kt.END_ID] = 0.99
+    table[[c, g], c] = 0.01
+    table[d, kt.END_ID] = 1.0
+    table[kt.END_ID, kt.END_ID] = table[kt.PAD_ID, kt.PAD_ID] = table[kt.UNKNOWN_ID, kt.END_ID] = 1.0
+    beams, scores = beam_search(_Bigram(table), np.ones((1, 3), "int32"), max_length=6, beam_size=2, alpha=2.0)
+    np.testing.assert_array_equal(to_numpy(beams)[0, 0, :3], [b, d, kt.END_ID])
+    assert_close(to_numpy(scores)[0], [np.log(0.25) / (8 / 6) ** 2, np.log(0.40)], atol=1e-5)  # then "end" alone
+
+
 def test_beam_arguments_are_checked():
     model = make_model()
     source = np.ones((2, 5), "int32")
