@@ -100,7 +100,7 @@ class _Bigram:
 def test_an_ended_hypothesis_does_not_take_a_live_beams_place():
     # From the start: end 0.40, A 0.35, B 0.25; A -> C or G, each ending with 0.99; B -> D -> end.
     # With alpha 2 the best of all is "B D end" (log 0.25 / (8/6)^2 = -0.78, against "end" alone
-    # -0.92 and "A C end" -0.99), reached only if "B" stays live beside the ended "end" at step 1.
+    # -0.92 and "A C end" -0.99), reached only if "B" stays live beside the ended "end" after the first step.
     a, b, c, d, g = 4, 5, 6, 7, 8
     table = np.zeros((9, 9))
     table[kt.START_ID, [kt.END_ID, a, b]] = [0.40, 0.35, 0.25]
