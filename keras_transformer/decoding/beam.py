@@ -18,10 +18,9 @@ def _repeat_beams(x, beam_size):
     return ops.repeat(x, beam_size, axis=0)
 
 
-def _gather_beams(x, beam_indices, batch_size, beam_size):
-    """Reorder `(B * K, ...)` rows by `beam_indices` `(B, K)`, within each sentence."""
-    flat = beam_indices + ops.arange(batch_size)[:, None] * beam_size  # (B, K)
-    return ops.take(x, ops.reshape(flat, (-1,)), axis=0)
+def _beam_rows(beam_indices, batch_size, beam_size):
+    """`(B * K,)` rows of a `(B * K, ...)` tensor holding the beams `beam_indices` `(B, K)` of each sentence."""
+    return ops.reshape(beam_indices + ops.arange(batch_size)[:, None] * beam_size, (-1,))
 
 
 def beam_search(
@@ -107,10 +106,8 @@ def beam_search(
         _, live = ops.top_k(ops.where(ends, 2 * _EMPTY, top_log_probs), beam_size)  # (B, K) of the 2K
         log_probs = ops.take_along_axis(top_log_probs, live, axis=1)
         tokens = ops.take_along_axis(top_tokens, live[..., None], axis=1)
-        self_cache = keras.tree.map_structure(
-            lambda cache: _gather_beams(cache, ops.take_along_axis(beam_indices, live, axis=1), batch_size, beam_size),
-            self_cache,
-        )
+        rows = _beam_rows(ops.take_along_axis(beam_indices, live, axis=1), batch_size, beam_size)
+        self_cache = keras.tree.map_structure(lambda cache: ops.take(cache, rows, axis=0), self_cache)
 
         # Those that end among the K best join the finished ones, unless their sentence is done.
         new = ops.logical_and(ends, ops.arange(2 * beam_size)[None] < beam_size)
