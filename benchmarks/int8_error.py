@@ -1,6 +1,6 @@
 """Where dynamic int8's token differences come from, layer group by layer group.
 
-    python benchmarks/int8_error.py --model runs/<name> [--sentences 300]
+    python benchmarks/int8_error.py --model runs/<name> [--sentences 300] [--roundings nearest gptq]
 
 The run's model is converted to float32 and dynamic-int8 TFLite as `export`
 does (the `generate`, `encode` and `decode_step` signatures). Dynamic int8
@@ -13,6 +13,9 @@ quantized, its weights still are. Groups, by weight shape: the output layer
 (vocabulary x d_model), the attention projections, the feed-forward's first
 and second matmuls, and all of them together ("all": only weight rounding
 left, the best any activation scheme can do with these int8 weights).
+Each of `--roundings` gives its own set of variants: the weights rounded to
+nearest (the converter's own rounding) or by GPTQ against the run's
+calibration sentences (`export.gptq`, what `export` writes by default).
 
 Each variant is compared with the float32 file on the run's first
 `--sentences` validation sentences: greedy tokens equal (free-running, up to
@@ -34,10 +37,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from export.backends import TFLiteBackend  # noqa: E402
+from export.base import ExportOptions  # noqa: E402
 from export.converter import convert, encode_sentences  # noqa: E402
 from export.flatbuffer import float_weights  # noqa: E402
-from export.run import Run  # noqa: E402
-from export.tflite import build_module  # noqa: E402
+from export.run import Run, read_source_lines  # noqa: E402
+from export.tflite import build_module, rounded_kernels  # noqa: E402
 from export.verify import _lengths, batched, format_table, token_agreement, validation_data  # noqa: E402
 from keras_transformer.vocabulary import END_ID, START_ID  # noqa: E402
 
@@ -83,10 +87,22 @@ def main():
     parser.add_argument("--model", required=True, help="a translation run directory written by train.py")
     parser.add_argument("--sentences", type=int, default=300, help="first validation sentences of the run")
     parser.add_argument("--threads", type=int, default=2, help="TFLite interpreter threads")
+    parser.add_argument("--roundings", nargs="+", default=["nearest", "gptq"], choices=["nearest", "gptq"])
+    parser.add_argument("--calibration", help="source sentences for GPTQ (default: the run's calibration.txt)")
+    parser.add_argument(
+        "--groups", nargs="*", default=None, help="layer groups run in float (default: all of them); none: only the files"
+    )
     args = parser.parse_args()
     run = Run(args.model)
     if run.family != "translate":
         parser.error(f"{args.model} is a {run.family} run; this benchmark decodes translations.")
+    chosen = groups(run.model.get_config())
+    if args.groups is not None:
+        unknown = sorted(set(args.groups) - set(chosen))
+        if unknown:
+            parser.error(f"unknown --groups {unknown}; expected some of {sorted(chosen)}")
+        chosen = {name: select for name, select in chosen.items() if name in args.groups}
+    calibration = tuple(read_source_lines(args.calibration)) if args.calibration else None
     sources, _ = validation_data(run, argparse.Namespace(data=None, limit=args.sentences))
     ids = encode_sentences(run, sources)
     with tempfile.TemporaryDirectory() as directory:
@@ -98,11 +114,15 @@ def main():
             return path
 
         float32 = write("float32", convert(build_module(run.model), SIGNATURES))
-        int8 = convert(build_module(run.model, quantization="dynamic_int8"), SIGNATURES, "dynamic_int8")
-        variants = {"dynamic int8": (write("dynamic int8", int8), 0)}
-        for name, select in groups(run.model.get_config()).items():
-            flatbuffer, count = float_weights(int8, select)
-            variants[f"float: {name}"] = (write(name, flatbuffer), count)
+        variants = {}
+        for rounding in args.roundings:
+            options = ExportOptions(int8_rounding=rounding, calibration_sentences=calibration)
+            kernels = rounded_kernels(run, options, "dynamic_int8")
+            int8 = convert(build_module(run.model, quantization="dynamic_int8", kernels=kernels), SIGNATURES, "dynamic_int8")
+            variants[f"dynamic int8, {rounding}"] = (write(f"int8 {rounding}", int8), 0)
+            for name, select in chosen.items():
+                flatbuffer, count = float_weights(int8, select)
+                variants[f"{rounding}, float: {name}"] = (write(f"{rounding} {name}", flatbuffer), count)
 
         reference_backend = TFLiteBackend(float32, "float32", args.threads)
         reference = batched(reference_backend.generate, ids, BATCH)

@@ -11,6 +11,7 @@ The house, bottom up (no module imports one above it):
     translation_module.py  a Transformer's signatures (generate, beam_search, encode, decode_step, ...)
     family_module.py       classifier / tagger / language-model signatures
     converter.py           TFLite conversion and int8 calibration
+    gptq.py                int8 weights rounded against calibration activations (dynamic int8)
     flatbuffer.py          flatbuffer passes (shared quantization parameters, op lists)
     interpreter.py         the LiteRT interpreter
     saved_model.py, tflite.py, tflite_text.py    the registered exporters

@@ -22,7 +22,14 @@ def parse_args(argv=None):
     parser.add_argument("--beam-size", type=int, default=4, help="beam_search and translate_beam signatures (default: %(default)s)")
     parser.add_argument("--length-penalty", type=float, default=0.6, help="their length penalty (default: %(default)s)")
     parser.add_argument("--version", type=int, default=1, help="SavedModel version directory: saved_model/VERSION/ (default: %(default)s)")
-    parser.add_argument("--data", help="source sentences for int8 calibration (default: the run's calibration.txt)")
+    parser.add_argument(
+        "--data", help="source sentences for int8 calibration and GPTQ rounding (default: the run's calibration.txt)"
+    )
+    parser.add_argument(
+        "--int8-rounding", default="gptq", choices=["gptq", "nearest"],
+        help="dynamic-int8 weights of translation runs: rounded against the calibration sentences' activations "
+        "(gptq) or to nearest (default: %(default)s)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -32,7 +39,8 @@ def main(argv=None):
 
     args = parse_args(argv)
     options = ExportOptions(
-        beam_size=args.beam_size, length_penalty=args.length_penalty, version=args.version
+        beam_size=args.beam_size, length_penalty=args.length_penalty, version=args.version,
+        int8_rounding=args.int8_rounding,
     )  # checked first
     run = Run(args.model)
     formats = formats_for(run.family, args.format or ["all"], what="--format")
@@ -40,6 +48,7 @@ def main(argv=None):
     return export_run(
         args.model, formats, out=args.out, run=run, beam_size=options.beam_size,
         length_penalty=options.length_penalty, calibration_sentences=calibration, version=options.version,
+        int8_rounding=options.int8_rounding,
     )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from keras_transformer.options import from_kwargs
 from keras_transformer.run_directory import atomic_path, check_writable, remove_temporaries
 
 EXPORTERS = {}  # (family, format) -> Exporter subclass, in registration order
+INT8_ROUNDINGS = ("gptq", "nearest")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,8 +29,13 @@ class ExportOptions:
     Attributes:
         beam_size, length_penalty: the `beam_search` / `translate_beam`
             signatures' beam search (the paper: 4 and 0.6).
-        calibration_sentences: source sentences for `tflite_int8`
-            (default: the run's `calibration.txt`).
+        calibration_sentences: source sentences for `tflite_int8` and for
+            GPTQ rounding (default: the run's `calibration.txt`).
+        int8_rounding: how the dynamic-int8 TFLite files of translation
+            runs round their weight matrices: `"gptq"` (against the
+            calibration sentences' activations, see `export.gptq`; to
+            nearest when the run has no calibration sentences) or
+            `"nearest"` (the converter's own).
         version: the SavedModel's version directory
             (`saved_model/<version>/`, as TensorFlow Serving expects).
     """
@@ -37,11 +43,14 @@ class ExportOptions:
     beam_size: int = 4
     length_penalty: float = 0.6
     calibration_sentences: tuple = None
+    int8_rounding: str = "gptq"
     version: int = 1
 
     def __post_init__(self):
         if not isinstance(self.beam_size, int) or self.beam_size < 1:
             raise ExportError(f"--beam-size must be a positive integer. Received: {self.beam_size}")
+        if self.int8_rounding not in INT8_ROUNDINGS:
+            raise ExportError(f"--int8-rounding must be one of {INT8_ROUNDINGS}. Received: {self.int8_rounding!r}")
         if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
             raise ExportError(f"--version must be a positive integer. Received: {self.version}")
 

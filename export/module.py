@@ -32,16 +32,21 @@ class ExportModule(tf.Module):
         int8_embeddings: (with `freeze`; TFLite's dynamic int8) look token
             embeddings up in an int8 copy of each table with one scale per
             row, see `Int8Embeddings`.
+        frozen_values: (with `freeze`) `{variable path: array}`: values to
+            freeze these variables to instead of their own (GPTQ-rounded
+            kernels, see `export.gptq`); the model is left as it is.
     """
 
-    def __init__(self, model, max_length, freeze=False, flag_out_of_range=False, int8_embeddings=False):
+    def __init__(
+        self, model, max_length, freeze=False, flag_out_of_range=False, int8_embeddings=False, frozen_values=None
+    ):
         super().__init__()
-        if int8_embeddings and not freeze:
-            raise ValueError("`int8_embeddings` needs `freeze=True`: the int8 tables are graph constants.")
+        if (int8_embeddings or frozen_values) and not freeze:
+            raise ValueError("`int8_embeddings` and `frozen_values` need `freeze=True`: they are graph constants.")
         self.model = model
         self.max_length = max_length
         self.flag_out_of_range = flag_out_of_range
-        self._frozen = [v.numpy() for v in model.variables] if freeze else None
+        self._frozen = _frozen_values(model, frozen_values or {}) if freeze else None
         self._int8_embeddings = Int8Embeddings(model) if int8_embeddings else None
 
     @contextlib.contextmanager
@@ -94,6 +99,18 @@ class ExportModule(tf.Module):
         )
         with tf.control_dependencies([check]):
             return tf.identity(token_ids), {}
+
+
+def _frozen_values(model, replacements):
+    """Every variable's value, `replacements[path]` where given (same shape)."""
+    variables = {v.path: v for v in model.variables}
+    unknown = sorted(set(replacements) - set(variables))
+    if unknown:
+        raise ValueError(f"`frozen_values` names variables the model does not have: {unknown[:3]}")
+    for path, value in replacements.items():
+        if tuple(np.shape(value)) != tuple(variables[path].shape):
+            raise ValueError(f"`frozen_values[{path!r}]` has shape {np.shape(value)}, the variable {variables[path].shape}.")
+    return [np.asarray(replacements[v.path], v.dtype) if v.path in replacements else v.numpy() for v in model.variables]
 
 
 class Int8Embeddings:

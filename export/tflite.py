@@ -12,11 +12,15 @@ token and returns `out_of_range_ids`, `(B,)` int32, how many it replaced per
 row: check it is 0 (TFLite drops assertions, so it cannot refuse them).
 
 Variants: `tflite` (float32), `tflite_float16` (float16 weights),
-`tflite_dynamic_int8` (int8 weights, activations quantized on the fly),
+`tflite_dynamic_int8` (int8 weights, activations quantized on the fly; a
+translation run's weight matrices rounded against the activations of its
+calibration sentences, see `export.gptq` and `--int8-rounding`),
 `tflite_int8` (translation only: int8 weights and activations, calibrated on
 the run's `calibration.txt` or `--data`; the attention scores' path stays
 float, see `export.converter.FLOAT_IN_INT8`).
 """
+
+import warnings
 
 from .base import Exporter, register
 from .converter import CALIBRATION_SENTENCES, convert, encode_sentences
@@ -24,17 +28,19 @@ from .errors import ExportError
 from .family_module import SIGNATURES as FAMILY_SIGNATURES
 from .family_module import FamilyModule
 from .flatbuffer import refuse_flex
+from .gptq import GPTQ_SENTENCES, gptq_kernels
 from .translation_module import TranslationModule
 
 SIGNATURES = ("generate", "beam_search", "encode", "decode_step")
 
 
-def build_module(model, beam_size=4, length_penalty=0.6, quantization=None):
+def build_module(model, beam_size=4, length_penalty=0.6, quantization=None, kernels=None):
     """A translation model's TFLite module: fixed source length, frozen weights.
 
     `quantization` is `convert`'s: for `"dynamic_int8"` the token embeddings
     are looked up in int8 (`module.Int8Embeddings`), so a tied table is
-    stored once.
+    stored once. `kernels`: `{kernel path: value}` to freeze instead of the
+    model's own (`rounded_kernels`).
     """
     return TranslationModule(
         model,
@@ -44,7 +50,28 @@ def build_module(model, beam_size=4, length_penalty=0.6, quantization=None):
         length_penalty=length_penalty,
         flag_out_of_range=True,
         int8_embeddings=quantization == "dynamic_int8",
+        frozen_values=kernels,
     )
+
+
+def rounded_kernels(run, options, quantization):
+    """A translation run's GPTQ-rounded kernels for its dynamic-int8 file, or `None` (rounded to nearest).
+
+    Calibrated on (up to `GPTQ_SENTENCES` of) `options.calibration_sentences`
+    or the run's `calibration.txt` (its first training sentences); a run
+    without either is rounded to nearest, with a warning.
+    """
+    if quantization != "dynamic_int8" or options.int8_rounding != "gptq" or run.family != "translate":
+        return None
+    sentences = options.calibration_sentences or run.directory.read_calibration()
+    if not sentences:
+        warnings.warn(
+            f"{run.path} has no calibration sentences ({run.directory.calibration_file} or --data): its dynamic-int8 "
+            "weights are rounded to nearest instead of GPTQ.",
+            stacklevel=2,
+        )
+        return None
+    return gptq_kernels(run.model, encode_sentences(run, list(sentences)[:GPTQ_SENTENCES]))
 
 
 class TFLiteExporter(Exporter):
@@ -55,7 +82,10 @@ class TFLiteExporter(Exporter):
 
     def export(self, run, path):
         if run.family == "translate":
-            module = build_module(run.model, self.options.beam_size, self.options.length_penalty, self.quantization)
+            module = build_module(
+                run.model, self.options.beam_size, self.options.length_penalty, self.quantization,
+                rounded_kernels(run, self.options, self.quantization),
+            )  # fmt: skip
             signatures = SIGNATURES
         else:
             module = FamilyModule(

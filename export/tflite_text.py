@@ -44,6 +44,7 @@ from .base import Exporter, register
 from .converter import convert
 from .errors import ExportError
 from .flatbuffer import operators
+from .tflite import rounded_kernels
 from .translation_module import TranslationModule
 from keras_transformer.vocabulary import END_ID, PAD_ID
 
@@ -117,10 +118,13 @@ def detokenize_in_graph(strings, token_ids):
 class TextTranslationModule(TranslationModule):
     """`translate` and `translate_beam` over text, for TFLite."""
 
-    def __init__(self, model, source_tokenizer, target_tokenizer, beam_size=4, length_penalty=0.6, int8_embeddings=False):
+    def __init__(
+        self, model, source_tokenizer, target_tokenizer, beam_size=4, length_penalty=0.6, int8_embeddings=False,
+        kernels=None,
+    ):  # fmt: skip
         super().__init__(
             model, fixed_source_length=True, freeze=True, beam_size=beam_size, length_penalty=length_penalty,
-            int8_embeddings=int8_embeddings,
+            int8_embeddings=int8_embeddings, frozen_values=kernels,
         )  # fmt: skip
         self._tokenize = in_graph_tokenizer(source_tokenizer)
         self._strings = surface_strings(target_tokenizer)
@@ -147,6 +151,7 @@ class TextExporter(Exporter):
         module = TextTranslationModule(
             run.model, run.source_tokenizer, run.target_tokenizer, options.beam_size, options.length_penalty,
             int8_embeddings=self.quantization == "dynamic_int8",
+            kernels=rounded_kernels(run, options, self.quantization),
         )  # fmt: skip
         flatbuffer = convert(module, SIGNATURES, self.quantization, allow_custom_ops=True)
         custom = operators(flatbuffer, custom_only=True)

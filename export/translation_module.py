@@ -51,6 +51,7 @@ class TranslationModule(ExportModule):
             otherwise refused).
         int8_embeddings: look token embeddings up in int8 (TFLite's dynamic
             int8, see `ExportModule`).
+        frozen_values: values to freeze some variables to (see `ExportModule`).
     """
 
     def __init__(
@@ -64,8 +65,9 @@ class TranslationModule(ExportModule):
         length_penalty=0.6,
         flag_out_of_range=False,
         int8_embeddings=False,
+        frozen_values=None,
     ):
-        super().__init__(model, model.max_sequence_length, freeze, flag_out_of_range, int8_embeddings)
+        super().__init__(model, model.max_sequence_length, freeze, flag_out_of_range, int8_embeddings, frozen_values)
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.beam_size = beam_size

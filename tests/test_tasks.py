@@ -10,6 +10,7 @@ import keras_transformer as kt
 from keras_transformer.run_directory import RunDirectory
 from keras_transformer.tasks import TASKS, ClassifyOptions, Task, TaskOptions, TranslateOptions
 from keras_transformer.tasks.trainer import TrainingOptions, open_run, train
+from keras_transformer.tasks.translate import CALIBRATION_SENTENCES
 
 TINY = dict(num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32, batch_size=64, max_length=24)
 
@@ -60,7 +61,8 @@ def test_trainer_runs_a_task_from_python_and_saves_calibration_sentences(tmp_pat
     results = train(task, open_run(tmp_path / "t"), TrainingOptions(verbose=0))
     run = RunDirectory(tmp_path / "t")
     assert json.loads((tmp_path / "t" / "evaluation.json").read_text())["token_accuracy"] == results["token_accuracy"]
-    assert run.read_calibration() == task.calibration_sentences() and len(run.read_calibration()) == 100
+    assert run.read_calibration() == task.calibration_sentences()
+    assert len(run.read_calibration()) == CALIBRATION_SENTENCES
     loaded = run.load()
     assert loaded.family == "translate" and isinstance(loaded.model, kt.Transformer)
     assert not os.path.exists(run.checkpoint_dir)

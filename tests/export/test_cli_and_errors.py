@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import warnings
 
 import pytest
 
@@ -77,6 +78,8 @@ def test_export_options_and_formats_are_checked(run):
         export.export_run(str(run), ["tflite"], beam_sise=2)
     with pytest.raises(export.ExportError, match="beam-size"):
         export.ExportOptions(beam_size=0)
+    with pytest.raises(export.ExportError, match="int8-rounding"):
+        export.ExportOptions(int8_rounding="stochastic")
     with pytest.raises(export.ExportError, match="unknown format"):
         export.formats_for("translate", "tflite,onnx")
     assert export.formats_for("translate", "default") == [
@@ -131,12 +134,19 @@ def test_train_refuses_unknown_export_formats_before_training(tmp_path):
 def test_int8_calibrates_on_the_run_s_saved_sentences_or_asks_for_data(run, tmp_path):
     import export
 
-    assert len(export.Run(str(run)).calibration_sentences()) == 100  # written by train.py, not re-derived
+    # Written by train.py, not re-derived: every training sentence of the test corpus (1,000, fewer than 3,000).
+    assert len(export.Run(str(run)).calibration_sentences()) == 1000
     copy = _copy_run(run, tmp_path)
     os.remove(copy / "calibration.txt")
     with pytest.raises(export.ExportError, match="--data"):
         export.export_run(str(copy), ["tflite_int8"], out=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+    # Dynamic int8 needs no calibration: without sentences its weights are rounded to nearest, as it says.
+    with warnings.catch_warnings(record=True) as caught:  # pytest.warns would re-raise TensorFlow's own warnings
+        warnings.simplefilter("always", UserWarning)
+        written = export.export_run(str(copy), ["tflite_dynamic_int8"], out=str(tmp_path / "out"), log=None)
+    assert any("rounded to nearest" in str(w.message) for w in caught), [str(w.message) for w in caught]
+    assert os.path.getsize(written["tflite_dynamic_int8"]) > 0
 
 
 def test_export_never_deletes_what_it_did_not_write_and_reads_bad_files_clearly(run, tmp_path, capsys):
