@@ -15,7 +15,7 @@ and second matmuls, and all of them together ("all": only weight rounding
 left, the best any activation scheme can do with these int8 weights).
 Each of `--roundings` gives its own set of variants: the weights rounded to
 nearest (the converter's own rounding) or by GPTQ against the run's
-calibration sentences (`export.gptq`, what `export` writes by default).
+calibration sentences (`export.gptq`, `python -m export --int8-rounding gptq`).
 
 Each variant is compared with the float32 file on the run's first
 `--sentences` validation sentences: greedy tokens equal (free-running, up to

@@ -26,9 +26,9 @@ def parse_args(argv=None):
         "--data", help="source sentences for int8 calibration and GPTQ rounding (default: the run's calibration.txt)"
     )
     parser.add_argument(
-        "--int8-rounding", default="gptq", choices=["gptq", "nearest"],
-        help="dynamic-int8 weights of translation runs: rounded against the calibration sentences' activations "
-        "(gptq) or to nearest (default: %(default)s)",
+        "--int8-rounding", default="nearest", choices=["nearest", "gptq"],
+        help="dynamic-int8 weights of translation runs: rounded to nearest, or against the calibration sentences' "
+        "activations (gptq) (default: %(default)s)",
     )  # fmt: skip
     return parser.parse_args(argv)
 

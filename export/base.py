@@ -19,7 +19,7 @@ from keras_transformer.options import from_kwargs
 from keras_transformer.run_directory import atomic_path, check_writable, remove_temporaries
 
 EXPORTERS = {}  # (family, format) -> Exporter subclass, in registration order
-INT8_ROUNDINGS = ("gptq", "nearest")
+INT8_ROUNDINGS = ("nearest", "gptq")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,10 +32,10 @@ class ExportOptions:
         calibration_sentences: source sentences for `tflite_int8` and for
             GPTQ rounding (default: the run's `calibration.txt`).
         int8_rounding: how the dynamic-int8 TFLite files of translation
-            runs round their weight matrices: `"gptq"` (against the
-            calibration sentences' activations, see `export.gptq`; to
-            nearest when the run has no calibration sentences) or
-            `"nearest"` (the converter's own).
+            runs round their weight matrices: `"nearest"` (the converter's
+            own) or `"gptq"` (against the calibration sentences'
+            activations, see `export.gptq`; to nearest, with a warning,
+            when the run has no calibration sentences).
         version: the SavedModel's version directory
             (`saved_model/<version>/`, as TensorFlow Serving expects).
     """
@@ -43,7 +43,7 @@ class ExportOptions:
     beam_size: int = 4
     length_penalty: float = 0.6
     calibration_sentences: tuple = None
-    int8_rounding: str = "gptq"
+    int8_rounding: str = "nearest"
     version: int = 1
 
     def __post_init__(self):

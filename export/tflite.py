@@ -12,9 +12,9 @@ token and returns `out_of_range_ids`, `(B,)` int32, how many it replaced per
 row: check it is 0 (TFLite drops assertions, so it cannot refuse them).
 
 Variants: `tflite` (float32), `tflite_float16` (float16 weights),
-`tflite_dynamic_int8` (int8 weights, activations quantized on the fly; a
-translation run's weight matrices rounded against the activations of its
-calibration sentences, see `export.gptq` and `--int8-rounding`),
+`tflite_dynamic_int8` (int8 weights, activations quantized on the fly;
+with `--int8-rounding gptq` a translation run's weight matrices are rounded
+against the activations of its calibration sentences, see `export.gptq`),
 `tflite_int8` (translation only: int8 weights and activations, calibrated on
 the run's `calibration.txt` or `--data`; the attention scores' path stays
 float, see `export.converter.FLOAT_IN_INT8`).
@@ -56,6 +56,8 @@ def build_module(model, beam_size=4, length_penalty=0.6, quantization=None, kern
 
 def rounded_kernels(run, options, quantization):
     """A translation run's GPTQ-rounded kernels for its dynamic-int8 file, or `None` (rounded to nearest).
+
+    Only with `options.int8_rounding == "gptq"`.
 
     Calibrated on (up to `GPTQ_SENTENCES` of) `options.calibration_sentences`
     or the run's `calibration.txt` (its first training sentences); a run

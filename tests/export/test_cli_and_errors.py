@@ -141,12 +141,22 @@ def test_int8_calibrates_on_the_run_s_saved_sentences_or_asks_for_data(run, tmp_
     with pytest.raises(export.ExportError, match="--data"):
         export.export_run(str(copy), ["tflite_int8"], out=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
-    # Dynamic int8 needs no calibration: without sentences its weights are rounded to nearest, as it says.
+    # Dynamic int8 with GPTQ rounding reads the calibration sentences: other int8 values than the default
+    # export's (rounded to nearest), the same size.
+    gptq = export.export_run(str(run), ["tflite_dynamic_int8"], out=str(tmp_path / "gptq"), log=None, int8_rounding="gptq")
+    nearest = (run / "export" / "model_dynamic_int8.tflite").read_bytes()
+    with open(gptq["tflite_dynamic_int8"], "rb") as f:
+        rounded = f.read()
+    assert rounded != nearest and abs(len(rounded) - len(nearest)) < 0.01 * len(nearest)
+    # Without sentences its weights are rounded to nearest, as it says.
     with warnings.catch_warnings(record=True) as caught:  # pytest.warns would re-raise TensorFlow's own warnings
         warnings.simplefilter("always", UserWarning)
-        written = export.export_run(str(copy), ["tflite_dynamic_int8"], out=str(tmp_path / "out"), log=None)
+        written = export.export_run(
+            str(copy), ["tflite_dynamic_int8"], out=str(tmp_path / "out"), log=None, int8_rounding="gptq"
+        )
     assert any("rounded to nearest" in str(w.message) for w in caught), [str(w.message) for w in caught]
-    assert os.path.getsize(written["tflite_dynamic_int8"]) > 0
+    with open(written["tflite_dynamic_int8"], "rb") as f:
+        assert f.read() == nearest
 
 
 def test_export_never_deletes_what_it_did_not_write_and_reads_bad_files_clearly(run, tmp_path, capsys):
