@@ -26,6 +26,11 @@ Ours projects only the real target positions in training
 (`ModelBase.train_step`); `--compare-every-position` adds ours projecting
 every position, padding included, to the same rounds (before / after).
 
+Both models train with `kt.optimizers.Adam`, whose update on TensorFlow is
+one fused kernel per variable; `--compare-keras-adam` adds ours trained with
+Keras's element-wise Adam update (the same formula, a dozen ops per
+variable) to the same rounds.
+
 `--precision mixed_bfloat16` (or `mixed_float16`) sets Keras's global dtype
 policy for both models: bfloat16 compute, float32 variables, loss and
 softmax in float32.
@@ -51,6 +56,27 @@ import keras_transformer as kt  # noqa: E402
 from common import alternate_fits, keras_hub_model, synthetic_batches, training_flops  # noqa: E402  (benchmarks/common.py)
 
 
+class KerasAdamUpdate(kt.optimizers.Adam):
+    """`kt.optimizers.Adam` with Keras's element-wise update (what it ran before the fused kernel)."""
+
+    update_step = keras.optimizers.Adam.update_step
+
+
+def update_milliseconds(optimizer_class, variables, repeats=15):
+    """Median ms of one `optimizer.apply` on `variables` alone (random gradients, in a `tf.function`)."""
+    optimizer = optimizer_class(1e-4, beta_1=0.9, beta_2=0.98, epsilon=1e-9)
+    optimizer.build(variables)
+    gradients = [tf.random.normal(v.shape) * 1e-3 for v in variables]
+    apply = tf.function(lambda grads: optimizer.apply(grads, variables))
+    times = []
+    for index in range(repeats + 2):
+        start = time.perf_counter()
+        apply(gradients)
+        if index >= 2:  # after tracing
+            times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
 def matmul_gflops(size=2048, repeats=5, dtype="float32"):
     a = tf.cast(tf.random.normal((size, size)), dtype)
     b = tf.cast(tf.random.normal((size, size)), dtype)
@@ -74,6 +100,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=5, help="A/B rounds after the warm-up")
     parser.add_argument("--jit-compile", action="store_true", help="compile train steps with XLA")
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default="float32")
+    parser.add_argument("--compare-keras-adam", action="store_true", help="also time ours trained with Keras's "
+                        "element-wise Adam update instead of the fused one, in the same A/B rounds")
     parser.add_argument("--compare-every-position", action="store_true", help="also time ours projecting every "
                         "position, padding included (`project_real_tokens = False`), in the same A/B rounds")
     args = parser.parse_args()
@@ -107,10 +135,20 @@ def main():
             max_sequence_length=max_length,
         )
         models["ours_every_position"].project_real_tokens = False
-    for model in models.values():
+    if args.compare_keras_adam:
+        models["ours_keras_adam"] = kt.Transformer.from_preset(
+            args.preset,
+            source_vocabulary_size=args.vocabulary_size,
+            target_vocabulary_size=args.vocabulary_size,
+            max_sequence_length=max_length,
+        )
+    for name, model in models.items():
         schedule = kt.schedules.TransformerSchedule(config["hidden_dim"], 4000)
+        optimizer = kt.optimizers.transformer_adam(config["hidden_dim"], learning_rate=schedule)
+        if name == "ours_keras_adam":
+            optimizer = KerasAdamUpdate(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9)
         model.compile(
-            optimizer=kt.optimizers.transformer_adam(config["hidden_dim"], learning_rate=schedule),
+            optimizer=optimizer,
             loss=kt.losses.MaskedSparseCategoricalCrossentropy(label_smoothing=0.1),
             metrics=[],
             jit_compile=args.jit_compile,
@@ -158,9 +196,20 @@ def main():
         print(json.dumps(row), flush=True)
     ratio = rows[0]["target_tokens_per_second"] / rows[1]["target_tokens_per_second"]
     print(json.dumps({"measurement": "train_throughput_ratio", "ours_over_keras_hub": round(ratio, 3)}))
+    by_name = {row["model"]: row["target_tokens_per_second"] for row in rows}
     if args.compare_every_position:
-        gain = rows[0]["target_tokens_per_second"] / rows[2]["target_tokens_per_second"]
+        gain = by_name["ours"] / by_name["ours_every_position"]
         print(json.dumps({"measurement": "real_token_projection", "ours_over_ours_every_position": round(gain, 3)}))
+    if args.compare_keras_adam:
+        gain = by_name["ours"] / by_name["ours_keras_adam"]
+        variables = models["ours_keras_adam"].trainable_variables  # a copy of ours's weights, already trained on
+        backup = [v.numpy() for v in variables]
+        update = {name: round(update_milliseconds(cls, variables), 1) for name, cls in
+                  (("fused", kt.optimizers.Adam), ("keras", KerasAdamUpdate), ("fused_again", kt.optimizers.Adam))}
+        for variable, value in zip(variables, backup):
+            variable.assign(value)
+        print(json.dumps({"measurement": "fused_adam", "ours_over_ours_keras_adam": round(gain, 3),
+                          "update_ms": update, "weights": sum(int(np.prod(v.shape)) for v in variables)}))
     print("| model | parameters | target tokens/s | GFLOP/s | % of matmul | s/step |")
     print("|---|---|---|---|---|---|")
     for row in rows:

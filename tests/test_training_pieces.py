@@ -111,6 +111,40 @@ def test_default_optimizer_is_the_papers_adam():
     assert isinstance(optimizer._learning_rate, kt.schedules.TransformerSchedule)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_adam_updates_as_keras_adam(compiled):
+    """Our `Adam` (one fused kernel per variable on TensorFlow) moves weights and moments as Keras's does."""
+
+    class KerasUpdate(kt.optimizers.Adam):
+        update_step = keras.optimizers.Adam.update_step
+
+    rng = np.random.default_rng(0)
+    shapes = [(40, 24), (24,), (3, 5, 7)]
+    initial = [rng.normal(size=shape).astype("float32") for shape in shapes]
+    gradients = [[rng.normal(size=shape).astype("float32") for shape in shapes] for _ in range(4)]
+    results = []
+    for optimizer_class in (kt.optimizers.Adam, KerasUpdate):
+        variables = [keras.Variable(value) for value in initial]
+        optimizer = optimizer_class(
+            kt.schedules.TransformerSchedule(16, 3), beta_1=0.9, beta_2=0.98, epsilon=1e-9
+        )
+        optimizer.build(variables)
+        apply = lambda grads: optimizer.apply(grads, variables)  # noqa: E731
+        if compiled and keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            apply = tf.function(apply, jit_compile=True)
+        for grads in gradients:
+            apply([keras.ops.convert_to_tensor(g) for g in grads])
+        moments = [keras.ops.convert_to_numpy(m) for m in optimizer._momentums + optimizer._velocities]
+        results.append(([keras.ops.convert_to_numpy(v) for v in variables], moments))
+        assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 4
+    (weights, moments), (keras_weights, keras_moments) = results
+    assert max(float(np.abs(w - w0).max()) for w, w0 in zip(weights, initial)) > 0.1  # the weights moved
+    for ours, theirs in zip(weights + moments, keras_weights + keras_moments):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
 def test_time_limit_stops_fit_inside_the_first_epoch_and_still_validates():
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
