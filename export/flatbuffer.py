@@ -100,6 +100,28 @@ def _strip_intermediate_names(model):
                 tensor.name = None
 
 
+def _int8_fully_connected(model):
+    """`(weights tensor, int8 values)` of each `FULLY_CONNECTED` with int8 weights in a flatbuffer object."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.FULLY_CONNECTED:
+                continue
+            weights = subgraph.tensors[op.inputs[1]]
+            if weights.type == schema.TensorType.INT8:
+                yield weights, np.asarray(model.buffers[weights.buffer].data, np.uint8).view(np.int8).reshape(weights.shape)
+
+
+def int8_matrices(flatbuffer):
+    """The `(out_features, in_features)` int8 weights of every int8 `FULLY_CONNECTED` of a `.tflite` file."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    return [values for _, values in _int8_fully_connected(model)]
+
+
 def float_weights(flatbuffer, select):
     """`flatbuffer` with chosen hybrid `FULLY_CONNECTED` ops computing in float32 on their int8 weights.
 
@@ -117,28 +139,22 @@ def float_weights(flatbuffer, select):
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
     copies, count = {}, 0  # (int8 buffer, scales) -> float buffer index
-    for subgraph in model.subgraphs:
-        for op in subgraph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.FULLY_CONNECTED:
-                continue
-            weights = subgraph.tensors[op.inputs[1]]
-            if weights.type != schema.TensorType.INT8 or not select(tuple(int(d) for d in weights.shape)):
-                continue
-            parameters = weights.quantization
-            scale = np.asarray(parameters.scale, np.float32)
-            zero_point = np.asarray(parameters.zeroPoint if parameters.zeroPoint is not None else 0, np.float32)
-            key = (weights.buffer, scale.tobytes(), zero_point.tobytes())
-            if key not in copies:
-                q = np.asarray(model.buffers[weights.buffer].data, np.uint8).view(np.int8).reshape(weights.shape)
-                axis_shape = [-1 if i == parameters.quantizedDimension else 1 for i in range(q.ndim)]
-                values = (q.astype(np.float32) - zero_point.reshape(axis_shape)) * scale.reshape(axis_shape)
-                buffer = schema.BufferT()
-                buffer.data = np.frombuffer(values.astype(np.float32).tobytes(), np.uint8)
-                model.buffers.append(buffer)
-                copies[key] = len(model.buffers) - 1
-            weights.buffer, weights.type, weights.quantization = copies[key], schema.TensorType.FLOAT32, None
-            count += 1
+    for weights, q in list(_int8_fully_connected(model)):  # listed first: the loop edits the tensors
+        if weights.type != schema.TensorType.INT8 or not select(tuple(int(d) for d in weights.shape)):
+            continue  # (a tensor two ops read is changed at the first)
+        parameters = weights.quantization
+        scale = np.asarray(parameters.scale, np.float32)
+        zero_point = np.asarray(parameters.zeroPoint if parameters.zeroPoint is not None else 0, np.float32)
+        key = (weights.buffer, scale.tobytes(), zero_point.tobytes())
+        if key not in copies:
+            axis_shape = [-1 if i == parameters.quantizedDimension else 1 for i in range(q.ndim)]
+            values = (q.astype(np.float32) - zero_point.reshape(axis_shape)) * scale.reshape(axis_shape)
+            buffer = schema.BufferT()
+            buffer.data = np.frombuffer(values.astype(np.float32).tobytes(), np.uint8)
+            model.buffers.append(buffer)
+            copies[key] = len(model.buffers) - 1
+        weights.buffer, weights.type, weights.quantization = copies[key], schema.TensorType.FLOAT32, None
+        count += 1
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), count
 
 

@@ -20,7 +20,9 @@ class Run:
     Attributes:
         path, config, model, source_tokenizer, target_tokenizer, family,
         labels (classify, tag), max_length (the model's
-        `max_sequence_length`), default_out (`<path>/export`).
+        `max_sequence_length`), default_out (`<path>/export`),
+        gptq_kernels (the GPTQ-rounded kernels computed for this run, by
+        calibration sentences; see `export.tflite.rounded_kernels`).
     """
 
     def __init__(self, path):
@@ -35,6 +37,7 @@ class Run:
         self.config, self.model = loaded.config, loaded.model
         self.source_tokenizer, self.target_tokenizer = loaded.source_tokenizer, loaded.target_tokenizer
         self.family, self.labels, self.max_length = loaded.family, loaded.labels, loaded.max_sequence_length
+        self.gptq_kernels = {}
         task = TASKS.get(self.family)
         if task is None or not task.exported:
             raise ExportError(f"{self.path}: a {self.family} run has no export (fine-tune it first).")

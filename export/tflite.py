@@ -61,7 +61,8 @@ def rounded_kernels(run, options, quantization):
 
     Calibrated on (up to `GPTQ_SENTENCES` of) `options.calibration_sentences`
     or the run's `calibration.txt` (its first training sentences); a run
-    without either is rounded to nearest, with a warning.
+    without either is rounded to nearest, with a warning. Computed once per
+    run and sentences: the `.tflite` and text files of one export share them.
     """
     if quantization != "dynamic_int8" or options.int8_rounding != "gptq" or run.family != "translate":
         return None
@@ -73,7 +74,10 @@ def rounded_kernels(run, options, quantization):
             stacklevel=2,
         )
         return None
-    return gptq_kernels(run.model, encode_sentences(run, list(sentences)[:GPTQ_SENTENCES]))
+    sentences = tuple(sentences)[:GPTQ_SENTENCES]
+    if sentences not in run.gptq_kernels:
+        run.gptq_kernels[sentences] = gptq_kernels(run.model, encode_sentences(run, list(sentences)))
+    return run.gptq_kernels[sentences]
 
 
 class TFLiteExporter(Exporter):

@@ -96,27 +96,10 @@ def test_gram_matrices_see_each_projections_own_inputs_and_leave_the_model_as_it
     assert not any("_project" in layer.__dict__ for layer in grams.attention_layers)
 
 
-def _int8_matrices(flatbuffer):
-    """The int8 `(out, in)` weights of every int8 `FULLY_CONNECTED` of a TFLite file."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
-    matrices = []
-    for subgraph in model.subgraphs:
-        for op in subgraph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.FULLY_CONNECTED:
-                continue
-            weights = subgraph.tensors[op.inputs[1]]
-            if weights.type == schema.TensorType.INT8:
-                matrices.append(np.asarray(model.buffers[weights.buffer].data, np.uint8).view(np.int8).reshape(weights.shape))
-    return matrices
-
-
 @pytest.mark.slow
 def test_dynamic_int8_file_stores_exactly_the_gptq_rounded_kernels():
     from export.converter import convert
+    from export.flatbuffer import int8_matrices
     from export.gptq import gptq_kernels
     from export.tflite import SIGNATURES, build_module
 
@@ -141,9 +124,9 @@ def test_dynamic_int8_file_stores_exactly_the_gptq_rounded_kernels():
 
     expected = {path: nearest(kernel)[0].T for path, kernel in kernels.items()}  # (out, in) int8 values of Q * s
     for path, rows in expected.items():
-        assert contains(_int8_matrices(gptq_file), rows), path
+        assert contains(int8_matrices(gptq_file), rows), path
     # Rounded to nearest, the same matrices hold other int8 values.
-    assert not any(contains(_int8_matrices(nearest_file), rows) for rows in expected.values())
+    assert not any(contains(int8_matrices(nearest_file), rows) for rows in expected.values())
     # The model itself is untouched.
     for layer in model._flatten_layers():
         if hasattr(layer, "kernel") and layer.kernel.path in kernels:
@@ -165,3 +148,25 @@ def test_frozen_values_are_checked():
     module = ExportModule(model, 8, freeze=True, frozen_values={kernel.path: np.zeros(kernel.shape)})
     index = [v.path for v in model.variables].index(kernel.path)
     assert not module._frozen[index].any() and to_numpy(kernel).any()
+
+
+def test_one_export_calibrates_once_for_the_tflite_and_text_files(monkeypatch):
+    """`--format all --int8-rounding gptq` writes two dynamic-int8 files of one run: GPTQ runs once."""
+    import types
+
+    import export
+    import export.tflite as tflite
+
+    calls = []
+    monkeypatch.setattr(tflite, "encode_sentences", lambda run, sentences: sentences)
+    monkeypatch.setattr(tflite, "gptq_kernels", lambda model, ids: calls.append(len(ids)) or {"kernel": len(ids)})
+    run = types.SimpleNamespace(family="translate", model=None, gptq_kernels={}, path="run")
+    options = export.ExportOptions(int8_rounding="gptq", calibration_sentences=("a b", "c d", "e"))
+    first = tflite.rounded_kernels(run, options, "dynamic_int8")
+    assert tflite.rounded_kernels(run, options, "dynamic_int8") is first  # the text exporter's call
+    assert calls == [3]
+    other = export.ExportOptions(int8_rounding="gptq", calibration_sentences=("a b",))
+    assert tflite.rounded_kernels(run, other, "dynamic_int8") == {"kernel": 1}  # other sentences: calibrated again
+    assert calls == [3, 1]
+    assert tflite.rounded_kernels(run, options, "float16") is None
+    assert tflite.rounded_kernels(run, export.ExportOptions(calibration_sentences=("a",)), "dynamic_int8") is None
