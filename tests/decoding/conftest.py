@@ -17,5 +17,5 @@ def trained():
         num_heads=4, intermediate_dim=64, dropout=0.0, max_sequence_length=32,
     )  # fmt: skip
     model.compile(optimizer=kt.optimizers.transformer_adam(32, warmup_steps=100))
-    model.fit(x, y, batch_size=32, epochs=8, verbose=0)
+    model.fit(x, y, batch_size=32, epochs=10, verbose=0)
     return task, model
