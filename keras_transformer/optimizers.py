@@ -59,8 +59,9 @@ class Adam(keras.optimizers.Adam):
     On TensorFlow each variable's update is one fused kernel
     (`ResourceApplyAdam`: the same formula, in one pass over the variable and
     its two moments) instead of Keras's dozen element-wise ops, each a pass
-    over the whole variable: an update of "small"'s 11.7M weights takes
-    19 ms instead of 38 on 2 cores (see `benchmarks/RESULTS.md`). Other
+    over the whole variable: an update of "small"'s 11.7M weights took
+    16-22 ms instead of 45 on 2 cores (`benchmarks/train_throughput.py
+    --compare-keras-adam`, see `benchmarks/RESULTS.md`). Other
     backends (where the compiler fuses the ops), and `amsgrad`, keep Keras's
     update.
     """
