@@ -111,12 +111,16 @@ def main():
 
     config = dict(kt.models.PRESETS[args.preset], vocabulary_size=args.vocabulary_size)
     max_length = max(args.source_length, args.target_length)
-    ours = kt.Transformer.from_preset(
-        args.preset,
-        source_vocabulary_size=args.vocabulary_size,
-        target_vocabulary_size=args.vocabulary_size,
-        max_sequence_length=max_length,
-    )
+
+    def ours_model():
+        return kt.Transformer.from_preset(
+            args.preset,
+            source_vocabulary_size=args.vocabulary_size,
+            target_vocabulary_size=args.vocabulary_size,
+            max_sequence_length=max_length,
+        )
+
+    ours = ours_model()
     hub = keras_hub_model(
         args.vocabulary_size,
         config["num_layers"],
@@ -128,20 +132,10 @@ def main():
     )
     models = {"ours": ours, "keras_hub": hub}
     if args.compare_every_position:
-        models["ours_every_position"] = kt.Transformer.from_preset(
-            args.preset,
-            source_vocabulary_size=args.vocabulary_size,
-            target_vocabulary_size=args.vocabulary_size,
-            max_sequence_length=max_length,
-        )
+        models["ours_every_position"] = ours_model()
         models["ours_every_position"].project_real_tokens = False
     if args.compare_keras_adam:
-        models["ours_keras_adam"] = kt.Transformer.from_preset(
-            args.preset,
-            source_vocabulary_size=args.vocabulary_size,
-            target_vocabulary_size=args.vocabulary_size,
-            max_sequence_length=max_length,
-        )
+        models["ours_keras_adam"] = ours_model()
     for name, model in models.items():
         schedule = kt.schedules.TransformerSchedule(config["hidden_dim"], 4000)
         optimizer = kt.optimizers.transformer_adam(config["hidden_dim"], learning_rate=schedule)
