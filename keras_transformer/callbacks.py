@@ -8,7 +8,7 @@ import zipfile
 import keras
 import numpy as np
 
-from keras_transformer.distribution import any_worker, is_multi_worker
+from keras_transformer.distribution import any_worker, broadcast_json, is_multi_worker
 from keras_transformer.run_directory import atomic_write
 
 
@@ -57,6 +57,106 @@ class TimeLimit(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.model.stop_training and self.stopped_at_epoch is None:
             self.stopped_at_epoch = epoch
+
+
+class Cooldown(keras.callbacks.Callback):
+    """Let the learning rate fall linearly to zero over the last `fraction` of training.
+
+    An inverse-square-root schedule (the paper's) is still high when a
+    budget runs out; a linear cooldown to zero over the last part of the run
+    ends training at a low rate whatever the budget, where averaging
+    checkpoints only approximates one. The model's optimizer must be
+    `keras_transformer.optimizers.Adam(cooldown=True)` (directly or inside
+    a `LossScaleOptimizer`); this callback sets its cooldown window once:
+
+    - without a time limit, at the start: the run's last
+      `fraction * epochs * steps` iterations (after the first epoch when
+      the number of steps per epoch is not known in advance);
+    - with `minutes`, when the next epoch end would come after the cooldown
+      should start: from the seconds per step of the last epoch
+      (validation included) it predicts the iteration at which the time
+      left is `fraction` of the budget and the one at which the budget runs
+      out (or the last epoch ends, if sooner), and decays between them.
+
+    The window is a variable of the optimizer, so a resumed run keeps its
+    window (pass the earlier processes' seconds as `elapsed_seconds`).
+    Under a multi-worker strategy every worker takes the chief's window.
+
+    Args:
+        fraction: the part of training spent cooling down, in (0, 1).
+        minutes: the run's whole time budget, or `None` (epochs only).
+        elapsed_seconds: training seconds of earlier processes of the run.
+        verbose: print the window when it is set.
+
+    Example:
+    >>> model.compile(optimizer=kt.optimizers.Adam(schedule, cooldown=True), ...)
+    >>> model.fit(data, epochs=100, callbacks=[TimeLimit(60), Cooldown(0.2, minutes=60)])
+    """
+
+    def __init__(self, fraction, minutes=None, elapsed_seconds=0.0, verbose=0):
+        super().__init__()
+        if not 0 < fraction < 1:
+            raise ValueError(f"`fraction` must be between 0 and 1. Received: fraction={fraction}")
+        if minutes is not None and not minutes > 0:
+            raise ValueError(f"`minutes` must be positive. Received: minutes={minutes}")
+        self.fraction, self.minutes = fraction, minutes
+        self.elapsed_seconds, self.verbose = elapsed_seconds, verbose
+        self.window = None
+
+    def _optimizer(self):
+        from keras_transformer.optimizers import Adam
+
+        optimizer = self.model.optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+        if not (isinstance(optimizer, Adam) and optimizer.cooldown):
+            raise ValueError("`Cooldown` needs the model's optimizer to be "
+                             "`keras_transformer.optimizers.Adam(cooldown=True)`.")  # fmt: skip
+        return optimizer
+
+    def on_train_begin(self, logs=None):
+        optimizer = self._optimizer()
+        if not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        window = [float(x) for x in keras.ops.convert_to_numpy(optimizer.cooldown_window)]
+        self.window = window if window[0] >= 0 else None  # a resumed run keeps its window
+        if self.window is not None and self.verbose:
+            print(f"Cooldown (resumed): the learning rate falls linearly to zero from iteration {int(window[0])} "
+                  f"to {int(window[1])}.")  # fmt: skip
+        self.start = self.epoch_start = time.monotonic()
+        self.epoch_steps = 0
+        steps = self.params.get("steps")
+        if self.window is None and self.minutes is None and steps:
+            end = self.params["epochs"] * steps
+            iteration = int(keras.ops.convert_to_numpy(optimizer.iterations))
+            self._set(max(iteration, round((1 - self.fraction) * end)), end)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.epoch_steps += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        seconds, steps = now - self.epoch_start, self.epoch_steps
+        self.epoch_start, self.epoch_steps = now, 0
+        if self.window is not None or not steps:
+            return
+        iteration = int(keras.ops.convert_to_numpy(self._optimizer().iterations))
+        end = iteration + (self.params["epochs"] - epoch - 1) * steps  # the last epoch's end, at this epoch's length
+        if self.minutes is not None:  # the budget's end, at this epoch's seconds per step (validation included)
+            left = 60 * self.minutes - self.elapsed_seconds - (now - self.start)
+            end = min(end, iteration + round(max(0.0, left) * steps / seconds))
+        start = round((1 - self.fraction) * end)
+        if self.minutes is not None and start > iteration + steps:
+            start = end = None  # decide at a later epoch end, on a fresher step time
+        window = broadcast_json(None if start is None else [max(iteration, start), end])  # the chief's, on every worker
+        if window is not None:
+            self._set(*window)
+
+    def _set(self, start, end):
+        self.window = [float(start), float(max(end, start + 1))]
+        self._optimizer().cooldown_window.assign(np.array(self.window, "float32"))
+        if self.verbose:
+            print(f"Cooldown: the learning rate falls linearly to zero from iteration {int(self.window[0])} to "
+                  f"{int(self.window[1])}.")  # fmt: skip
 
 
 class EpochWeights(keras.callbacks.Callback):

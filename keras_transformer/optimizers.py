@@ -64,7 +64,42 @@ class Adam(keras.optimizers.Adam):
     --compare-keras-adam`, see `benchmarks/RESULTS.md`). Other
     backends (where the compiler fuses the ops), and `amsgrad`, keep Keras's
     update.
+
+    With `cooldown=True` the optimizer also holds a cooldown window, the
+    variable `cooldown_window` `[start, end]` in iterations (`[-1, -1]`: none
+    yet): from `start` on, the learning rate is multiplied by
+    `(end - iteration) / (end - start)`, so it falls linearly to zero at
+    `end` and stays there. `keras_transformer.callbacks.Cooldown` sets it
+    when training knows its length (epochs, or a time limit). The window is
+    a variable of the optimizer, so checkpoints keep it and a compiled train
+    step reads it without retracing.
+
+    Args:
+        cooldown: hold the cooldown window (off by default).
+        Other arguments: those of `keras.optimizers.Adam`.
     """
+
+    def __init__(self, *args, cooldown=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cooldown = bool(cooldown)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        if self.cooldown:
+            self.cooldown_window = self.add_variable(
+                (2,), initializer=keras.initializers.Constant(-1.0), dtype="float32", name="cooldown_window"
+            )
+
+    def _get_current_learning_rate(self):
+        rate = super()._get_current_learning_rate()
+        if not (self.cooldown and self.built):
+            return rate
+        return rate * cooldown_factor(self._iterations, self.cooldown_window)
+
+    def get_config(self):
+        return {**super().get_config(), "cooldown": self.cooldown}
 
     def apply(self, grads, trainable_variables=None):
         return super().apply([_summed_rows(g) for g in grads], trainable_variables)
@@ -84,6 +119,19 @@ class Adam(keras.optimizers.Adam):
             self.beta_2,
             self.epsilon,
         )
+
+
+def cooldown_factor(iteration, window):
+    """The learning-rate multiplier at `iteration` for the cooldown `window` `[start, end]` (1 before `start`).
+
+    Falls linearly from 1 at `start` to 0 at `end` and stays 0 after it;
+    a negative `start` means no cooldown.
+    """
+    window = ops.convert_to_tensor(window, "float32")
+    start, end = window[0], window[1]
+    step = ops.cast(iteration, "float32")
+    falling = ops.clip((end - step) / ops.maximum(end - start, 1.0), 0.0, 1.0)
+    return ops.where(start < 0, 1.0, falling)
 
 
 def _summed_rows(gradient):

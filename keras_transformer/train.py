@@ -79,6 +79,8 @@ FLAGS = {  # group: [(flag, argparse keywords)]
         ("--average-last", dict(type=int, metavar="N", help="translate: average the weights of the last N epochs "
                                 "(the paper: 5), kept if better on the validation set than the best epoch")),
         ("--time-limit", dict(type=float, help="minutes of training at most: the epoch in progress ends early")),
+        ("--cooldown", dict(type=float, metavar="FRACTION", help="let the learning rate fall linearly to zero over "
+                            "the last FRACTION of the run (of --time-limit when given, else of --epochs)")),
         ("--early-stopping", dict(type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without a "
                                   "better validation score (BLEU for text, else the loss)")),
         ("--distribute", dict(choices=["none", "mirrored", "multi-worker"], default="none", help="mirrored: "

@@ -35,6 +35,7 @@ def test_every_task_implements_the_interface():
         (lambda: ClassifyOptions(freeze_layers=1), "`freeze_layers` needs `init_from`"),
         (lambda: TrainingOptions(time_limit=-1), "`time_limit` must be a positive"),
         (lambda: TrainingOptions(average_last=0), "`average_last` needs a positive"),
+        (lambda: TrainingOptions(cooldown=1.0), "`cooldown` is a fraction of the run, between 0 and 1"),
         (lambda: TaskOptions(activation_dropout=1.5), r"`activation_dropout` must be in \[0, 1\)"),
     ],
 )

@@ -75,6 +75,37 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
     assert not os.path.exists(run / "checkpoints")
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as above
+def test_cooldown_window_is_set_once_and_kept_across_a_resume(tmp_path, monkeypatch, capsys):
+    class Crash(Exception):
+        pass
+
+    class CrashAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise Crash()
+
+    original_fit = kt.Transformer.fit
+    monkeypatch.setattr(kt.Transformer, "fit", lambda self, *args, callbacks=(), **kwargs: original_fit(
+        self, *args, callbacks=[*callbacks, CrashAfterSecondEpoch()], **kwargs))  # fmt: skip
+    argv = SMALL + ["--epochs", "4", "--cooldown", "0.25", "--out", str(tmp_path), "--name", "run"]
+    with pytest.raises(Crash):
+        train.main(argv)
+    monkeypatch.setattr(kt.Transformer, "fit", original_fit)
+    # 256 examples in batches of 64: 16 updates in 4 epochs, the last quarter cools down.
+    assert "Cooldown: the learning rate falls linearly to zero from iteration 12 to 16." in capsys.readouterr().out
+    without = [arg for arg in argv if arg not in ("--cooldown", "0.25")]
+    assert train.cli(without + ["--resume"]) == 2  # the optimizer holds the window: one clear error
+    train.main(argv + ["--resume"])
+    assert "Cooldown (resumed): the learning rate falls linearly to zero from iteration 12 to 16." in capsys.readouterr().out
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert model.optimizer.cooldown and list(keras.ops.convert_to_numpy(model.optimizer.cooldown_window)) == [12, 16]
+    with pytest.raises(SystemExit):  # a usage error, before anything is written
+        train.parse_args(SMALL + ["--cooldown", "1.5", "--out", str(tmp_path), "--name", "bad"])
+    assert not os.path.exists(tmp_path / "bad")
+
+
 def test_bad_cli_arguments_exit_with_usage_errors(tmp_path):
     with pytest.raises(SystemExit):
         train.parse_args(["--resume"])

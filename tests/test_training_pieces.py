@@ -160,6 +160,78 @@ def test_time_limit_stops_fit_inside_the_first_epoch_and_still_validates():
         kt.callbacks.TimeLimit(0)
 
 
+def _steps_of_cooldown(fraction, epochs, minutes=None, seconds_per_batch=None, monkeypatch=None, stop_after=None):
+    """Fit a bias with a constant gradient under Adam, one batch per epoch (each update moves it by the rate).
+
+    Returns the learning rate each update used (its move), the window, and the model.
+    """
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, keras.layers.Dense(1, kernel_initializer="zeros")(inputs))
+    model.compile(optimizer=kt.optimizers.Adam(0.01, cooldown=True), loss=lambda y, p: keras.ops.mean(p))
+    clock = [0.0]
+    if seconds_per_batch is not None:
+        monkeypatch.setattr(kt.callbacks.time, "monotonic", lambda: clock[0])
+    biases = []
+
+    def tick(batch, logs):
+        clock[0] += seconds_per_batch or 0.0
+
+    def read(epoch, logs):  # at epoch ends: JAX writes its weights back to the variables only then
+        biases.append(float(keras.ops.convert_to_numpy(model.layers[-1].bias)[0]))
+
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=tick, on_epoch_end=read)
+    cooldown = kt.callbacks.Cooldown(fraction, minutes=minutes)
+    x = np.zeros((8, 1), "float32")
+    model.fit(x, x, batch_size=8, epochs=stop_after or epochs, callbacks=[record, cooldown], verbose=0)
+    moves = -np.diff([0.0] + biases)
+    return moves, cooldown.window, model
+
+
+def test_cooldown_lets_the_learning_rate_fall_linearly_to_zero_over_the_last_part_of_the_epochs():
+    moves, window, model = _steps_of_cooldown(0.5, epochs=16)
+    assert window == [8.0, 16.0]
+    expected = 0.01 * np.array([1] * 8 + [(16 - i) / 8 for i in range(8, 16)])
+    np.testing.assert_allclose(moves, expected, rtol=1e-4, atol=1e-7)  # read inside the compiled step
+    assert keras.ops.convert_to_numpy(model.optimizer.learning_rate) == pytest.approx(0.0)
+
+
+def test_cooldown_under_a_time_limit_decays_towards_the_budgets_end(monkeypatch):
+    # 5 s per one-batch epoch: a 1-minute budget holds 12 updates; the window is set once the next
+    # epoch end would pass the cooldown's start (after epoch 5, at update 5).
+    moves, window, _ = _steps_of_cooldown(0.5, epochs=100, minutes=1, seconds_per_batch=5, monkeypatch=monkeypatch,
+                                          stop_after=14)  # fmt: skip
+    assert window == [6.0, 12.0]
+    expected = 0.01 * np.array([1] * 6 + [(12 - i) / 6 for i in range(6, 12)] + [0] * 2)
+    np.testing.assert_allclose(moves, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_cooldown_window_survives_saving_the_optimizer(tmp_path):
+    _, window, model = _steps_of_cooldown(0.25, epochs=8)
+    model.save_weights(str(tmp_path / "w.weights.h5"))
+    inputs = keras.Input((1,))
+    other = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    other.compile(optimizer=kt.optimizers.Adam(0.01, cooldown=True), loss="mse")
+    other.optimizer.build(other.trainable_variables)
+    other.load_weights(str(tmp_path / "w.weights.h5"))
+    assert list(keras.ops.convert_to_numpy(other.optimizer.cooldown_window)) == window == [6.0, 8.0]
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer))
+    assert restored.cooldown and isinstance(restored, kt.optimizers.Adam)
+
+
+def test_cooldown_refuses_bad_fractions_and_optimizers_without_a_window():
+    for fraction in (0, 1, -0.5):
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            kt.callbacks.Cooldown(fraction)
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=kt.optimizers.Adam(0.01), loss="mse")
+    with pytest.raises(ValueError, match="cooldown=True"):
+        model.fit(np.zeros((8, 1)), np.zeros((8, 1)), callbacks=[kt.callbacks.Cooldown(0.5)], verbose=0)
+    np.testing.assert_allclose(kt.optimizers.cooldown_factor(5, [-1.0, -1.0]), 1.0)
+    np.testing.assert_allclose([kt.optimizers.cooldown_factor(i, [4.0, 8.0]) for i in (0, 4, 6, 8, 9)],
+                               [1.0, 1.0, 0.5, 0.0, 0.0])  # fmt: skip
+
+
 def _dense_model(units=3):
     inputs = keras.Input((4,))
     outputs = keras.layers.Dropout(0.1)(keras.layers.Dense(units)(inputs))

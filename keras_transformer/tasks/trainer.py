@@ -22,6 +22,7 @@ from keras_transformer import distribution
 from keras_transformer.distribution import STRATEGIES, build_under_strategy, shard_evenly, strategy_scope, worker_role
 from keras_transformer.layers.utils import check_positive_int
 from keras_transformer.models.common import set_dtype_policy
+from keras_transformer.optimizers import Adam
 from keras_transformer.run_checkpoint import BestModelCheckpoint, HistoryLog, RunCheckpoint, load_snapshot
 from keras_transformer.run_checkpoint import training_status
 from keras_transformer.run_directory import RunDirectory, check_writable, remove_temporaries
@@ -46,6 +47,9 @@ class TrainingOptions:
             in float32 afterwards.
         time_limit: minutes of training at most (the epoch in progress ends
             early and is scored), or `None`.
+        cooldown: let the learning rate fall linearly to zero over this
+            fraction of the run (of `time_limit` when set, else of the
+            epochs), or `None` (`keras_transformer.callbacks.Cooldown`).
         average_last: average the weights of the last N epochs and keep the
             average if it scores better than the best epoch (the paper: 5).
         verbose: Keras progress output (0, 1, 2).
@@ -68,6 +72,7 @@ class TrainingOptions:
 
     precision: str = "float32"
     time_limit: float = None
+    cooldown: float = None
     average_last: int = None
     verbose: int = 1
     resume: bool = False
@@ -87,6 +92,8 @@ class TrainingOptions:
             raise ValueError(f"`precision` must be one of {PRECISIONS}. Received: precision={self.precision!r}")
         if self.time_limit is not None and not self.time_limit > 0:
             raise ValueError(f"`time_limit` must be a positive number of minutes. Received: {self.time_limit}")
+        if self.cooldown is not None and not 0 < self.cooldown < 1:
+            raise ValueError(f"`cooldown` is a fraction of the run, between 0 and 1. Received: {self.cooldown}")
         if self.average_last is not None and self.average_last < 1:
             raise ValueError(f"`average_last` needs a positive number of epochs. Received: {self.average_last}")
         if self.early_stopping is not None and (
@@ -203,13 +210,19 @@ def _fit(task, run, options, devices="one device", role=None):
     task.show_progress = options.verbose != 0
     task.prepare(run, resume=resume)
     model = task.build_model()
+    if options.cooldown:
+        _enable_cooldown(model)
     if options.average_last and not task.scored:
         raise ValueError("`average_last` needs a validation set (`val_src`/`val_tgt` or `val_tsv`) to compare with.")
     model_config = json.loads(json.dumps(task.model_config(model)))
     state, weights = load_snapshot(run.checkpoint_dir) if resume else (None, None)
     if resume and os.path.exists(run.file(run.config_file)):
-        if run.read_json(run.config_file).get("model") != model_config:
+        earlier = run.read_json(run.config_file)
+        if earlier.get("model") != model_config:
             raise ValueError(f"`resume`: the model options differ from the run's {run.file(run.config_file)}.")
+        if bool(earlier.get("training", {}).get("cooldown")) != bool(options.cooldown):  # the optimizer's variables
+            raise ValueError(f"`resume`: the run was started {'with' if not options.cooldown else 'without'} "
+                             f"`cooldown`; resume it {'with' if not options.cooldown else 'without'} it too.")  # fmt: skip
     training = {**dataclasses.asdict(task.options), **dataclasses.asdict(options), "task": task.name}
     run.write_json(
         run.config_file,
@@ -251,6 +264,8 @@ def _fit(task, run, options, devices="one device", role=None):
     remaining = None if options.time_limit is None else options.time_limit - state["seconds"] / 60
     if remaining is not None:
         callbacks.insert(0, kt_callbacks.TimeLimit(max(remaining, 1e-9)))
+    if options.cooldown:
+        callbacks.insert(0, kt_callbacks.Cooldown(options.cooldown, options.time_limit, state["seconds"], verbose=1))
     callbacks.append(checkpoint)  # last: the snapshot sees every other callback's state
     fit_arguments = distribution.shard_by_data(shard_evenly(task.fit_arguments()))
     build_under_strategy(model, fit_arguments)
@@ -272,6 +287,15 @@ def _fit(task, run, options, devices="one device", role=None):
     if not os.path.exists(run.file(run.model_file)):
         raise ValueError(f"{run.path}: training ended before any epoch finished; nothing to evaluate.")
     return checkpoint.elapsed(), (epoch_weights.paths() if options.average_last else None)
+
+
+def _enable_cooldown(model):
+    """Give `model`'s optimizer (not built yet) the cooldown window `kt.callbacks.Cooldown` sets."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    if not isinstance(optimizer, Adam):
+        raise ValueError(f"`cooldown` needs keras_transformer.optimizers.Adam; this task trains with "
+                         f"{type(optimizer).__name__}.")  # fmt: skip
+    optimizer.cooldown = True
 
 
 def _check_same_tokenizers(run):
