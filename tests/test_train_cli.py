@@ -42,28 +42,34 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert train.cli(SMALL + ["--epochs", "2", "--out", str(tmp_path), "--name", "run", "--resume"]) == 2
 
 
-@pytest.mark.slow
-# The simulated crash skips CSVLogger's on_train_end, so its file is closed
-# by the garbage collector (a real crash ends the process instead).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
+def _crash_after_epoch(crash_epoch, argv, monkeypatch):
+    """Run `train.main(argv)` with an exception raised at the end of epoch `crash_epoch` (0-based)."""
+
     class Crash(Exception):
         pass
 
-    class CrashAfterFirstEpoch(keras.callbacks.Callback):
+    class CrashAtEpochEnd(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
+            if epoch == crash_epoch:
                 raise Crash()
 
     original_fit = kt.Transformer.fit
 
     def crashing_fit(self, *args, callbacks=(), **kwargs):
-        return original_fit(self, *args, callbacks=[*callbacks, CrashAfterFirstEpoch()], **kwargs)
+        return original_fit(self, *args, callbacks=[*callbacks, CrashAtEpochEnd()], **kwargs)
 
     monkeypatch.setattr(kt.Transformer, "fit", crashing_fit)
     with pytest.raises(Crash):
-        train.main(SMALL + ["--epochs", "3", "--out", str(tmp_path), "--name", "run"])
+        train.main(argv)
     monkeypatch.setattr(kt.Transformer, "fit", original_fit)
+
+
+@pytest.mark.slow
+# The simulated crash skips CSVLogger's on_train_end, so its file is closed
+# by the garbage collector (a real crash ends the process instead).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
+    _crash_after_epoch(0, SMALL + ["--epochs", "3", "--out", str(tmp_path), "--name", "run"], monkeypatch)
     run = tmp_path / "run"
     assert os.path.isdir(run / "checkpoints") and len(_history(run / "history.csv")) == 1
 
@@ -78,21 +84,8 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as above
 def test_cooldown_window_is_set_once_and_kept_across_a_resume(tmp_path, monkeypatch, capsys):
-    class Crash(Exception):
-        pass
-
-    class CrashAfterSecondEpoch(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise Crash()
-
-    original_fit = kt.Transformer.fit
-    monkeypatch.setattr(kt.Transformer, "fit", lambda self, *args, callbacks=(), **kwargs: original_fit(
-        self, *args, callbacks=[*callbacks, CrashAfterSecondEpoch()], **kwargs))  # fmt: skip
     argv = SMALL + ["--epochs", "4", "--cooldown", "0.25", "--out", str(tmp_path), "--name", "run"]
-    with pytest.raises(Crash):
-        train.main(argv)
-    monkeypatch.setattr(kt.Transformer, "fit", original_fit)
+    _crash_after_epoch(1, argv, monkeypatch)
     # 256 examples in batches of 64: 16 updates in 4 epochs, the last quarter cools down.
     assert "Cooldown: the learning rate falls linearly to zero from iteration 12 to 16." in capsys.readouterr().out
     without = [arg for arg in argv if arg not in ("--cooldown", "0.25")]
