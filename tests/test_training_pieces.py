@@ -160,7 +160,7 @@ def test_time_limit_stops_fit_inside_the_first_epoch_and_still_validates():
         kt.callbacks.TimeLimit(0)
 
 
-def _steps_of_cooldown(fraction, epochs, minutes=None, seconds_per_batch=None, monkeypatch=None, stop_after=None):
+def _steps_of_cooldown(fraction, epochs, minutes=None, seconds_per_batch=None, monkeypatch=None):
     """Fit a bias with a constant gradient under Adam, one batch per epoch (each update moves it by the rate).
 
     Returns the learning rate each update used (its move), the window, and the model.
@@ -182,7 +182,7 @@ def _steps_of_cooldown(fraction, epochs, minutes=None, seconds_per_batch=None, m
     record = keras.callbacks.LambdaCallback(on_train_batch_end=tick, on_epoch_end=read)
     cooldown = kt.callbacks.Cooldown(fraction, minutes=minutes)
     x = np.zeros((8, 1), "float32")
-    model.fit(x, x, batch_size=8, epochs=stop_after or epochs, callbacks=[record, cooldown], verbose=0)
+    model.fit(x, x, batch_size=8, epochs=epochs, callbacks=[record, cooldown], verbose=0)
     moves = -np.diff([0.0] + biases)
     return moves, cooldown.window, model
 
@@ -196,10 +196,9 @@ def test_cooldown_lets_the_learning_rate_fall_linearly_to_zero_over_the_last_par
 
 
 def test_cooldown_under_a_time_limit_decays_towards_the_budgets_end(monkeypatch):
-    # 5 s per one-batch epoch: a 1-minute budget holds 12 updates; the window is set once the next
-    # epoch end would pass the cooldown's start (after epoch 5, at update 5).
-    moves, window, _ = _steps_of_cooldown(0.5, epochs=100, minutes=1, seconds_per_batch=5, monkeypatch=monkeypatch,
-                                          stop_after=14)  # fmt: skip
+    # 5 s per one-batch epoch: a 1-minute budget holds 12 updates (the 14 epochs would take 70 s); the window
+    # is set once the next epoch end would pass the cooldown's start (after epoch 5, at update 5).
+    moves, window, _ = _steps_of_cooldown(0.5, epochs=14, minutes=1, seconds_per_batch=5, monkeypatch=monkeypatch)
     assert window == [6.0, 12.0]
     expected = 0.01 * np.array([1] * 6 + [(12 - i) / 6 for i in range(6, 12)] + [0] * 2)
     np.testing.assert_allclose(moves, expected, rtol=1e-4, atol=1e-7)
