@@ -23,6 +23,12 @@ def main(argv=None):
     parser.add_argument("--max-length", type=int, help="most target tokens (default: the model's maximum)")
     parser.add_argument("--beam-size", type=int, default=4, help="beams per sentence; 1 is greedy search (default: %(default)s)")
     parser.add_argument("--length-penalty", type=float, default=0.6, help="GNMT's alpha for beam search (default: %(default)s)")
+    parser.add_argument(
+        "--exact-stop",
+        action="store_true",
+        help="beam search stops a sentence only once no live beam could beat its finished translations at any "
+        "length up to --max-length (slower; finds the longer translations a large --length-penalty favours)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line on stderr (shown only on a terminal)")
     args = parser.parse_args(argv)
     if args.beam_size < 1 or args.batch_size < 1:
@@ -32,7 +38,11 @@ def main(argv=None):
 
     try:
         translator = Translator.from_run(
-            args.model, max_length=args.max_length, beam_size=args.beam_size, length_penalty=args.length_penalty
+            args.model,
+            max_length=args.max_length,
+            beam_size=args.beam_size,
+            length_penalty=args.length_penalty,
+            exact_stop=args.exact_stop,
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"translate: error: {str(error).replace('`max_length`', '--max-length')}", file=sys.stderr)

@@ -27,6 +27,9 @@ class Translator:
         max_length: most target tokens; defaults to `max_sequence_length`.
         beam_size: 1 for greedy search, more for beam search.
         length_penalty: GNMT's alpha for beam search.
+        exact_stop: beam search stops a sentence only once no live beam
+            could beat its finished hypotheses at any length up to
+            `max_length` (slower; see `keras_transformer.decoding.beam_search`).
 
     Example (a run trained by `train.py` on English-German):
 
@@ -37,7 +40,14 @@ class Translator:
     """
 
     def __init__(
-        self, model, source_tokenizer, target_tokenizer, max_length=None, beam_size=BEAM_SIZE, length_penalty=0.6
+        self,
+        model,
+        source_tokenizer,
+        target_tokenizer,
+        max_length=None,
+        beam_size=BEAM_SIZE,
+        length_penalty=0.6,
+        exact_stop=False,
     ):
         _check_beam_size(beam_size)
         self.model = model
@@ -51,6 +61,7 @@ class Translator:
             )
         self.beam_size = beam_size
         self.length_penalty = length_penalty
+        self.exact_stop = exact_stop
         self.truncated = 0
 
     @classmethod
@@ -73,13 +84,16 @@ class Translator:
         self.truncated += int(tf.reduce_sum(tf.cast(source_ids.row_lengths() > limit, tf.int32)))
         return source_ids[:, :limit].to_tensor(PAD_ID)
 
-    def translate(self, texts, batch_size=64, beam_size=None, length_penalty=None, n_best=None, progress=None):
+    def translate(
+        self, texts, batch_size=64, beam_size=None, length_penalty=None, n_best=None, progress=None, exact_stop=None
+    ):
         """Translations of `texts` (a list of strings), in order.
 
         Args:
             texts: the sentences.
             batch_size: sentences decoded at once.
-            beam_size, length_penalty: override the translator's for this call.
+            beam_size, length_penalty, exact_stop: override the translator's
+                for this call.
             n_best: return, for each sentence, the `n_best` best hypotheses
                 as `(translation, score)` pairs, best first (scores: length-
                 normalised log-probabilities; needs `n_best <= beam_size`).
@@ -92,6 +106,7 @@ class Translator:
         """
         beam_size = self.beam_size if beam_size is None else beam_size
         length_penalty = self.length_penalty if length_penalty is None else length_penalty
+        exact_stop = self.exact_stop if exact_stop is None else exact_stop
         _check_beam_size(beam_size)
         if n_best is not None and (not isinstance(n_best, int) or not 1 <= n_best <= beam_size):
             raise ValueError(f"`n_best` must be in [1, beam_size={beam_size}]. Received: n_best={n_best}")
@@ -113,6 +128,7 @@ class Translator:
                     method="beam",
                     beam_size=beam_size,
                     length_penalty=length_penalty,
+                    exact_stop=exact_stop,
                 )
             hypotheses, scores = np.asarray(hypotheses), np.asarray(scores)
             strings = [self.target_tokenizer.detokenize(hypotheses[:, k]).numpy() for k in range(n_best or 1)]

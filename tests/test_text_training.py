@@ -48,6 +48,11 @@ def test_translate_cli_translates_training_sentences_back(run, corpus, monkeypat
     assert np.mean([t == r for t, r in zip(beamed, targets[:40])]) >= np.mean(
         [t == r for t, r in zip(translations, targets[:40])]
     ) - 0.1
+    # --exact-stop reaches the Translator's exact_stop.
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines[:4]) + "\n"))
+    assert translate.main(["--model", str(run), "--length-penalty", "1.5", "--exact-stop"]) == 0
+    exact = Translator.from_run(str(run), length_penalty=1.5, exact_stop=True).translate(lines[:4])
+    assert capsys.readouterr().out.split("\n")[:-1] == exact
 
 
 @pytest.mark.slow
@@ -181,7 +186,18 @@ def test_translator_from_run_beam_by_default_n_best_and_per_call_settings(run, c
     assert all(row[0][1] >= row[1][1] >= row[2][1] for row in n_best[:-1])  # best first
     greedy = Translator.from_run(str(run), beam_size=1).translate(texts)
     assert translator.translate(texts, beam_size=1) == greedy
-    for kwargs, match in (({"n_best": 5}, "n_best"), ({"beam_size": 0}, "beam_size"), ({"batch_size": 0}, "batch_size")):
+    # exact_stop runs the same beams further: the best score can only rise (alpha > 0).
+    early = translator.translate(texts, n_best=1, length_penalty=1.5)
+    exact = Translator.from_run(str(run), length_penalty=1.5, exact_stop=True).translate(texts, n_best=1)
+    assert all(e[0][1] >= b[0][1] - 1e-5 for e, b in zip(exact, early))
+    assert translator.translate(texts, n_best=1, length_penalty=1.5, exact_stop=True) == exact
+    bad = (
+        ({"n_best": 5}, "n_best"),
+        ({"beam_size": 0}, "beam_size"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"exact_stop": 1}, "exact_stop"),
+    )
+    for kwargs, match in bad:
         with pytest.raises(ValueError, match=match):
             translator.translate(texts, **kwargs)
 

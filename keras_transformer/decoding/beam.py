@@ -31,6 +31,7 @@ def beam_search(
     alpha=0.6,
     start_id=START_ID,
     end_id=END_ID,
+    exact_stop=False,
 ):
     """Beam search over the key/value cache (the paper: beam 4, alpha 0.6).
 
@@ -46,6 +47,12 @@ def beam_search(
     beam scores no better than the worst of them at its current length
     (exact for `alpha=0`: log-probabilities only fall); its n-best list is
     then fixed, so it does not depend on the other sentences of the batch.
+    With `exact_stop=True` the best live beam is instead scored as if it
+    kept its log-probability up to `max_length`, the best it could reach
+    (tensor2tensor's bound), so stopping never changes the result: the
+    n-best lists are those of running every beam to `max_length`. With
+    `alpha > 0` that finds the longer hypotheses a large alpha favours,
+    at the cost of more steps.
     The loop stops when every sentence is done, or after `max_length`
     tokens, where the live beams of the sentences not done compete with
     their finished hypotheses by the same score. With `beam_size=1` this
@@ -57,6 +64,9 @@ def beam_search(
         max_length: the most tokens to generate (end token included).
         beam_size: `K`, beams per sentence.
         alpha: length penalty exponent (0: raw log-probabilities).
+        exact_stop: stop a sentence only once no live beam can beat its
+            finished hypotheses at any length up to `max_length` (the
+            same as the default when `alpha <= 0`).
 
     Returns:
         `(token_ids, scores)`: `(B, K, max_length)` int32 n-best lists, best
@@ -83,6 +93,9 @@ def beam_search(
     finished_scores = ops.full((batch_size, beam_size), _EMPTY)  # (B, K), best first
     finished = ops.zeros((batch_size, beam_size), "bool")  # which finished slots hold a hypothesis
     done = ops.zeros((batch_size, 1), "bool")
+    # The length at which the best live beam is compared with the finished ones: the penalty's
+    # largest divisor to come under `exact_stop` (it grows with length when alpha > 0), else the current one.
+    bound_at_max_length = exact_stop and alpha > 0
 
     def cond(index, tokens, log_probs, finished_tokens, finished_scores, finished, done, self_cache, cross_cache):
         return ops.logical_and(index < max_length, ops.logical_not(ops.all(done)))
@@ -118,7 +131,8 @@ def beam_search(
         finished_tokens = ops.take_along_axis(
             ops.concatenate([finished_tokens, top_tokens], axis=1), kept[..., None], axis=1
         )
-        best_live = log_probs[:, :1] / length_penalty(index + 1, alpha)  # (B, 1)
+        bound_length = max_length if bound_at_max_length else index + 1
+        best_live = log_probs[:, :1] / length_penalty(bound_length, alpha)  # (B, 1)
         full = ops.all(finished, axis=1, keepdims=True)
         done = ops.logical_or(done, ops.logical_and(full, best_live <= finished_scores[:, -1:]))
         return index + 1, tokens, log_probs, finished_tokens, finished_scores, finished, done, self_cache, cross_cache

@@ -57,6 +57,9 @@ class GenerationSettings:
         method: `"greedy"`, `"beam"` (encoder-decoder only) or `"sample"`.
         beam_size: beams per sentence (`"beam"`; the paper used 4).
         length_penalty: GNMT's alpha (`"beam"`; the paper used 0.6).
+        exact_stop: `"beam"` stops a sentence only once no live beam could
+            beat its finished hypotheses at any length up to `max_length`
+            (see `keras_transformer.decoding.beam_search`).
         temperature, top_k, top_p: the sampling distribution (`"sample"`;
             see `keras_transformer.decoding.sample`).
         seed: an int for reproducible samples (`"sample"`).
@@ -66,6 +69,7 @@ class GenerationSettings:
     method: str = "greedy"
     beam_size: int = 4
     length_penalty: float = 0.6
+    exact_stop: bool = False
     temperature: float = 1.0
     top_k: int = None
     top_p: float = None
@@ -80,7 +84,7 @@ class GenerationSettings:
         """What the compiled decoder depends on (not the seed, which is fed at each call)."""
         settings = {
             "greedy": (),
-            "beam": (self.beam_size, float(self.length_penalty)),
+            "beam": (self.beam_size, float(self.length_penalty), bool(self.exact_stop)),
             "sample": (float(self.temperature), self.top_k, self.top_p),
         }[self.method]
         return (self.method, self.max_length, *settings)
@@ -124,6 +128,8 @@ class Generator:
         beam_size = settings.beam_size
         if settings.method == "beam" and (not isinstance(beam_size, int) or beam_size < 1):
             raise ValueError(f"`beam_size` must be a positive integer. Received: beam_size={beam_size}")
+        if not isinstance(settings.exact_stop, (bool, np.bool_)):
+            raise ValueError(f"`exact_stop` must be True or False. Received: exact_stop={settings.exact_stop!r}")
         if settings.method == "sample":
             temperature, top_k, top_p = settings.temperature, settings.top_k, settings.top_p
             if temperature <= 0:
@@ -151,8 +157,10 @@ class Generator:
         if settings.method == "greedy":
             return compile_decoder(model, lambda ids: search(model, ids, max_length)), None
         if settings.method == "beam":
-            beam_size, length_penalty = settings.beam_size, settings.length_penalty
-            return compile_decoder(model, lambda ids: search(model, ids, max_length, beam_size, length_penalty)), None
+            beam_size, length_penalty, exact_stop = settings.beam_size, settings.length_penalty, settings.exact_stop
+            return compile_decoder(
+                model, lambda ids: search(model, ids, max_length, beam_size, length_penalty, exact_stop=exact_stop)
+            ), None
         seed_generator = keras.random.SeedGenerator(0)  # reseeded before each call
         temperature, top_k, top_p = settings.temperature, settings.top_k, settings.top_p
         function = compile_decoder(

@@ -115,6 +115,45 @@ def test_an_ended_hypothesis_does_not_take_a_live_beams_place():
     assert_close(to_numpy(scores)[0], [np.log(0.25) / (8 / 6) ** 2, np.log(0.40)], atol=1e-5)  # then "end" alone
 
 
+def test_exact_stop_finds_a_longer_hypothesis_the_early_stop_misses():
+    # From the start: end 0.5, A 0.5; A -> B -> C -> end, each for sure. With beam 1 and alpha 2,
+    # "end" (log 0.5 / 1) finishes first and the live "A" scores no better at length 1, so the
+    # default stops there; "A B C end" (log 0.5 / (9/6)^2) is better and only exact_stop reaches it.
+    a, b, c = 4, 5, 6
+    table = np.zeros((7, 7))
+    table[kt.START_ID, [kt.END_ID, a]] = 0.5
+    table[a, b] = table[b, c] = table[c, kt.END_ID] = 1.0
+    table[kt.END_ID, kt.END_ID] = table[kt.PAD_ID, kt.PAD_ID] = table[kt.UNKNOWN_ID, kt.END_ID] = 1.0
+    model, source = _Bigram(table), np.ones((1, 3), "int32")
+    early, early_scores = beam_search(model, source, max_length=8, beam_size=1, alpha=2.0)
+    exact, exact_scores = beam_search(model, source, max_length=8, beam_size=1, alpha=2.0, exact_stop=True)
+    np.testing.assert_array_equal(to_numpy(early)[0, 0, :1], [kt.END_ID])
+    np.testing.assert_array_equal(to_numpy(exact)[0, 0, :4], [a, b, c, kt.END_ID])
+    assert_close(to_numpy(early_scores)[0], [np.log(0.5)], atol=1e-5)
+    assert_close(to_numpy(exact_scores)[0], [np.log(0.5) / (9 / 6) ** 2], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_exact_stop_never_scores_worse_and_changes_nothing_without_a_length_penalty(trained):
+    task, model = trained
+    source = _sources(task, 12, seed=25)
+    for alpha in (0.0, 1.5):
+        early, early_scores = model.generate(source, max_length=30, method="beam", beam_size=3, length_penalty=alpha)
+        exact, exact_scores = model.generate(
+            source, max_length=30, method="beam", beam_size=3, length_penalty=alpha, exact_stop=True
+        )
+        early, exact = to_numpy(early), to_numpy(exact)
+        early_scores, exact_scores = to_numpy(early_scores), to_numpy(exact_scores)
+        if alpha == 0.0:  # log-probabilities only fall, so the early stop is already exact
+            np.testing.assert_array_equal(exact, early)
+            continue
+        # The same live beams, run further: the best finished hypothesis can only improve.
+        assert np.all(exact_scores[:, 0] >= early_scores[:, 0] - 1e-5)
+        for i in np.flatnonzero(exact_scores[:, 0] > early_scores[:, 0] + 1e-5):
+            log_prob, length = _sequence_log_prob(model, source[i], exact[i, 0])
+            assert_close(exact_scores[i, 0], log_prob / ((5 + length) / 6) ** alpha, atol=1e-3)
+
+
 def test_beam_arguments_are_checked():
     model = make_model()
     source = np.ones((2, 5), "int32")
@@ -122,3 +161,5 @@ def test_beam_arguments_are_checked():
         model.generate(source, max_length=4, method="beam", beam_size=0)
     with pytest.raises(ValueError, match="method"):
         model.generate(source, max_length=4, method="nucleus")
+    with pytest.raises(ValueError, match="exact_stop"):
+        model.generate(source, max_length=4, method="beam", exact_stop="yes")
