@@ -116,12 +116,12 @@ def test_an_ended_hypothesis_does_not_take_a_live_beams_place():
 
 
 def test_exact_stop_finds_a_longer_hypothesis_the_early_stop_misses():
-    # From the start: end 0.5, A 0.5; A -> B -> C -> end, each for sure. With beam 1 and alpha 2,
-    # "end" (log 0.5 / 1) finishes first and the live "A" scores no better at length 1, so the
-    # default stops there; "A B C end" (log 0.5 / (9/6)^2) is better and only exact_stop reaches it.
+    # From the start: end 0.55, A 0.45; A -> B -> C -> end, each for sure. With beam 1 and alpha 2,
+    # "end" (log 0.55 / 1) finishes first and the live "A" scores no better at length 1, so the
+    # default stops there; "A B C end" (log 0.45 / (9/6)^2) is better and only exact_stop reaches it.
     a, b, c = 4, 5, 6
     table = np.zeros((7, 7))
-    table[kt.START_ID, [kt.END_ID, a]] = 0.5
+    table[kt.START_ID, [kt.END_ID, a]] = [0.55, 0.45]  # unequal: top_k breaks ties differently per backend
     table[a, b] = table[b, c] = table[c, kt.END_ID] = 1.0
     table[kt.END_ID, kt.END_ID] = table[kt.PAD_ID, kt.PAD_ID] = table[kt.UNKNOWN_ID, kt.END_ID] = 1.0
     model, source = _Bigram(table), np.ones((1, 3), "int32")
@@ -129,8 +129,8 @@ def test_exact_stop_finds_a_longer_hypothesis_the_early_stop_misses():
     exact, exact_scores = beam_search(model, source, max_length=8, beam_size=1, alpha=2.0, exact_stop=True)
     np.testing.assert_array_equal(to_numpy(early)[0, 0, :1], [kt.END_ID])
     np.testing.assert_array_equal(to_numpy(exact)[0, 0, :4], [a, b, c, kt.END_ID])
-    assert_close(to_numpy(early_scores)[0], [np.log(0.5)], atol=1e-5)
-    assert_close(to_numpy(exact_scores)[0], [np.log(0.5) / (9 / 6) ** 2], atol=1e-5)
+    assert_close(to_numpy(early_scores)[0], [np.log(0.55)], atol=1e-5)
+    assert_close(to_numpy(exact_scores)[0], [np.log(0.45) / (9 / 6) ** 2], atol=1e-5)
 
 
 @pytest.mark.slow
