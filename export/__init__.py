@@ -22,6 +22,11 @@ place, so a failed export leaves nothing behind and never clobbers a
 previous artifact.
 """
 
+from keras_transformer import quiet
+
+with quiet.native_stderr_filtered():  # TensorFlow's C++ start-up lines held back (keras_transformer/quiet.py)
+    import tensorflow  # noqa: F401
+
 from .base import EXPORTERS, Exporter, ExportOptions, all_formats, export_run, formats_for, register  # noqa: F401
 from .errors import ExportError  # noqa: F401
 from .run import Run  # noqa: F401
