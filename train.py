@@ -4,12 +4,9 @@ The command lives in `keras_transformer.train` (installed as `kt-train`);
 this file runs it from a checkout.
 """
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from keras_transformer.train import FLAGS, as_flags, cli, export_formats, main, parse_args, read_config  # noqa: E402, F401
+from keras_transformer.train import FLAGS, as_flags, cli, export_formats, main, parse_args, read_config  # noqa: F401
 
 if __name__ == "__main__":
     sys.exit(cli())

@@ -1,16 +1,17 @@
 """python -m export --model runs/<name> [--format NAME ...] [--out DIR]"""
 
 import argparse
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_transformer import commands, quiet
 
 
 def parse_args(argv=None):
     from . import all_formats
 
-    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=commands.name("export"), description=commands.named(__doc__), formatter_class=commands.HelpFormatter
+    )
     parser.add_argument("--model", required=True, help="a run directory written by train.py")
     parser.add_argument(
         "--format",
@@ -55,7 +56,9 @@ def main(argv=None):
 def cli(argv=None):
     from .errors import exit_code
 
-    return exit_code(main, "python -m export", argv)
+    if argv is None:  # the command itself, not a caller in Python
+        quiet.filter_process_stderr()
+    return exit_code(main, commands.name("export"), argv)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,18 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_transformer import commands, quiet
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m export.run_tflite", description=__doc__.split("\n\n")[0])
+    if argv is None:  # the command itself, not a caller in Python
+        quiet.filter_process_stderr()
+    parser = argparse.ArgumentParser(
+        prog=commands.name("run_tflite"), description=commands.named(__doc__), formatter_class=commands.HelpFormatter
+    )
     parser.add_argument("--model", required=True, help="the run directory (for its tokenizers)")
     parser.add_argument("--tflite", help="the .tflite file (default: <model>/export/model.tflite)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="threads of the LiteRT interpreter")
     parser.add_argument("sentences", nargs="*", help="sentences to translate (default: standard input)")
     args = parser.parse_args(argv)
 
@@ -40,7 +44,7 @@ def main(argv=None):
         parser.error(str(error))
     path = args.tflite or os.path.join(run.export_dir, VARIANTS["tflite"])
     if not os.path.isfile(path):
-        parser.error(f"{path} does not exist: run python -m export --model {args.model} --format tflite first.")
+        parser.error(f"{path} does not exist: run {commands.name('export')} --model {args.model} --format tflite first.")
     from .errors import ExportError
 
     try:

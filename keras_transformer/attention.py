@@ -13,15 +13,15 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_transformer import commands, quiet
 
 KIND_NAMES = {"cross": "cross_attention", "encoder": "encoder_self_attention", "decoder": "decoder_self_attention"}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m keras_transformer.attention",
-        description=__doc__,
+        prog=commands.name("attention"),
+        description=commands.named(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("sentence", help="the source sentence")
@@ -63,6 +63,8 @@ def main(argv=None):
 
 
 def cli(argv=None):
+    if argv is None:  # the command itself, not a caller in Python
+        quiet.filter_process_stderr()
     try:
         return main(argv)
     except (OSError, ValueError) as error:

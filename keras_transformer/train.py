@@ -31,15 +31,15 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
 
-import keras  # noqa: E402
+from keras_transformer import commands, quiet
 
-from keras_transformer.distribution import worker_role  # noqa: E402
-from keras_transformer.models.presets import PRESETS  # noqa: E402
-from keras_transformer.run_directory import RunDirectory  # noqa: E402
-from keras_transformer.tasks import TASKS  # noqa: E402
-from keras_transformer.tasks.trainer import PRECISIONS, TrainingOptions, open_run, train  # noqa: E402
+from keras_transformer.distribution import worker_role
+from keras_transformer.models.presets import PRESETS
+from keras_transformer.run_directory import RunDirectory
+from keras_transformer.tasks import TASKS
+from keras_transformer.tasks.trainer import PRECISIONS, TrainingOptions, open_run, train
 
 CLI_ONLY = {"task", "out", "name", "export", "no_export", "config"}
 FLAGS = {  # group: [(flag, argparse keywords)]
@@ -128,23 +128,13 @@ FLAGS = {  # group: [(flag, argparse keywords)]
         ("--name", dict(help="run name (default: <task>-<preset>-<time>)")),
         ("--resume", dict(action="store_true", help="continue the interrupted run --name from its last epoch")),
         ("--export", dict(default="default", help="formats exported at the end: comma-separated names from "
-                          "python -m export, default or all")),
+                          f"{commands.name('export')}, default or all")),
         ("--no-export", dict(action="store_true", help="skip the export")),
         ("--verbose", dict(type=int, default=1, choices=[0, 1, 2], help="Keras progress output")),
         ("--tensorboard", dict(action=argparse.BooleanOptionalAction, default=True, help="log scalars and "
                                "attention pictures to <run>/tensorboard (tensorboard --logdir runs)")),
     ],
 }
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """The description as written; every flag's default after its help (none for switches and unset ones)."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
-            text += " (default: %(default)s)"
-        return text.strip() or " "
 
 
 NOT_FROM_CONFIG = {"config", "resume", "name", "help"}  # what identifies one run, not its settings
@@ -182,7 +172,7 @@ def read_config(path, parser):
 
 def parse_args(argv=None):
     """`(args, task options, training options)`; bad or misplaced flags exit with a usage error."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(description=commands.named(__doc__), formatter_class=commands.HelpFormatter)
     parser.add_argument("--config", help="a JSON or YAML file of flag values (keys as the flags, - or _), or a run's "
                         "config.json; flags on the command line override it")  # fmt: skip
     parser.add_argument("--task", default="translate", choices=list(TASKS),
@@ -260,7 +250,7 @@ def export(run_path, formats, family):
     if subprocess.run(command, env=environment).returncode:
         raise OSError(
             f"the export failed (see above); the trained run {run_path} is complete: export it again with "
-            f"KERAS_BACKEND=tensorflow python -m export --model {run_path}"
+            f"KERAS_BACKEND=tensorflow {commands.name('export')} --model {run_path}"
         )
     options, out = exporters.ExportOptions(), RunDirectory(run_path).export_dir
     return {name: exporters.EXPORTERS[(family, name)](options).target(out) for name in formats}
@@ -292,6 +282,8 @@ def main(argv=None):
 
 
 def cli(argv=None):
+    if argv is None:  # the command itself, not a caller in Python
+        quiet.filter_process_stderr()
     try:
         main(argv)
     except (OSError, ValueError) as error:  # a taken name, a missing file, an unwritable --out, bad values

@@ -10,14 +10,17 @@ default; --beam-size 1 is greedy search.
 """
 
 import argparse
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_transformer import commands, quiet
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if argv is None:  # the command itself, not a caller in Python
+        quiet.filter_process_stderr()
+    parser = argparse.ArgumentParser(
+        prog=commands.name("translate"), description=commands.named(__doc__), formatter_class=commands.HelpFormatter
+    )
     parser.add_argument("--model", required=True, help="a run directory written by train.py")
     parser.add_argument("--batch-size", type=int, default=64, help="sentences decoded at once (default: %(default)s)")
     parser.add_argument("--max-length", type=int, help="most target tokens (default: the model's maximum)")
@@ -29,7 +32,10 @@ def main(argv=None):
         help="beam search stops a sentence only once no live beam could beat its finished translations at any "
         "length up to --max-length (slower; finds the longer translations a large --length-penalty favours)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress line on stderr (shown only on a terminal)")
+    parser.add_argument(
+        "--quiet", action="store_true",
+        help="no progress on stderr (on a terminal: one redrawn line; otherwise a line every 30 s of a long job)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.beam_size < 1 or args.batch_size < 1:
         parser.error("--beam-size and --batch-size must be at least 1")
@@ -48,7 +54,7 @@ def main(argv=None):
         print(f"translate: error: {str(error).replace('`max_length`', '--max-length')}", file=sys.stderr)
         return 2
     lines = read_stdin()
-    progress = terminal_progress() if not args.quiet else None  # stderr, only on a terminal
+    progress = terminal_progress() if not args.quiet else None  # stderr
     for translation in translator.translate(lines, args.batch_size, progress=progress):
         sys.stdout.write(translation + "\n")
     warn_truncated(translator)

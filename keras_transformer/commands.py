@@ -1,0 +1,68 @@
+"""How the project's commands name themselves and each other.
+
+From a checkout they run as `python train.py`, `python -m export`, ...;
+installed (`pip install .`) they are `kt-train`, `kt-export`, ... on the PATH,
+and `python -m export` exists only in a checkout (the package installs as
+`keras_transformer.export`). Usage lines and hints ("run kt-export first")
+name the form that works where the user is.
+"""
+
+import argparse
+import importlib.util
+import os
+import sys
+
+CHECKOUT = {
+    "train": "python train.py",
+    "translate": "python -m keras_transformer.translate",
+    "attention": "python -m keras_transformer.attention",
+    "export": "python -m export",
+    "verify": "python -m export.verify",
+    "run_tflite": "python -m export.run_tflite",
+}
+INSTALLED = {
+    "train": "kt-train",
+    "translate": "kt-translate",
+    "attention": "kt-attention",
+    "export": "kt-export",
+    "verify": "kt-verify",
+    "run_tflite": "kt-run-tflite",
+}
+
+
+def in_checkout():
+    """Whether a checkout's top-level `export/` (beside its `train.py`) is importable from here."""
+    try:
+        spec = importlib.util.find_spec("export")
+    except (ImportError, ValueError):
+        return False
+    if spec is None or not spec.origin:
+        return False
+    return os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(spec.origin)), "train.py"))
+
+
+def name(command):
+    """How to run `command` ("train", "export", ...): `kt-export` when installed, `python -m export` in a checkout."""
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if invoked.startswith("kt-") or not in_checkout():
+        return INSTALLED[command]
+    return CHECKOUT[command]
+
+
+def named(text):
+    """`text` (a usage docstring) with every command written as `name()` gives it here."""
+    if not in_checkout() or (sys.argv and os.path.basename(sys.argv[0] or "").startswith("kt-")):
+        for command in sorted(CHECKOUT, key=lambda c: -len(CHECKOUT[c])):  # `python -m export.verify` first
+            text = text.replace(CHECKOUT[command], INSTALLED[command])
+    return text
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written; every flag's default after its help (none for switches and unset ones)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        hidden = action.default is None or action.default is False or action.default is argparse.SUPPRESS
+        if not hidden and "%(default)" not in text:  # 0 is a default to show (`0 in (None, False)` is true)
+            text += " (default: %(default)s)"
+        return text.strip() or " "
