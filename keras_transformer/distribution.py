@@ -17,11 +17,9 @@ chief's resumed weights and training state, reaches the others through
 `broadcast_from_chief` and `broadcast_json`; a decision taken on a local
 clock (a time limit) through `any_worker`, so all stop at the same step.
 
-`token_share(labels)` keeps the masked loss a mean over the real tokens of
-the *global* batch: Keras averages each replica's loss (its own tokens'
-mean) over replicas; scaling a replica's loss by its share of the real
-tokens (times the number of replicas) makes the sum of the replicas'
-gradients the gradient of the global token mean, as on one device.
+The masked loss stays a mean over the real tokens of the *global* batch
+through `keras_transformer.losses.token_share`, which the models' loss
+applies: every `model.fit` under a strategy gets it, not only train.py's.
 """
 
 import contextlib
@@ -31,8 +29,6 @@ import json
 import os
 
 import keras
-
-from keras_transformer.vocabulary import PAD_ID
 
 STRATEGIES = ("none", "mirrored", "multi-worker")
 TF_CONFIG_EXAMPLE = (
@@ -335,20 +331,6 @@ def broadcast_from_chief(variables):
         values = _all_reduce([variable.value for variable in group], "sum", first_replica_only=True)
         for variable, value in zip(group, values):
             variable.assign(value)
-
-
-def token_share(labels, pad_id=PAD_ID):
-    """This replica's real tokens x replicas / the global batch's real tokens (1 outside `tf.distribute`)."""
-    if keras.backend.backend() != "tensorflow":
-        return 1.0
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return 1.0
-    local = tf.reduce_sum(tf.cast(tf.not_equal(labels, pad_id), "float32"))
-    total = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
-    return tf.stop_gradient(local * context.num_replicas_in_sync / tf.maximum(total, 1.0))
 
 
 def build_under_strategy(model, fit_arguments):

@@ -87,3 +87,27 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
             }
         )
         return config
+
+
+def token_share(labels, pad_id=PAD_ID):
+    """The factor that keeps a masked token loss a mean over the real tokens of the global batch.
+
+    Keras averages each replica's loss (its own tokens' mean) over replicas;
+    scaling a replica's loss by its share of the real tokens (times the
+    number of replicas) makes the sum of the replicas' gradients the gradient
+    of the global token mean, as on one device. The models' `compute_loss`
+    applies it to token labels.
+
+    Returns this replica's real tokens x replicas / the global batch's real
+    tokens, or 1 outside `tf.distribute` (and on JAX and PyTorch).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return 1.0
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return 1.0
+    local = tf.reduce_sum(tf.cast(tf.not_equal(labels, pad_id), "float32"))
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
+    return tf.stop_gradient(local * context.num_replicas_in_sync / tf.maximum(total, 1.0))

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_transformer.layers.utils import check_positive_int
+from keras_transformer.checks import check_positive_int
 from keras_transformer.schedules import TransformerSchedule
 
 

@@ -29,7 +29,7 @@ import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from keras_transformer.layers.utils import check_positive_int
+from keras_transformer.checks import check_positive_int
 from keras_transformer.vocabulary import END_ID, PAD_ID, RESERVED_TOKENS
 
 # Chinese, Japanese kana, Korean and CJK punctuation: written without spaces.

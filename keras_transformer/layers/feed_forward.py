@@ -1,6 +1,7 @@
 import keras
 
-from keras_transformer.layers.utils import check_positive_int, check_rate, clone_initializer, dense_2d
+from keras_transformer.checks import check_positive_int, check_rate
+from keras_transformer.layers.utils import clone_initializer, dense_2d
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")

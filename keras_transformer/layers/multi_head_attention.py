@@ -23,7 +23,8 @@ from keras_transformer.layers.masks import (
 from keras_transformer.layers.relative_position_embedding import RelativePositionEmbedding
 from keras_transformer.layers.rotary_embedding import RotaryEmbedding
 from keras_transformer.layers.scaled_dot_product_attention import attention_weights
-from keras_transformer.layers.utils import check_positive_int, check_rate, clone_initializer, dense_2d
+from keras_transformer.checks import check_positive_int, check_rate
+from keras_transformer.layers.utils import clone_initializer, dense_2d
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")

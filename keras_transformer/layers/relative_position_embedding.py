@@ -1,7 +1,8 @@
 import keras
 from keras import ops
 
-from keras_transformer.layers.utils import check_positive_int, clone_initializer
+from keras_transformer.checks import check_positive_int
+from keras_transformer.layers.utils import clone_initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")

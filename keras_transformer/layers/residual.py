@@ -1,6 +1,6 @@
 import keras
 
-from keras_transformer.layers.utils import check_rate
+from keras_transformer.checks import check_rate
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")

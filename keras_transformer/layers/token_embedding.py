@@ -4,7 +4,8 @@ import math
 import keras
 from keras import ops
 
-from keras_transformer.layers.utils import check_positive_int, dense_2d
+from keras_transformer.checks import check_positive_int
+from keras_transformer.layers.utils import dense_2d
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")

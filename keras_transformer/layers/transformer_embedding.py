@@ -3,7 +3,7 @@ import keras
 from keras_transformer.layers.position_embedding import PositionEmbedding
 from keras_transformer.layers.sinusoidal_position_encoding import SinusoidalPositionEncoding
 from keras_transformer.layers.token_embedding import TokenEmbedding
-from keras_transformer.layers.utils import check_positive_int, check_rate
+from keras_transformer.checks import check_positive_int, check_rate
 
 ABSOLUTE_POSITIONS = ("sinusoidal", "learned", "none")
 

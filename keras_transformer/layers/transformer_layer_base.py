@@ -3,7 +3,8 @@ import keras
 from keras_transformer.layers.feed_forward import FeedForward
 from keras_transformer.layers.multi_head_attention import MultiHeadAttention
 from keras_transformer.layers.residual import Residual
-from keras_transformer.layers.utils import check_positive_int, check_rate, clone_initializer
+from keras_transformer.checks import check_positive_int, check_rate
+from keras_transformer.layers.utils import clone_initializer
 
 
 class TransformerLayerBase(keras.layers.Layer):

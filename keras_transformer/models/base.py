@@ -13,6 +13,7 @@ import threading
 import keras
 from keras import ops
 
+from keras_transformer.losses import token_share
 from keras_transformer.models.common import ARCHITECTURE, check_architecture, check_token_ids
 from keras_transformer.models.presets import preset_config
 from keras_transformer.vocabulary import PAD_ID
@@ -148,7 +149,7 @@ class ModelBase(keras.Model):
 
         Applies to the models whose labels are token ids padded with
         `PAD_ID` (`Transformer`, `TransformerLM`): each replica's loss is
-        scaled by its share of the real tokens (`distribution.token_share`).
+        scaled by its share of the real tokens (`losses.token_share`).
         In a packing train step the labels are read at the projected
         positions (`train_step`).
         """
@@ -156,8 +157,6 @@ class ModelBase(keras.Model):
             y = self._packed_labels(y, y_pred)
         loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
         if self.token_labels and y is not None and not isinstance(y, dict):
-            from keras_transformer.distribution import token_share
-
             loss = loss * keras.ops.cast(token_share(y), loss.dtype)
         return loss
 

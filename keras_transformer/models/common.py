@@ -3,7 +3,7 @@
 import keras
 
 from keras_transformer.layers.transformer_embedding import TransformerEmbedding
-from keras_transformer.layers.utils import check_positive_int, check_rate
+from keras_transformer.checks import check_positive_int, check_rate
 
 POSITIONS = ("sinusoidal", "learned", "relative", "rotary")
 DROPOUT_RATES = ("dropout", "attention_dropout", "activation_dropout")  # may change when fine-tuning

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_transformer.layers.masks import padding_mask
-from keras_transformer.layers.utils import check_positive_int, check_rate
+from keras_transformer.checks import check_positive_int, check_rate
 from keras_transformer.models.base import ModelBase
 from keras_transformer.models.transformer_encoder_model import TransformerEncoderModel
 

@@ -1,6 +1,6 @@
 import keras
 
-from keras_transformer.layers.utils import check_positive_int
+from keras_transformer.checks import check_positive_int
 
 
 class StackBase(keras.layers.Layer):

@@ -20,7 +20,7 @@ import time
 
 import keras
 
-from keras_transformer.layers.utils import check_positive_int, check_rate
+from keras_transformer.checks import check_positive_int, check_rate
 from keras_transformer.models.common import DROPOUT_RATES, POSITIONS
 from keras_transformer.models.presets import PRESETS
 from keras_transformer.optimizers import accumulating_adam

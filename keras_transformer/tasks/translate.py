@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from keras_transformer import losses, metrics
-from keras_transformer.layers.utils import check_positive_int
+from keras_transformer.checks import check_positive_int
 from keras_transformer.models import Transformer
 from keras_transformer.models.common import ARCHITECTURE, DROPOUT_RATES
 from keras_transformer.optimizers import transformer_adam

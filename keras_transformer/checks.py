@@ -1,0 +1,20 @@
+"""Argument checks with Keras's wording ("Received: name=value"), for every floor of the package.
+
+Layers, models, data pipelines, tasks, optimizers and schedules all check
+their arguments the same way; this module imports nothing, so any of them
+may use it.
+"""
+
+
+def check_positive_int(value, name, allow_none=False):
+    """`value` must be an `int` above 0 (not a bool); `None` passes when `allow_none`."""
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value}")
+
+
+def check_rate(value, name):
+    """`value` must be a rate in [0, 1), as dropout rates are."""
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1). Received: {name}={value}")
