@@ -2,6 +2,7 @@
 
 import os
 import re
+import sys
 import time
 import zipfile
 
@@ -10,6 +11,63 @@ import numpy as np
 
 from keras_transformer.distribution import any_worker, broadcast_json, is_multi_worker
 from keras_transformer.run_directory import atomic_write
+
+
+class Heartbeat(keras.callbacks.Callback):
+    """A line every `interval` seconds inside an epoch, where nothing else shows progress.
+
+    With `verbose=2` Keras prints each epoch only at its end, so a long epoch
+    (or the first one, which also traces and compiles the training step) is
+    silent for minutes in a log. This callback says that the first step is
+    being compiled, then prints the step, the epoch's seconds and the running
+    loss once `interval` seconds have passed since its last line. `train.py`
+    adds it with `--verbose 2`, and with `--verbose 1` when stdout is not a
+    terminal (the compile line only: Keras's bar still redraws there).
+
+    Args:
+        interval: seconds between lines.
+        steps: print the step lines (else only the compile line).
+        stream: where to write (default: `sys.stdout`, as Keras's progress).
+        clock: a function returning seconds (tests pass a fake one).
+
+    Example:
+    >>> model.fit(data, epochs=10, verbose=2, callbacks=[Heartbeat(30)])
+    """
+
+    def __init__(self, interval=30.0, steps=True, stream=None, clock=time.monotonic):
+        super().__init__()
+        if not interval > 0:
+            raise ValueError(f"`interval` must be positive. Received: interval={interval}")
+        self.interval = interval
+        self.steps = steps
+        self.stream = stream
+        self.clock = clock
+        self.compiled = False
+
+    def _print(self, text):
+        print(text, file=self.stream or sys.stdout, flush=True)
+
+    def on_train_begin(self, logs=None):
+        self.last = self.clock()
+        if not self.compiled:
+            self._print("Compiling the training step: the first batch takes longer.")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.epoch_start = self.last = self.clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.compiled = True
+        now = self.clock()
+        if not self.steps or now - self.last < self.interval:
+            return
+        self.last = now
+        steps = self.params.get("steps") if self.params else None
+        loss = (logs or {}).get("loss")
+        self._print(
+            f"  epoch {self.epoch + 1}: step {batch + 1}{f'/{steps}' if steps else ''}, "
+            f"{now - self.epoch_start:.0f} s" + (f", loss {float(loss):.4f}" if loss is not None else "")
+        )
 
 
 class TimeLimit(keras.callbacks.Callback):

@@ -26,6 +26,28 @@ def corpus_scores(hypotheses, references):
     }
 
 
+NOT_LEARNED_BLEU = 1.0  # below it, the validation translations share almost nothing with the references
+
+
+def not_learned_hint(epoch, hypotheses):
+    """What a BLEU near 0 after `epoch` (from 0) means, and what usually helps."""
+    empty = sum(not text.strip() for text in hypotheses)
+    distinct = len(set(hypotheses))
+    symptoms = []
+    if empty:
+        symptoms.append(f"{empty} of {len(hypotheses)} translations are empty")
+    if distinct <= max(1, len(hypotheses) // 10):
+        symptoms.append(f"only {distinct} different translation(s)")
+    seen = f" ({'; '.join(symptoms)})" if symptoms else ""
+    return (
+        f"Hint: BLEU near 0 after epoch {epoch + 1} means the model has not learned to translate yet{seen}. "
+        "The first epochs of the warm-up often look like this. If it lasts: train longer (--epochs, --time-limit); "
+        "check that line N of --train-src translates line N of --train-tgt; give it more sentence pairs, or a "
+        "smaller model (--preset tiny) and vocabulary (--vocab-size) for a small corpus; lower "
+        "--learning-rate-scale if the training loss stopped falling or rose."
+    )
+
+
 class BleuCallback(keras.callbacks.Callback):
     """Decode the validation sources after each epoch and log `val_bleu`, `val_chrf`.
 
@@ -36,8 +58,8 @@ class BleuCallback(keras.callbacks.Callback):
             being trained.
         sources, references: validation sentences.
         batch_size: sentences decoded at once.
-        progress: show a progress line on stderr while decoding (only when
-            stderr is a terminal).
+        progress: show progress on stderr while decoding (a redrawn line on
+            a terminal, a line every 30 s of a long decoding elsewhere).
     """
 
     def __init__(self, translator, sources, references, batch_size=64, progress=False):
@@ -47,6 +69,7 @@ class BleuCallback(keras.callbacks.Callback):
         self.sources = list(sources)
         self.references = list(references)
         self.batch_size = batch_size
+        self.hinted = False  # the hint for a model that has not learned yet is printed once
 
     def on_epoch_end(self, epoch, logs=None):
         start = time.time()
@@ -62,6 +85,9 @@ class BleuCallback(keras.callbacks.Callback):
             f"Epoch {epoch + 1}: validation BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f} "
             f"(greedy, {len(hypotheses)} sentences, {time.time() - start:.0f} s)"
         )
+        if scores["bleu"] < NOT_LEARNED_BLEU and not self.hinted:
+            self.hinted = True
+            print(not_learned_hint(epoch, hypotheses))
 
 
 class AttentionImages(keras.callbacks.Callback):

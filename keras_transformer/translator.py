@@ -1,6 +1,7 @@
 """Text in, text out: tokenizers + model + greedy or beam decoding."""
 
 import sys
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -145,17 +146,35 @@ def _check_beam_size(beam_size):
         raise ValueError(f"`beam_size` must be a positive integer. Received: beam_size={beam_size}")
 
 
-def terminal_progress(stream=None, label="translated"):
-    """A `progress(done, total)` that redraws one line on `stream` (stderr) when it is a terminal, else `None`."""
+PROGRESS_INTERVAL = 30.0  # seconds between progress lines when stderr is a file or a pipe
+
+
+def terminal_progress(stream=None, label="translated", interval=PROGRESS_INTERVAL, clock=time.monotonic):
+    """A `progress(done, total)` for long decoding: never silent for long, never noisy in a log.
+
+    On a terminal it redraws one line on `stream` (stderr) at every call.
+    Written to a file or a pipe, it adds a line only once `interval` seconds
+    have passed since the last one (or since it was made), and then the last
+    line too: a job shorter than `interval` prints nothing.
+    """
     stream = stream or sys.stderr
-    if not (hasattr(stream, "isatty") and stream.isatty()):
-        return None
+    if hasattr(stream, "isatty") and stream.isatty():
 
-    def progress(done, total):
-        stream.write(f"\r{label} {done}/{total} sentences" + ("\n" if done == total else ""))
-        stream.flush()
+        def redraw(done, total):
+            stream.write(f"\r{label} {done}/{total} sentences" + ("\n" if done == total else ""))
+            stream.flush()
 
-    return progress
+        return redraw
+    state = {"last": clock(), "printed": False}
+
+    def line(done, total):
+        now = clock()
+        if now - state["last"] >= interval or (done == total and state["printed"]):
+            stream.write(f"{label} {done}/{total} sentences\n")
+            stream.flush()
+            state.update(last=now, printed=True)
+
+    return line
 
 
 def warn_truncated(translator):

@@ -118,17 +118,24 @@ def plot_attention(scores, source_tokens, target_tokens, kinds=KINDS, layers=Non
     figure = Figure(figsize=(size * len(heads), size * len(panels)), layout="constrained")
     axes = figure.subplots(len(panels), len(heads), squeeze=False)
     families = font_families()
+    image = None
     for row, (kind, layer) in enumerate(panels):
         queries, keys = labels[kind]
         weights = np.asarray(scores[kind][layer], dtype="float32")[index]
         for column, head in enumerate(heads):
             ax = axes[row][column]
-            ax.imshow(weights[head, : len(queries), : len(keys)], cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+            image = ax.imshow(
+                weights[head, : len(queries), : len(keys)], cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto"
+            )
             ax.set_xticks(range(len(keys)))
             ax.set_xticklabels(keys, rotation=90, fontsize=fontsize, fontfamily=families)
             ax.set_yticks(range(len(queries)))
             ax.set_yticklabels(queries, fontsize=fontsize, fontfamily=families)
             ax.set_title(f"{TITLES[kind]}, layer {layer + 1}, head {head + 1}", fontsize=9)
+    # One colour scale for every panel: they share vmin 0 and vmax 1 (each query's weights sum to 1).
+    colorbar = figure.colorbar(image, ax=axes, shrink=min(1.0, 3.0 / size), aspect=30, pad=0.02)
+    colorbar.set_label("attention weight", fontsize=8)
+    colorbar.ax.tick_params(labelsize=7)
     return figure
 
 

@@ -160,6 +160,28 @@ def test_time_limit_stops_fit_inside_the_first_epoch_and_still_validates():
         kt.callbacks.TimeLimit(0)
 
 
+def test_heartbeat_prints_a_line_once_its_interval_has_passed_inside_an_epoch():
+    import io
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((64, 4), "float32"), np.ones((64, 1), "float32")
+    clock, stream = [0.0], io.StringIO()
+    tick = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: clock.__setitem__(0, clock[0] + 7))
+    heartbeat = kt.callbacks.Heartbeat(interval=20, stream=stream, clock=lambda: clock[0])
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[tick, heartbeat], verbose=0)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "Compiling the training step: the first batch takes longer."
+    # 7 s a batch, 8 batches an epoch: a line at 21 s and 42 s of each epoch (the clock restarts with it)
+    assert [line.split(", loss")[0] for line in lines[1:]] == [
+        "  epoch 1: step 3/8, 21 s", "  epoch 1: step 6/8, 42 s", "  epoch 2: step 3/8, 21 s", "  epoch 2: step 6/8, 42 s"
+    ]  # fmt: skip
+    assert all(float(line.split("loss ")[1]) >= 0 for line in lines[1:])
+    with pytest.raises(ValueError, match="interval=0"):
+        kt.callbacks.Heartbeat(0)
+
+
 def _steps_of_cooldown(fraction, epochs, minutes=None, seconds_per_batch=None, monkeypatch=None):
     """Fit a bias with a constant gradient under Adam, one batch per epoch (each update moves it by the rate).
 

@@ -22,18 +22,28 @@ def _scores(layers=2, heads=3, source=5, target=4, batch=2):
     }
 
 
+def _panels(figure):
+    """The heatmaps' axes, and the colour scale's."""
+    panels = [ax for ax in figure.axes if ax.get_images()]
+    (scale,) = [ax for ax in figure.axes if ax not in panels]
+    return panels, scale
+
+
 def test_one_panel_per_kind_layer_and_head_with_tokens_as_labels(tmp_path):
     source, target = ["Zwei", "Hunde", "##n", "laufen", "."], ["Two", "dogs", "run", "[END]"]
     figure = visualization.plot_attention(_scores(), source, target)
-    axes = figure.axes
+    axes, scale = _panels(figure)
     assert len(axes) == 3 * 2 * 3  # kinds x layers x heads
+    assert scale.get_ylabel() == "attention weight" and scale.get_ylim() == (0.0, 1.0)  # one colour scale, 0 to 1
     cross = axes[-1]
     assert [t.get_text() for t in cross.get_xticklabels()] == source
     assert [t.get_text() for t in cross.get_yticklabels()] == target
     assert cross.get_title() == "cross-attention, layer 2, head 3"
     assert cross.get_images()[0].get_array().shape == (4, 5)
     figure = visualization.plot_attention(_scores(), source, target, kinds=("cross_attention",), layers=[1], heads=[0, 2])
-    assert [ax.get_title() for ax in figure.axes] == ["cross-attention, layer 2, head 1", "cross-attention, layer 2, head 3"]
+    assert [ax.get_title() for ax in _panels(figure)[0]] == [
+        "cross-attention, layer 2, head 1", "cross-attention, layer 2, head 3"
+    ]  # fmt: skip
     path = visualization.save_figure(figure, str(tmp_path / "attention.png"))
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -67,8 +77,8 @@ def test_readable_pieces_of_wordpiece_and_sentencepiece():
     assert words == ["unbelievable", "cat"]
 
 
-@pytest.mark.slow
-def test_attention_command_draws_a_run(run, tmp_path, capsys):
+def test_attention_command_draws_a_run(trained_run, tmp_path, capsys):
+    run = trained_run
     from keras_transformer import attention
 
     out = tmp_path / "attention.png"

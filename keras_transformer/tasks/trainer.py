@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 
@@ -20,7 +21,7 @@ import keras
 from keras_transformer import callbacks as kt_callbacks
 from keras_transformer import distribution
 from keras_transformer.distribution import STRATEGIES, build_under_strategy, shard_evenly, strategy_scope, worker_role
-from keras_transformer.layers.utils import check_positive_int
+from keras_transformer.checks import check_positive_int
 from keras_transformer.models.common import set_dtype_policy
 from keras_transformer.optimizers import Adam
 from keras_transformer.run_checkpoint import BestModelCheckpoint, HistoryLog, RunCheckpoint, load_snapshot
@@ -230,7 +231,9 @@ def _fit(task, run, options, devices="one device", role=None):
     )
     where = f"Temporary copy of the chief's files (removed at the end): {run.path}" if getattr(run, "scratch", False) \
         else f"Run directory: {run.path}"
-    print(f"{where}\nTask: {task.description}\nModel: {task.options.preset} preset, {describe(model)}")
+    init_from = getattr(task.options, "init_from", None)  # the architecture is that run's, not the preset's
+    origin = f"from {init_from}" if init_from else f"{task.options.preset} preset"
+    print(f"{where}\nTask: {task.description}\nModel: {origin}, {describe(model)}")
     if options.distribute != "none":
         print(f"Devices: {devices}; --batch-size {task.options.batch_size} is the global batch")
     if role is not None:
@@ -266,6 +269,9 @@ def _fit(task, run, options, devices="one device", role=None):
         callbacks.insert(0, kt_callbacks.TimeLimit(max(remaining, 1e-9)))
     if options.cooldown:
         callbacks.insert(0, kt_callbacks.Cooldown(options.cooldown, options.time_limit, state["seconds"], verbose=1))
+    terminal = hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+    if options.verbose == 2 or (options.verbose and not terminal):  # output with no progress inside an epoch
+        callbacks.insert(0, kt_callbacks.Heartbeat(steps=options.verbose == 2))
     callbacks.append(checkpoint)  # last: the snapshot sees every other callback's state
     fit_arguments = distribution.shard_by_data(shard_evenly(task.fit_arguments()))
     build_under_strategy(model, fit_arguments)
