@@ -43,21 +43,33 @@ def corpus(tmp_path_factory):
     return directory, sources, targets
 
 
+def _text_run_arguments(corpus, out):
+    directory, _, _ = corpus
+    return MODEL + [
+        "--train-src", str(directory / "train.src.gz"), "--train-tgt", str(directory / "train.tgt"),
+        "--val-tsv", str(directory / "val.tsv"), "--tokenizer", "wordpiece", "--vocab-size", "200",
+        "--epochs", "8", "--out", str(out), "--name", "text",
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="session")
-def run(corpus, tmp_path_factory):
-    """A text run trained by train.py (WordPiece), exported in every format, as train.py does by default."""
+def trained_run(corpus, tmp_path_factory):
+    """A text run trained by train.py (WordPiece), not exported yet: what the quick tests read."""
     import train
 
-    directory, _, _ = corpus
     out = tmp_path_factory.mktemp("runs")
-    train.main(
-        MODEL + [
-            "--train-src", str(directory / "train.src.gz"), "--train-tgt", str(directory / "train.tgt"),
-            "--val-tsv", str(directory / "val.tsv"), "--tokenizer", "wordpiece", "--vocab-size", "200",
-            "--epochs", "8", "--out", str(out), "--name", "text",
-        ]
-    )  # fmt: skip
+    train.main(_text_run_arguments(corpus, out) + ["--no-export"])
     return out / "text"
+
+
+@pytest.fixture(scope="session")
+def run(trained_run, corpus):
+    """The same run exported in every default format, by the export train.py runs at the end of training."""
+    from keras_transformer import train
+
+    args, _, _ = train.parse_args(_text_run_arguments(corpus, trained_run.parent))
+    train.export(str(trained_run), train.export_formats(args), train.TASKS[args.task].family)
+    return trained_run
 
 
 FAMILY_MODEL = [

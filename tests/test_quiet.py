@@ -197,11 +197,11 @@ def _run_command(name, *arguments, stdin=None, timeout=600):
 
 @pytest.mark.slow
 def test_every_command_on_a_fresh_run_prints_no_error_looking_line(tmp_path):
-    """Train (and export) a small translation run, then use it with each command: no chatter anywhere."""
+    """Train (and export to TFLite) a small translation run, then use it with each command: no chatter anywhere."""
     trained = _run_command(
         "train", "--num-layers", "1", "--hidden-dim", "32", "--num-heads", "2", "--intermediate-dim", "64",
         "--train-examples", "600", "--val-examples", "50", "--epochs", "1", "--max-length", "40",
-        "--verbose", "2", "--out", tmp_path, "--name", "run",
+        "--verbose", "2", "--export", "tflite", "--out", tmp_path, "--name", "run",
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert trained.stderr == "", trained.stderr[-3000:]

@@ -44,7 +44,9 @@ def _history(path):
 
 
 @pytest.mark.reliability
-@pytest.mark.parametrize("n", [0, 2, 5, 7, 12, 15])
+@pytest.mark.parametrize(
+    "n", [2, 7] + [pytest.param(n, marks=pytest.mark.slow) for n in (0, 5, 12, 15)]
+)  # the quick suite: before the first epoch ends, and in the middle of the run; the slow group: the rest
 def test_a_run_killed_at_any_rename_resumes_to_a_consistent_directory(n, tmp_path):
     argv = FLAGS + ["--out", str(tmp_path), "--name", "run"]
     killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT.format(root=ROOT, n=n, argv=argv)],

@@ -14,7 +14,13 @@ from keras_transformer import translate
 from keras_transformer.evaluation import corpus_scores
 from keras_transformer.translator import Translator
 
-@pytest.mark.slow
+
+@pytest.fixture
+def run(trained_run):
+    """The tests' trained text run: these tests read its model, tokenizers and logs, not its export."""
+    return trained_run
+
+
 def test_run_directory_holds_tokenizers_hypotheses_and_scores(run, corpus):
     _, _, targets = corpus
     names = {p.name for p in run.iterdir()}
@@ -31,7 +37,6 @@ def test_run_directory_holds_tokenizers_hypotheses_and_scores(run, corpus):
     assert evaluation["bleu"] == pytest.approx(max(float(row["val_bleu"]) for row in history), abs=1e-6)
 
 
-@pytest.mark.slow
 def test_translate_cli_translates_training_sentences_back(run, corpus, monkeypatch, capsys):
     _, sources, targets = corpus
     lines = sources[:40]
@@ -55,7 +60,6 @@ def test_translate_cli_translates_training_sentences_back(run, corpus, monkeypat
     assert capsys.readouterr().out.split("\n")[:-1] == exact
 
 
-@pytest.mark.slow
 def test_translate_cli_replaces_bad_bytes_and_checks_max_length(run, corpus, monkeypatch, capsys):
     _, sources, _ = corpus
     data = (sources[0] + "\n").encode() + b"caf\xe9 au lait\n" + (sources[1] + "\n").encode()
@@ -202,12 +206,22 @@ def test_translator_from_run_beam_by_default_n_best_and_per_call_settings(run, c
             translator.translate(texts, **kwargs)
 
 
-def test_translate_progress_goes_to_a_terminal_only():
+def test_translate_progress_redraws_on_a_terminal_and_adds_a_line_every_interval_elsewhere():
     import io
 
     from keras_transformer.translator import terminal_progress
 
-    assert terminal_progress(io.StringIO()) is None  # a pipe or file: quiet
+    now = [0.0]
+    log = io.StringIO()  # a pipe or file
+    progress = terminal_progress(log, interval=30, clock=lambda: now[0])
+    for done, seconds in ((10, 5), (20, 29), (30, 31), (40, 40), (50, 62), (60, 70)):
+        now[0] = seconds
+        progress(done, 60)
+    assert log.getvalue() == "translated 30/60 sentences\ntranslated 50/60 sentences\ntranslated 60/60 sentences\n"
+    short = io.StringIO()
+    progress = terminal_progress(short, interval=30, clock=lambda: 1.0)
+    progress(5, 10), progress(10, 10)
+    assert short.getvalue() == ""  # shorter than the interval: nothing
 
     class Terminal(io.StringIO):
         def isatty(self):
