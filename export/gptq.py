@@ -149,11 +149,12 @@ class GramMatrices:
         return recording_call
 
 
-def translation_gram_matrices(model, source_ids, batch_size=32):
+def translation_gram_matrices(model, source_ids, batch_size=32, progress=None):
     """Gram matrices of a `Transformer`'s `Dense` inputs on `(N, S)` 0-padded source ids.
 
     Each batch of sources is translated greedily, then encoded and decoded
     (its own translations, teacher forced); padded positions are left out.
+    `progress(done, total)`, if given, is called after each batch.
     """
     source_ids = np.asarray(source_ids, "int32")
     source_ids = source_ids[(source_ids != PAD_ID).any(axis=1)]
@@ -180,10 +181,12 @@ def translation_gram_matrices(model, source_ids, batch_size=32):
         with grams.record(masks):
             encoder_output, mask = model.encode(source)
             model.decode(decoder_ids, encoder_output, mask)
+        if progress is not None:
+            progress(min(start + batch_size, len(source_ids)), len(source_ids))
     return grams
 
 
-def gptq_kernels(model, source_ids, batch_size=32):
+def gptq_kernels(model, source_ids, batch_size=32, progress=None):
     """`{kernel path: Q * s}` for every `Dense` kernel of a translation model, GPTQ-rounded.
 
     What to freeze the kernels to (`ExportModule(frozen_values=...)`)
@@ -191,7 +194,7 @@ def gptq_kernels(model, source_ids, batch_size=32):
     Kernels that saw no calibration input are left out (rounded to nearest
     by the converter).
     """
-    grams = translation_gram_matrices(model, source_ids, batch_size)
+    grams = translation_gram_matrices(model, source_ids, batch_size, progress)
     kernels = {}
     for layer in grams.dense_layers:
         path = layer.kernel.path

@@ -76,7 +76,11 @@ def rounded_kernels(run, options, quantization):
         return None
     sentences = tuple(sentences)[:GPTQ_SENTENCES]
     if sentences not in run.gptq_kernels:
-        run.gptq_kernels[sentences] = gptq_kernels(run.model, encode_sentences(run, list(sentences)))
+        from keras_transformer.translator import terminal_progress
+
+        # Minutes for a "small" model on 2 cores: a line every 30 s in a log, a redrawn line on a terminal.
+        progress = terminal_progress(label="  GPTQ calibration:")
+        run.gptq_kernels[sentences] = gptq_kernels(run.model, encode_sentences(run, list(sentences)), progress=progress)
     return run.gptq_kernels[sentences]
 
 
