@@ -159,7 +159,9 @@ def test_one_export_calibrates_once_for_the_tflite_and_text_files(monkeypatch):
 
     calls = []
     monkeypatch.setattr(tflite, "encode_sentences", lambda run, sentences: sentences)
-    monkeypatch.setattr(tflite, "gptq_kernels", lambda model, ids: calls.append(len(ids)) or {"kernel": len(ids)})
+    monkeypatch.setattr(
+        tflite, "gptq_kernels", lambda model, ids, progress=None: calls.append(len(ids)) or {"kernel": len(ids)}
+    )
     run = types.SimpleNamespace(family="translate", model=None, gptq_kernels={}, path="run")
     options = export.ExportOptions(int8_rounding="gptq", calibration_sentences=("a b", "c d", "e"))
     first = tflite.rounded_kernels(run, options, "dynamic_int8")
