@@ -21,7 +21,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--out", help="output directory (default: <model>/export)")
     parser.add_argument("--beam-size", type=int, default=4, help="beam_search and translate_beam signatures (default: %(default)s)")
-    parser.add_argument("--length-penalty", type=float, default=0.6, help="their length penalty (default: %(default)s)")
+    parser.add_argument("--length-penalty", type=commands.finite_float, default=0.6, help="their length penalty (default: %(default)s)")
     parser.add_argument("--version", type=int, default=1, help="SavedModel version directory: saved_model/VERSION/ (default: %(default)s)")
     parser.add_argument(
         "--data", help="source sentences for int8 calibration and GPTQ rounding (default: the run's calibration.txt)"

@@ -15,6 +15,7 @@ import time
 
 from .errors import ExportError
 from .run import Run
+from keras_transformer.checks import check_finite
 from keras_transformer.options import from_kwargs
 from keras_transformer.run_directory import atomic_path, check_writable, remove_temporaries
 
@@ -49,6 +50,10 @@ class ExportOptions:
     def __post_init__(self):
         if not isinstance(self.beam_size, int) or self.beam_size < 1:
             raise ExportError(f"--beam-size must be a positive integer. Received: {self.beam_size}")
+        try:
+            check_finite(self.length_penalty, "length_penalty")
+        except ValueError:
+            raise ExportError(f"--length-penalty must be a finite number. Received: {self.length_penalty!r}") from None
         if self.int8_rounding not in INT8_ROUNDINGS:
             raise ExportError(f"--int8-rounding must be one of {INT8_ROUNDINGS}. Received: {self.int8_rounding!r}")
         if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:

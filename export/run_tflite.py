@@ -13,7 +13,6 @@ detokenizes and prints one translation per line. Given a text variant
 
 import argparse
 import os
-import sys
 
 from keras_transformer import commands, quiet
 
@@ -51,7 +50,9 @@ def main(argv=None):
         interpreter = make_interpreter(path, num_threads=args.threads)  # with tensorflow-text's kernels
     except ExportError as error:
         parser.error(str(error))
-    sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
+    from keras_transformer.translate import read_stdin
+
+    sentences = args.sentences or read_stdin()  # one output line per input line, whatever bytes it holds
     if "translate" in interpreter.get_signature_list():  # a text-in/text-out variant: no tokenizer needed
         translate = interpreter.get_signature_runner("translate")
         for sentence in sentences:

@@ -150,11 +150,11 @@ class TranslationModule(ExportModule):
             return greedy_search(self.model, source, self.max_length)
 
     def _translate(self, text, beam):
-        """Empty (or blank) sentences give empty translations; longer ones are truncated."""
-        source = self.source_tokenizer.tokenize(text)[:, : self.max_length]
-        source = tf.cast(source.to_tensor(PAD_ID), tf.int32)
+        """Sentences of no piece (empty, blank, control characters) give empty translations; longer ones are truncated."""
+        pieces = self.source_tokenizer.tokenize(text)
+        blank = tf.equal(pieces.row_lengths(), 0)  # as the text TFLite and the Translator decide it
+        source = tf.cast(pieces[:, : self.max_length].to_tensor(PAD_ID), tf.int32)
         # A batch of blank sentences is still a (B, 1) source.
         source = tf.pad(source, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(source)[1])]])
         translation = self.target_tokenizer.detokenize(self._best_ids(source, beam))
-        blank = tf.equal(tf.strings.strip(text), "")
         return {"translation": tf.where(blank, tf.constant(""), translation)}

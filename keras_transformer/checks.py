@@ -5,6 +5,8 @@ their arguments the same way; this module imports nothing, so any of them
 may use it.
 """
 
+import math
+
 
 def check_positive_int(value, name, allow_none=False):
     """`value` must be an `int` above 0 (not a bool); `None` passes when `allow_none`."""
@@ -18,3 +20,15 @@ def check_rate(value, name):
     """`value` must be a rate in [0, 1), as dropout rates are."""
     if not 0.0 <= float(value) < 1.0:
         raise ValueError(f"`{name}` must be in [0, 1). Received: {name}={value}")
+
+
+def check_finite(value, name):
+    """`value` must be a real number that is neither NaN nor infinite (not a bool, not a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise ValueError(f"`{name}` must be a finite number. Received: {name}={value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a finite number. Received: {name}={value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"`{name}` must be a finite number. Received: {name}={value!r}")

@@ -9,6 +9,7 @@ name the form that works where the user is.
 
 import argparse
 import importlib.util
+import math
 import os
 import sys
 
@@ -47,6 +48,17 @@ def name(command):
     if invoked.startswith("kt-") or not in_checkout():
         return INSTALLED[command]
     return CHECKOUT[command]
+
+
+def finite_float(text):
+    """An argparse type: a float that is neither NaN nor infinite (`float` takes "nan" and "inf")."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+    return value
 
 
 def named(text):

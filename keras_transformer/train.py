@@ -49,9 +49,9 @@ FLAGS = {  # group: [(flag, argparse keywords)]
         ("--hidden-dim", dict(type=int, help="d_model")),
         ("--num-heads", dict(type=int, help="h")),
         ("--intermediate-dim", dict(type=int, help="d_ff")),
-        ("--dropout", dict(type=float, help="P_drop: on embeddings and every sub-block's output (residual)")),
-        ("--attention-dropout", dict(type=float, help="on the attention weights (default: 0, as the paper)")),
-        ("--activation-dropout", dict(type=float, help="on the feed-forward's inner activations (default: 0, "
+        ("--dropout", dict(type=commands.finite_float, help="P_drop: on embeddings and every sub-block's output (residual)")),
+        ("--attention-dropout", dict(type=commands.finite_float, help="on the attention weights (default: 0, as the paper)")),
+        ("--activation-dropout", dict(type=commands.finite_float, help="on the feed-forward's inner activations (default: 0, "
                                       "as the paper)")),
         ("--position", dict(choices=["sinusoidal", "learned", "relative", "rotary"], default="sinusoidal",
                              help="position encoding")),
@@ -72,14 +72,14 @@ FLAGS = {  # group: [(flag, argparse keywords)]
                                     "of one; the warm-up counts updates")),
         ("--batch-by", dict(choices=["sentences", "tokens"], default="sentences", help="translate")),
         ("--warmup-steps", dict(type=int, default=1000, help="4000 in the paper")),
-        ("--learning-rate-scale", dict(type=float, default=2.0, help="translate: factor on the paper's schedule")),
-        ("--label-smoothing", dict(type=float, default=0.1, help="eps_ls")),
+        ("--learning-rate-scale", dict(type=commands.finite_float, default=2.0, help="translate: factor on the paper's schedule")),
+        ("--label-smoothing", dict(type=commands.finite_float, default=0.1, help="eps_ls")),
         ("--seed", dict(type=int, default=0, help="random seed (weights, shuffling, data)")),
-        ("--learning-rate", dict(type=float, help="classify/tag/lm/pretrain-mlm: peak Adam rate (default by task)")),
+        ("--learning-rate", dict(type=commands.finite_float, help="classify/tag/lm/pretrain-mlm: peak Adam rate (default by task)")),
         ("--average-last", dict(type=int, metavar="N", help="translate: average the weights of the last N epochs "
                                 "(the paper: 5), kept if better on the validation set than the best epoch")),
-        ("--time-limit", dict(type=float, help="minutes of training at most: the epoch in progress ends early")),
-        ("--cooldown", dict(type=float, metavar="FRACTION", help="let the learning rate fall linearly to zero over "
+        ("--time-limit", dict(type=commands.finite_float, help="minutes of training at most: the epoch in progress ends early")),
+        ("--cooldown", dict(type=commands.finite_float, metavar="FRACTION", help="let the learning rate fall linearly to zero over "
                             "the last FRACTION of the run (of --time-limit when given, else of --epochs)")),
         ("--early-stopping", dict(type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without a "
                                   "better validation score (BLEU for text, else the loss)")),

@@ -25,7 +25,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64, help="sentences decoded at once (default: %(default)s)")
     parser.add_argument("--max-length", type=int, help="most target tokens (default: the model's maximum)")
     parser.add_argument("--beam-size", type=int, default=4, help="beams per sentence; 1 is greedy search (default: %(default)s)")
-    parser.add_argument("--length-penalty", type=float, default=0.6, help="GNMT's alpha for beam search (default: %(default)s)")
+    parser.add_argument("--length-penalty", type=commands.finite_float, default=0.6, help="GNMT's alpha for beam search (default: %(default)s)")
     parser.add_argument(
         "--exact-stop",
         action="store_true",
@@ -62,10 +62,18 @@ def main(argv=None):
 
 
 def read_stdin():
-    """Standard input's lines; bytes that are not UTF-8 become U+FFFD (a warning counts the lines)."""
+    """Standard input's lines; bytes that are not UTF-8 become U+FFFD (a warning counts the lines).
+
+    Only "\n" ends a line (and a "\r" before it, as Windows writes them): a
+    lone "\r", a form feed or U+2028 inside a line stays in it, so every input
+    line has its output line.
+    """
     data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
     lines, damaged = [], []
-    for number, raw in enumerate(data.splitlines(), start=1):
+    raws = data.split(b"\n")
+    if raws[-1] == b"":
+        raws.pop()  # the newline that ends the last line
+    for number, raw in enumerate((raw[:-1] if raw.endswith(b"\r") else raw for raw in raws), start=1):
         try:
             lines.append(raw.decode("utf-8"))
         except UnicodeDecodeError:

@@ -6,6 +6,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from keras_transformer.checks import check_finite
 from keras_transformer.run_directory import RunDirectory
 from keras_transformer.vocabulary import PAD_ID
 
@@ -51,6 +52,8 @@ class Translator:
         exact_stop=False,
     ):
         _check_beam_size(beam_size)
+        check_finite(length_penalty, "length_penalty")
+        _check_exact_stop(exact_stop)
         self.model = model
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
@@ -88,10 +91,14 @@ class Translator:
     def translate(
         self, texts, batch_size=64, beam_size=None, length_penalty=None, n_best=None, progress=None, exact_stop=None
     ):
-        """Translations of `texts` (a list of strings), in order.
+        """Translations of `texts` (a list of strings), in order; one string for one string.
 
         Args:
-            texts: the sentences.
+            texts: the sentences: a list (or any iterable) of strings, or one
+                string, which is one sentence (its translation is returned
+                as a string, not a list). A sentence that is empty or becomes
+                no token at all (only whitespace or control characters, say)
+                translates to `""` without running the model.
             batch_size: sentences decoded at once.
             beam_size, length_penalty, exact_stop: override the translator's
                 for this call.
@@ -103,19 +110,29 @@ class Translator:
 
         Returns:
             A list of strings, or with `n_best` a list of lists of pairs
-            (an empty input gets `[("", 0.0)]`).
+            (an empty input gets `[("", 0.0)]`); for one string, that one
+            result.
         """
+        if isinstance(texts, (str, bytes)):
+            return self.translate(
+                [texts], batch_size, beam_size, length_penalty, n_best, progress, exact_stop
+            )[0]  # fmt: skip
         beam_size = self.beam_size if beam_size is None else beam_size
         length_penalty = self.length_penalty if length_penalty is None else length_penalty
         exact_stop = self.exact_stop if exact_stop is None else exact_stop
         _check_beam_size(beam_size)
+        check_finite(length_penalty, "length_penalty")
+        _check_exact_stop(exact_stop)
         if n_best is not None and (not isinstance(n_best, int) or not 1 <= n_best <= beam_size):
             raise ValueError(f"`n_best` must be in [1, beam_size={beam_size}]. Received: n_best={n_best}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size}")
-        texts = list(texts)
+        texts = [_as_text(text, i) for i, text in enumerate(texts)]
         outputs = [[("", 0.0)] if n_best else "" for _ in texts]
         todo = [i for i, text in enumerate(texts) if text.strip()]
+        if todo:  # sentences of no token at all (control characters, zero-width spaces) are empty, as "" is
+            lengths = self.source_tokenizer.tokenize(tf.constant([texts[i] for i in todo])).row_lengths().numpy()
+            todo = [i for i, length in zip(todo, lengths) if length > 0]
         for start in range(0, len(todo), batch_size):
             rows = todo[start : start + batch_size]
             source_ids = self.source_ids([texts[i] for i in rows])
@@ -139,6 +156,23 @@ class Translator:
             if progress is not None:
                 progress(min(start + batch_size, len(todo)), len(todo))
         return outputs
+
+
+def _as_text(text, index):
+    """A sentence as `str`: UTF-8 bytes are decoded; anything else is an error naming its position."""
+    if isinstance(text, bytes):
+        try:
+            return text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"`texts[{index}]` is not UTF-8 text. Received: {text[:40]!r}") from None
+    if not isinstance(text, str):
+        raise ValueError(f"`texts` must hold strings; texts[{index}] is a {type(text).__name__}: {text!r:.60}")
+    return text
+
+
+def _check_exact_stop(exact_stop):
+    if not isinstance(exact_stop, (bool, np.bool_)):
+        raise ValueError(f"`exact_stop` must be True or False. Received: exact_stop={exact_stop!r}")
 
 
 def _check_beam_size(beam_size):

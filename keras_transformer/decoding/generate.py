@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_transformer.checks import check_finite
 from keras_transformer.decoding.beam import beam_search
 from keras_transformer.decoding.greedy import greedy_search, sample
 from keras_transformer.options import from_kwargs
@@ -117,7 +118,8 @@ class Generator:
 
     def _check(self, settings):
         limit = self.model.max_sequence_length
-        if not 0 < settings.max_length <= limit:
+        max_length = settings.max_length
+        if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or not 0 < max_length <= limit:
             raise ValueError(
                 f"`max_length` must be in [1, {limit}] (max_sequence_length). Received: max_length={settings.max_length}"
             )
@@ -128,10 +130,13 @@ class Generator:
         beam_size = settings.beam_size
         if settings.method == "beam" and (not isinstance(beam_size, int) or beam_size < 1):
             raise ValueError(f"`beam_size` must be a positive integer. Received: beam_size={beam_size}")
+        if settings.method == "beam":
+            check_finite(settings.length_penalty, "length_penalty")
         if not isinstance(settings.exact_stop, (bool, np.bool_)):
             raise ValueError(f"`exact_stop` must be True or False. Received: exact_stop={settings.exact_stop!r}")
         if settings.method == "sample":
             temperature, top_k, top_p = settings.temperature, settings.top_k, settings.top_p
+            check_finite(temperature, "temperature")
             if temperature <= 0:
                 raise ValueError(f"`temperature` must be positive. Received: temperature={temperature}")
             if top_k is not None and not 0 < top_k <= self.vocabulary_size:

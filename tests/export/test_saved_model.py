@@ -40,8 +40,14 @@ def test_text_signatures_equal_the_keras_translator(loaded, exported, sources):
     one = loaded.signatures["serving_default"](text=tf.constant(texts[:3]))["translation"].numpy()
     assert [t.decode("utf-8") for t in one] == kt.Translator(exported.model, exported.source_tokenizer,
                                                              exported.target_tokenizer).translate(texts[:3])  # fmt: skip
-    blank = loaded.signatures["translate"](text=tf.constant(["", " "]))["translation"].numpy()
-    assert list(blank) == [b"", b""]
+    # Control characters and zero-width spaces: what the Translator gives, and "" wherever the run's
+    # tokenizer makes no piece of them (as for blank input), in a batch with a real sentence.
+    odd = ["", " ", "\x01\x02", "\u200b\u200b", "\x00", texts[0]]
+    pieces = exported.source_tokenizer.tokenize(tf.constant(odd)).row_lengths().numpy()
+    for signature, translator in (("translate", greedy), ("translate_beam", beam)):
+        outputs = [t.decode("utf-8") for t in loaded.signatures[signature](text=tf.constant(odd))["translation"].numpy()]
+        assert outputs == translator.translate(odd), signature
+        assert all(output == "" for output, count in zip(outputs, pieces) if count == 0) and outputs[-1], signature
 
 
 def test_token_and_logit_signatures_equal_keras(loaded, exported, sources):
