@@ -76,11 +76,15 @@ def surface_strings(tokenizer):
     """Each id's text after an earlier piece, then as the first piece: `2V` byte strings.
 
     Reserved ids (pad, unknown, start, end) and SentencePiece control pieces
-    are empty.
+    are empty. As the run's own detokenizers write them: a WordPiece
+    continuation (`##ing`) that comes first keeps its `##`; SentencePiece
+    drops every space before the first piece with text (a lone "▁" first is
+    empty).
     """
     if tokenizer.kind == "wordpiece":
         pieces = [piece.encode("utf-8") for piece in tokenizer.vocabulary]
         later = [piece[2:] if piece.startswith(b"##") else b" " + piece for piece in pieces]
+        first = list(pieces)
     elif tokenizer.kind == "sentencepiece":
         ids = tf.range(tokenizer.vocabulary_size)
         pieces = tokenizer.tokenizer.id_to_string(ids).numpy().tolist()
@@ -90,10 +94,11 @@ def surface_strings(tokenizer):
             later.append(bytes([int(match.group(1), 16)]) if match else piece.replace("\u2581".encode(), b" "))
         control = ("<s>", "</s>", "<pad>", "<unk>")
         later = [b"" if piece.decode("utf-8", "replace") in control else text for piece, text in zip(pieces, later)]
+        first = [text.lstrip(b" ") for text in later]
     else:
         raise ExportError(f"No in-graph TFLite detokenizer for {tokenizer.kind!r} tokenizers.")
     later[: END_ID + 1] = [b""] * (END_ID + 1)
-    first = [text[1:] if text.startswith(b" ") else text for text in later]
+    first[: END_ID + 1] = [b""] * (END_ID + 1)
     return later + first
 
 
@@ -104,9 +109,12 @@ def detokenize_in_graph(strings, token_ids):
     before_end = tf.equal(tf.cumsum(tf.cast(tf.equal(token_ids, END_ID), tf.int32), axis=1), 0)
     keep = before_end & (token_ids > END_ID)
     token_ids = tf.where(keep, token_ids, PAD_ID)  # (B, T), dropped ids read as ""
-    first = tf.argmax(tf.cast(keep, tf.int32), axis=1, output_type=tf.int32)  # (B,)
-    is_first = tf.equal(tf.range(length)[None], first[:, None])  # (B, T)
-    pieces = tf.gather(tf.constant(strings), tf.where(is_first, token_ids + vocabulary_size, token_ids))
+    # Pieces up to the first one with text as a first piece (a lone "▁" has none) take their first form.
+    has_text = tf.gather(tf.constant([int(len(text) > 0) for text in strings[vocabulary_size:]]), token_ids)  # (B, T)
+    first = tf.argmax(has_text, axis=1, output_type=tf.int32)  # (B,)
+    first = tf.where(tf.reduce_max(has_text, axis=1) > 0, first, length)  # no text at all: every piece leads
+    leading = tf.range(length)[None] <= first[:, None]  # (B, T)
+    pieces = tf.gather(tf.constant(strings), tf.where(leading, token_ids + vocabulary_size, token_ids))
     # One `length`-gram per row joins the row; TensorFlow's kernel for a dense input crashes on
     # batches over ~10 rows, so the rows go in as a ragged tensor (TFLite runs either).
     row_splits = tf.range(tf.shape(pieces, out_type=tf.int64)[0] + 1) * length
