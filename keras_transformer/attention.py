@@ -46,7 +46,12 @@ def main(argv=None):
         if values and min(values) < 1:
             raise ValueError(f"{flag} counts from 1. Received: {values}")
     from keras_transformer.translator import Translator
-    from keras_transformer.visualization import attention_figure, save_figure
+    from keras_transformer.visualization import attention_figure, figure_format, save_figure
+
+    try:
+        figure_format(args.out)  # before the model loads
+    except ValueError as error:
+        raise ValueError(f"--out: {error}") from None
 
     translator = Translator.from_run(args.model, beam_size=1)
     model = translator.model

@@ -158,16 +158,45 @@ def read_config(path, parser):
             values = json.loads(text)
     except Exception as error:  # JSONDecodeError, yaml.YAMLError
         raise ValueError(f"--config {path} is not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'}: {error}") from None
-    if isinstance(values, dict) and isinstance(values.get("training"), dict) and "model" in values:
-        values = values["training"]  # a run's config.json
+    run_config = isinstance(values, dict) and isinstance(values.get("training"), dict) and "model" in values
+    if run_config:
+        values = values["training"]  # a run's config.json: its record of `resume` is not a setting to reuse
     if not isinstance(values, dict):
         raise ValueError(f"--config {path} must hold a mapping of flag names to values.")
-    known = {action.dest for action in parser._actions} - NOT_FROM_CONFIG
+    actions = {action.dest: action for action in parser._actions}
     values = {str(key).replace("-", "_"): value for key, value in values.items()}
-    unknown = sorted(key for key in values if key not in known and key not in NOT_FROM_CONFIG)
+    unknown = sorted(key for key in values if key not in actions or key == "help")
     if unknown:
         raise ValueError(f"--config {path}: unknown setting(s) {', '.join(unknown)} (expected flag names).")
-    return {key: value for key, value in values.items() if key not in NOT_FROM_CONFIG}
+    refused = sorted(key for key in values if key in NOT_FROM_CONFIG and not run_config)
+    if refused:
+        raise ValueError(
+            f"--config {path}: {', '.join(refused)} cannot come from a settings file (which run to write and whether "
+            "to resume it are given on the command line: --name, --resume)"
+        )
+    return {key: _config_value(path, actions[key], value) for key, value in values.items() if key not in NOT_FROM_CONFIG}
+
+
+def _config_value(path, action, value):
+    """A settings file's `value` for `action`, through the flag's own type and choices (as if typed)."""
+    flag = action.option_strings[0]
+    if value is None:
+        return action.default
+    if action.nargs == 0:  # a switch: true or false, not a string that merely looks like one
+        if not isinstance(value, bool):
+            raise ValueError(f"--config {path}: {flag} is a switch: give true or false. Received: {value!r}")
+        return value
+    if isinstance(value, (bool, dict, list)):
+        raise ValueError(f"--config {path}: {flag} takes one value. Received: {value!r}")
+    try:
+        converted = action.type(str(value)) if action.type else str(value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
+        raise ValueError(f"--config {path}: {flag}: {error or 'invalid value'}. Received: {value!r}") from None
+    if action.choices is not None and converted not in action.choices:
+        raise ValueError(
+            f"--config {path}: {flag} must be one of {', '.join(map(str, action.choices))}. Received: {value!r}"
+        )
+    return converted
 
 
 def parse_args(argv=None):

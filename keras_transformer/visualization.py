@@ -188,14 +188,37 @@ def _missing_glyphs_as_boxes():
         yield
 
 
+def figure_format(path):
+    """The picture format `path` asks for by its extension (`"png"`, `"svg"`, ...), checked before any work.
+
+    Raises:
+        ValueError: `path` is a directory, has no extension, or one
+            matplotlib cannot write.
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory; give a file name such as {os.path.join(path, 'attention.png')}.")
+    extension = os.path.splitext(os.path.basename(path))[1].lower().lstrip(".")
+    supported = sorted(FigureCanvasBase.get_supported_filetypes())
+    if extension not in supported:
+        raise ValueError(
+            f"{path} must end in the picture format to write: .{', .'.join(supported)}. Received: {path!r}"
+        )
+    return extension
+
+
 def save_figure(figure, path, dpi=100):
     """Write `figure` to `path` (the format from its extension) through a temporary file and a rename."""
+    path = os.fspath(path)
+    kind = figure_format(path)
     directory = os.path.dirname(os.path.abspath(path))
     base, extension = os.path.splitext(os.path.basename(path))
     temporary = os.path.join(directory, f".tmp-{base}-{os.getpid()}{extension}")
     try:
         with _missing_glyphs_as_boxes():
-            figure.savefig(temporary, dpi=dpi)
+            figure.savefig(temporary, dpi=dpi, format=kind)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

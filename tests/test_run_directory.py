@@ -80,3 +80,54 @@ def test_calibration_sentences_round_trip(tmp_path):
     assert run.read_calibration() is None
     run.write_calibration(["A  man\tsleeps.", "", "Zwei Hunde."])
     assert run.read_calibration() == ["A man sleeps.", "Zwei Hunde."]
+
+
+def _copy_of(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("tensorboard", "export", "checkpoints"))
+    return copy
+
+
+@pytest.mark.parametrize(
+    "name", ["/etc/passwd", "../../../../etc/passwd", "..", "sub/source.vocab", "", None, "link"]
+)
+def test_a_tokenizer_file_outside_the_run_is_never_read(trained_run, tmp_path, capsys, name):
+    """tokenizers.json naming a path, a parent or a link out of the run: one run-directory error, nothing read."""
+    from keras_transformer import translate
+
+    run = _copy_of(trained_run, tmp_path)
+    tokenizers = run / "tokenizers"
+    metadata = json.loads((tokenizers / "tokenizers.json").read_text())
+    if name == "link":
+        (tokenizers / metadata["source"]["file"]).unlink()
+        os.symlink("/etc/passwd", tokenizers / metadata["source"]["file"])
+    else:
+        metadata["source"]["file"] = name
+    (tokenizers / "tokenizers.json").write_text(json.dumps(metadata))
+    with pytest.raises(RunDirectoryError, match="nothing outside the run is read"):
+        RunDirectory(run).load()
+    with pytest.raises(ValueError, match="nothing outside the run is read"):
+        kt.Translator.from_run(str(run))
+    assert translate.main(["--model", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("translate: error:") and "nothing outside the run is read" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "sentencepiece"])
+def test_a_corrupt_tokenizer_model_is_a_run_directory_error_naming_it(tmp_path, kind):
+    from keras_transformer.data.tokenizers import SentencePieceTokenizer, load_tokenizers, save_tokenizers
+
+    lines = ["the cat sat on the mat", "a dog ran in the park"] * 50
+    tokenizer = WordPieceTokenizer(VOCABULARY) if kind == "wordpiece" else SentencePieceTokenizer.train(lines, 20)
+    directory = tmp_path / "tokenizers"
+    save_tokenizers(str(directory), tokenizer, tokenizer)
+    assert load_tokenizers(str(directory))[0].vocabulary_size == tokenizer.vocabulary_size
+    (filename,) = [name for name in os.listdir(directory) if name != "tokenizers.json"]
+    for damage in (b"\x00\xff garbage \xfe" * 20, (directory / filename).read_bytes()[:25]):
+        (directory / filename).write_bytes(damage)
+        if kind == "wordpiece" and damage[:1] != b"\x00":
+            continue  # a truncated vocabulary is still a vocabulary; the model check catches its size
+        with pytest.raises(ValueError, match=f"{filename} is not a valid {kind} model"):
+            load_tokenizers(str(directory))

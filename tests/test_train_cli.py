@@ -234,3 +234,50 @@ def test_tokenizer_flag_is_refused_where_no_tokenizer_is_trained(tmp_path, capsy
     task = TASKS["translate"](TranslateOptions(train_tsv="t.tsv", tokenizer="wordpiece"))
     assert task.trains_tokenizer() and task.options.subword_tokenizer == "wordpiece"
     assert TranslateOptions(train_tsv="t.tsv").subword_tokenizer == "sentencepiece"
+
+
+def test_resume_refuses_other_data_or_tokenizer_settings_and_keeps_the_run(tmp_path, monkeypatch, capsys):
+    """A resumed run goes on with its data and tokenizers: a changed setting is refused, not recorded."""
+    argv = SMALL + ["--epochs", "2", "--out", str(tmp_path), "--name", "run"]
+    _crash_after_epoch(0, argv, monkeypatch)
+    config = (tmp_path / "run" / "config.json").read_text()
+    for change in (["--vocab-size", "500"], ["--max-line-chars", "80"]):
+        assert train.cli(argv + change + ["--resume"]) == 2
+        err = capsys.readouterr().err
+        assert "--resume continues the run on its own data and tokenizers" in err, err
+        assert f"--{change[0][2:]} (was" in err
+        assert (tmp_path / "run" / "config.json").read_text() == config  # nothing recorded
+    train.main(argv + ["--resume"])  # the same settings resume
+    assert len(_history(tmp_path / "run" / "history.csv")) == 2
+
+
+def test_config_values_go_through_each_flags_type_and_choices(tmp_path, capsys):
+    cases = [
+        ({"tensorboard": "false"}, "--tensorboard is a switch: give true or false"),
+        ({"no_export": 1}, "--no-export is a switch"),
+        ({"verbose": 7}, "--verbose must be one of 0, 1, 2"),
+        ({"epochs": "ten"}, "--epochs: invalid literal"),
+        ({"epochs": True}, "--epochs takes one value"),
+        ({"label_smoothing": "nan"}, "--label-smoothing: must be a finite number"),
+        ({"precision": "float64"}, "--precision must be one of"),
+        ({"name": "other"}, "name cannot come from a settings file"),
+        ({"resume": True}, "resume cannot come from a settings file"),
+        ({"config": "x.json"}, "config cannot come from a settings file"),
+    ]
+    for values, message in cases:
+        (tmp_path / "settings.json").write_text(json.dumps(values))
+        with pytest.raises(SystemExit):
+            train.parse_args(["--config", str(tmp_path / "settings.json")])
+        assert message in capsys.readouterr().err, (values, message)
+    (tmp_path / "settings.json").write_text(json.dumps({"epochs": "3", "tensorboard": False, "dropout": 0.2}))
+    args, options, training = train.parse_args(["--config", str(tmp_path / "settings.json")])
+    assert (options.epochs, training.tensorboard, options.dropout) == (3, False, 0.2)  # typed as on the command line
+
+
+def test_init_from_refuses_a_vocabulary_size_it_cannot_use(tmp_path, capsys):
+    for argv in (["--train-tsv", "t.tsv", "--init-from", "runs/x", "--vocab-size", "500"],
+                 ["--task", "classify", "--init-from", "runs/x", "--vocab-size", "500"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            train.parse_args(argv)
+        err = capsys.readouterr().err
+        assert "--init-from" in err and "--vocab-size" in err, err

@@ -91,3 +91,14 @@ def test_attention_command_draws_a_run(trained_run, tmp_path, capsys):
     assert attention.cli(["--model", str(run), "Dogs.", "--layers", "9", "--out", str(out)]) == 2
     assert "--layers: the model has" in capsys.readouterr().err
     assert attention.cli(["--model", str(tmp_path / "missing"), "Dogs.", "--out", str(out)]) == 2
+    # A name without a picture extension, or a directory: one line, and nothing left behind.
+    capsys.readouterr()
+    (tmp_path / "pictures").mkdir()
+    for bad, message in ((tmp_path / "noext", "must end in the picture format"), (tmp_path / "x.docx", ".png"),
+                         (tmp_path / "pictures", "is a directory")):  # fmt: skip
+        assert attention.cli(["--model", str(run), "Dogs.", "--out", str(bad)]) == 2
+        assert message in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["attention.png", "pictures"] and not os.listdir(tmp_path / "pictures")
+    with pytest.raises(ValueError, match="must end in the picture format"):
+        visualization.save_figure(visualization.plot_attention(_scores(), ["a"] * 5, ["b"] * 4), str(tmp_path / "x"))
+    assert "x" not in os.listdir(tmp_path) and not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]

@@ -310,6 +310,30 @@ def save_tokenizers(directory, source, target):
         json.dump(metadata, f, indent=2)
 
 
+class TokenizerFileError(ValueError):
+    """A tokenizer file a run names is outside its directory, or is not a tokenizer model."""
+
+
+def _inside(directory, name):
+    """`name` (from tokenizers.json) must be a file of `directory` itself: no path, no link out of it."""
+    if not isinstance(name, str) or not name or os.path.basename(name) != name or name in (".", ".."):
+        raise TokenizerFileError(f"{METADATA_FILE} names {name!r}, which is not a file of the run's tokenizers; "
+                                 "nothing outside the run is read")  # fmt: skip
+    path = os.path.join(directory, name)
+    if os.path.realpath(path) != os.path.join(os.path.realpath(directory), name):
+        raise TokenizerFileError(f"{name} links outside the run's tokenizers; nothing outside the run is read")
+
+
+def _checked(cls, directory, entry):
+    """The tokenizer `entry` describes, loaded and made to tokenize a word: a corrupt file fails here, named."""
+    try:
+        tokenizer = cls.load(directory, entry)
+        tokenizer.tokenize(tf.constant(["a"]))
+    except (tf.errors.OpError, UnicodeDecodeError):
+        raise TokenizerFileError(f"{entry['file']} is not a valid {cls.kind} model (corrupt or truncated?)") from None
+    return tokenizer
+
+
 def load_tokenizers(directory):
     """`(source, target)` tokenizers saved by `save_tokenizers`."""
     path = os.path.join(directory, METADATA_FILE)
@@ -321,9 +345,12 @@ def load_tokenizers(directory):
             entry = metadata[side]
             key = json.dumps(entry, sort_keys=True)
             if key not in loaded:
-                loaded[key] = TOKENIZERS[entry["kind"]].load(directory, entry)
+                _inside(directory, entry["file"])
+                loaded[key] = _checked(TOKENIZERS[entry["kind"]], directory, entry)
         return tuple(loaded[json.dumps(metadata[side], sort_keys=True)] for side in ("source", "target"))
     except FileNotFoundError as error:
         raise FileNotFoundError(f"Tokenizer files missing in {directory}: {error.filename}") from None
+    except TokenizerFileError as error:
+        raise ValueError(f"{directory}: {error}") from None
     except (KeyError, ValueError) as error:
         raise ValueError(f"{path} is corrupt or from another version: {error}") from None

@@ -21,6 +21,9 @@ class EncoderOptions(TaskOptions):
         super().__post_init__()
         if self.freeze_layers is not None and not self.init_from:
             raise ValueError("`freeze_layers` needs `init_from` (a pre-trained encoder to freeze)")
+        vocabulary_default = next(f.default for f in dataclasses.fields(self) if f.name == "vocab_size")
+        if self.init_from and self.vocab_size != vocabulary_default:
+            raise ValueError("`init_from` takes the tokenizer of its run, and so its vocabulary; drop `vocab_size`")
 
 
 def pretrained_encoder(path):

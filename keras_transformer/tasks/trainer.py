@@ -103,6 +103,14 @@ class TrainingOptions:
             raise ValueError(f"`early_stopping` is a patience in epochs, at least 1. Received: {self.early_stopping}")
 
 
+# What a resumed run keeps from its start: its data and the tokenizers trained on it.
+RESUMED_DATA = (
+    "task", "train_src", "train_tgt", "train_tsv", "val_src", "val_tgt", "val_tsv", "train_conll", "val_conll",
+    "train_text", "val_text", "tokenizer", "vocab_size", "joint_vocabulary", "tokenizer_sample", "max_line_chars",
+    "init_from",
+)  # fmt: skip
+
+
 def describe(model):
     """One line on the architecture of `model` (any family)."""
     body = getattr(model, "backbone", model)
@@ -221,6 +229,13 @@ def _fit(task, run, options, devices="one device", role=None):
         earlier = run.read_json(run.config_file)
         if earlier.get("model") != model_config:
             raise ValueError(f"`resume`: the model options differ from the run's {run.file(run.config_file)}.")
+        before, now = earlier.get("training", {}), {**dataclasses.asdict(task.options), "task": task.name}
+        changed = [name for name in RESUMED_DATA if name in before and name in now and before[name] != now[name]]
+        if changed:  # the run goes on with its tokenizers and data: a new value would be recorded, not used
+            raise ValueError(
+                "`resume` continues the run on its own data and tokenizers; these differ from its "
+                f"{run.config_file}: " + ", ".join(f"`{name}` (was {before[name]!r}, now {now[name]!r})" for name in changed)
+            )
         if bool(earlier.get("training", {}).get("cooldown")) != bool(options.cooldown):  # the optimizer's variables
             raise ValueError(f"`resume`: the run was started {'with' if not options.cooldown else 'without'} "
                              f"`cooldown`; resume it {'with' if not options.cooldown else 'without'} it too.")  # fmt: skip

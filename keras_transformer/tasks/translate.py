@@ -73,7 +73,8 @@ class TranslateOptions(TaskOptions):
                 raise ValueError("`init_from` continues a translation run on parallel text: give `train_src` and "
                                  "`train_tgt`, or `train_tsv`")  # fmt: skip
             defaults = {field.name: field.default for field in dataclasses.fields(self)}
-            names = (*ARCHITECTURE_OPTIONS, "normalize_first", "tie_embeddings", "share_embeddings", "joint_vocabulary")
+            names = (*ARCHITECTURE_OPTIONS, "normalize_first", "tie_embeddings", "share_embeddings", "joint_vocabulary",
+                     "vocab_size")  # fmt: skip
             fixed = [name for name in names if name not in DROPOUT_RATES and getattr(self, name) != defaults[name]]
             if fixed:
                 raise ValueError(
