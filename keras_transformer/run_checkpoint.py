@@ -27,7 +27,7 @@ import time
 import keras
 import numpy as np
 
-from keras_transformer.run_directory import RunDirectory, atomic_path, write_json, write_text
+from keras_transformer.run_directory import RunDirectory, atomic_path, temporary_prefix, write_json, write_text
 
 SNAPSHOT_PREFIX = "epoch-"
 POINTER_FILE = "latest.json"
@@ -153,7 +153,7 @@ class RunCheckpoint(keras.callbacks.Callback):
                 json.dump(state, f)
         write_json(os.path.join(self.directory, POINTER_FILE), {"snapshot": name})
         for other in os.listdir(self.directory):
-            if other != name and other.startswith((SNAPSHOT_PREFIX, ".tmp-")):
+            if other != name and (other.startswith(SNAPSHOT_PREFIX) or other.startswith(temporary_prefix())):
                 shutil.rmtree(os.path.join(self.directory, other), ignore_errors=True)
 
 

@@ -22,7 +22,9 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import zipfile
 
@@ -37,19 +39,51 @@ class RunDirectoryError(ValueError):
     """A run directory that is missing, incomplete, corrupt or mismatched."""
 
 
+def _host():
+    """This machine's name as it may appear in a file name."""
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:40] or "host"
+
+
+def temporary_prefix():
+    """The prefix of this process's temporaries: `.tmp-kt-<host>-<pid>-`, so they say whose they are."""
+    return f".tmp-kt-{_host()}-{os.getpid()}-"
+
+
+_OWNED = re.compile(r"\.tmp-kt-(?P<host>[A-Za-z0-9._]+)-(?P<pid>\d+)-")
+
+
+def _owner_is_gone(name):
+    """Whether `name` is a temporary of this project whose process, on this machine, has ended."""
+    match = _OWNED.match(name)
+    if match is None or match["host"] != _host():
+        return False  # not ours, or another machine's: never removed here
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, under another user
+        return False
+    return False
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; on success, rename it to `path`.
 
     Works for a file or a directory written at the yielded path. On failure
     the temporary is removed and whatever was at `path` is left untouched.
-    The temporary lives in a hidden `.tmp-*` folder in `path`'s directory
-    (created if missing), so the rename never crosses file systems, and
-    keeps `path`'s name (and suffix, which some writers read).
+    The temporary lives in a hidden `.tmp-kt-<host>-<pid>-*` folder in
+    `path`'s directory (created if missing), so the rename never crosses
+    file systems, it keeps `path`'s name (and suffix, which some writers
+    read), and only its owner, or a later process once the owner is gone,
+    removes it (`remove_temporaries`).
     """
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    folder = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
+    folder = tempfile.mkdtemp(dir=parent, prefix=temporary_prefix())
     target = os.path.join(folder, os.path.basename(path))
     try:
         yield target
@@ -70,12 +104,21 @@ def atomic_write(path, write):
 
 
 def remove_temporaries(directory):
-    """Remove `.tmp-*` leftovers of writes that a kill interrupted (in `directory`, not below)."""
+    """Remove the leftovers of this project's writes that a kill interrupted (in `directory`, not below).
+
+    Only temporaries named by `atomic_path` (`.tmp-kt-<host>-<pid>-*`) whose
+    process on this machine has ended: a user's own `.tmp-notes.txt`, and a
+    temporary another live process is writing, are never touched.
+    """
     if os.path.isdir(directory):
         for name in os.listdir(directory):
-            if name.startswith(".tmp-"):
+            if _owner_is_gone(name):
                 path = os.path.join(directory, name)
-                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path)
 
 
 def check_writable(directory, message="cannot write into {directory}"):

@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from keras_transformer.run_directory import temporary_prefix
 from keras_transformer.vocabulary import END_ID, PAD_ID, RESERVED_TOKENS
 
 KINDS = ("encoder_self_attention", "decoder_self_attention", "cross_attention")
@@ -215,7 +216,7 @@ def save_figure(figure, path, dpi=100):
     kind = figure_format(path)
     directory = os.path.dirname(os.path.abspath(path))
     base, extension = os.path.splitext(os.path.basename(path))
-    temporary = os.path.join(directory, f".tmp-{base}-{os.getpid()}{extension}")
+    temporary = os.path.join(directory, f"{temporary_prefix()}{base}{extension}")
     try:
         with _missing_glyphs_as_boxes():
             figure.savefig(temporary, dpi=dpi, format=kind)

@@ -131,3 +131,28 @@ def test_a_corrupt_tokenizer_model_is_a_run_directory_error_naming_it(tmp_path, 
             continue  # a truncated vocabulary is still a vocabulary; the model check catches its size
         with pytest.raises(ValueError, match=f"{filename} is not a valid {kind} model"):
             load_tokenizers(str(directory))
+
+
+def test_temporaries_say_whose_they_are_and_only_dead_owners_lose_them(tmp_path):
+    """A user's .tmp-* files and a live process's temporaries stay; a killed process's leftovers go."""
+    import subprocess
+    import sys
+
+    from keras_transformer.run_directory import remove_temporaries, temporary_prefix
+
+    mine = temporary_prefix() + "abc"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = temporary_prefix().split("-")[2]
+    gone = f".tmp-kt-{host}-{int(dead.stdout)}-xyz"
+    elsewhere = f".tmp-kt-otherhost-{int(dead.stdout)}-xyz"
+    for name in (".tmp-notes.txt", ".tmp-project", mine, gone, elsewhere):
+        (tmp_path / name).mkdir() if "project" in name or name == gone else (tmp_path / name).write_text("x")
+    (tmp_path / gone / "half.keras").write_text("half")
+    remove_temporaries(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted([".tmp-notes.txt", ".tmp-project", mine, elsewhere])
+    # atomic_path's temporary is named for its owner while it is being written.
+    with atomic_path(str(tmp_path / "model.keras")) as tmp:
+        assert os.path.basename(os.path.dirname(tmp)).startswith(temporary_prefix())
+        with open(tmp, "w") as f:
+            f.write("done")
+    assert (tmp_path / "model.keras").read_text() == "done"
