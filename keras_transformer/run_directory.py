@@ -26,6 +26,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 import zipfile
 
 import keras
@@ -52,13 +53,9 @@ def temporary_prefix():
 _OWNED = re.compile(r"\.tmp-kt-(?P<host>[A-Za-z0-9._]+)-(?P<pid>\d+)-")
 
 
-def _owner_is_gone(name):
-    """Whether `name` is a temporary of this project whose process, on this machine, has ended."""
-    match = _OWNED.match(name)
-    if match is None or match["host"] != _host():
-        return False  # not ours, or another machine's: never removed here
-    pid = int(match["pid"])
-    if pid == os.getpid():
+def _process_gone(host, pid):
+    """Whether process `pid` of machine `host` is known to have ended (only this machine's can be known)."""
+    if host != _host() or pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)
@@ -67,6 +64,77 @@ def _owner_is_gone(name):
     except OSError:  # alive, under another user
         return False
     return False
+
+
+def _owner_is_gone(name):
+    """Whether `name` is a temporary of this project whose process, on this machine, has ended."""
+    match = _OWNED.match(name)
+    return match is not None and _process_gone(match["host"], int(match["pid"]))
+
+
+class RunLockedError(OSError):
+    """Another live process is writing the run directory."""
+
+
+class RunLock:
+    """`<out>/.kt-lock-<name>` while a process writes the run `<out>/<name>`.
+
+    It holds the writer's host and pid. A second process is refused with one
+    line naming the holder; a lock left by a process that has ended on this
+    machine (`kill -9`) is taken over; the holder itself may take it again.
+    """
+
+    STALE_EMPTY_SECONDS = 10  # a lock file still empty this long after it was made is a writer killed at once
+
+    def __init__(self, path):
+        path = os.path.abspath(path)
+        self.run = path
+        self.path = os.path.join(os.path.dirname(path), f".kt-lock-{os.path.basename(path)}")
+        self.me = f"{_host()} {os.getpid()}"
+        self.held = False
+
+    def _holder(self):
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return None
+
+    def acquire(self):
+        for _ in range(3):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder == self.me:
+                    self.held = True
+                    return self
+                if holder is None:
+                    continue  # released meanwhile
+                host, _, pid = holder.partition(" ")
+                if holder == "":
+                    with contextlib.suppress(FileNotFoundError):
+                        if time.time() - os.path.getmtime(self.path) < self.STALE_EMPTY_SECONDS:
+                            raise RunLockedError(f"{self.run} is being opened by another process; try again.")
+                elif not (pid.isdigit() and _process_gone(host, int(pid))):
+                    raise RunLockedError(
+                        f"{self.run} is being written by process {pid} on {host} ({self.path}); wait for it to "
+                        "end, or choose another `name`."
+                    )
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.path)  # its writer has ended
+                continue
+            with os.fdopen(descriptor, "w", encoding="utf-8") as f:
+                f.write(self.me)
+            self.held = True
+            return self
+        raise RunLockedError(f"{self.run}: its lock {self.path} keeps changing hands; try again.")
+
+    def release(self):
+        if self.held and self._holder() == self.me:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+        self.held = False
 
 
 @contextlib.contextmanager

@@ -39,7 +39,7 @@ from keras_transformer.distribution import worker_role
 from keras_transformer.models.presets import PRESETS
 from keras_transformer.run_directory import RunDirectory
 from keras_transformer.tasks import TASKS
-from keras_transformer.tasks.trainer import PRECISIONS, TrainingOptions, open_run, train
+from keras_transformer.tasks.trainer import PRECISIONS, TrainingOptions, open_run, release_run, train
 
 CLI_ONLY = {"task", "out", "name", "export", "no_export", "config"}
 FLAGS = {  # group: [(flag, argparse keywords)]
@@ -302,12 +302,15 @@ def main(argv=None):
         if args.name is None:
             raise ValueError("--distribute multi-worker needs a --name, the same on every worker.")
     run = open_run(os.path.join(args.out, name), resume=args.resume, distribute=training.distribute)
-    results = train(task, run, training)
-    if role is not None and not role.chief:
+    try:
+        results = train(task, run, training)
+        if role is not None and not role.chief:
+            return results
+        if formats:
+            results["export"] = export(run.path, formats, TASKS[args.task].family)
         return results
-    if formats:
-        results["export"] = export(run.path, formats, TASKS[args.task].family)
-    return results
+    finally:
+        release_run(run)
 
 
 def cli(argv=None):

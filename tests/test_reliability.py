@@ -113,3 +113,29 @@ def test_a_mirrored_run_killed_mid_training_resumes_under_the_strategy(tmp_path)
     assert "Resuming after epoch 1" in resumed.stdout and "MirroredStrategy over 2 devices" in resumed.stdout
     assert training_status(str(run)) == "finished"
     assert [int(row["epoch"]) for row in _history(run / "history.csv")] == [0, 1, 2]
+
+
+@pytest.mark.reliability
+def test_a_second_process_on_the_same_run_is_refused_naming_the_first(tmp_path, capsys):
+    """Two train.py on one --out/--name: the second is refused with one line, writes nothing; a dead holder's
+    lock is taken over; a finished run leaves no lock behind."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import sys, time; sys.path.insert(0, {ROOT!r}); "
+         "from keras_transformer.run_directory import RunLock; "
+         f"RunLock({str(tmp_path / 'run')!r}).acquire(); print('held', flush=True); time.sleep(300)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        argv = FLAGS + ["--epochs", "1", "--out", str(tmp_path), "--name", "run"]
+        assert train.cli(argv) == 2
+        err = capsys.readouterr().err
+        assert f"is being written by process {holder.pid} on " in err and "choose another --name" in err, err
+        assert not (tmp_path / "run").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert train.cli(argv) == 0  # the holder was killed: its lock is taken over
+    assert training_status(str(tmp_path / "run")) == "finished"
+    assert sorted(os.listdir(tmp_path)) == ["run"]  # the lock went with the process that held it

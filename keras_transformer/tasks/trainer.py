@@ -26,7 +26,7 @@ from keras_transformer.models.common import set_dtype_policy
 from keras_transformer.optimizers import Adam
 from keras_transformer.run_checkpoint import BestModelCheckpoint, HistoryLog, RunCheckpoint, load_snapshot
 from keras_transformer.run_checkpoint import training_status
-from keras_transformer.run_directory import RunDirectory, check_writable, remove_temporaries
+from keras_transformer.run_directory import RunDirectory, RunLock, RunLockedError, check_writable, remove_temporaries
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 SUMMARY_FORMATS = {
@@ -144,10 +144,25 @@ def open_run(path, resume=False, distribute="none"):
     if not resume and status in ("interrupted", "finished"):
         raise FileExistsError(f"{path} already holds a run; resume it (`resume`) or choose another name.")
     check_writable(os.path.dirname(os.path.abspath(path)), "cannot write runs into {directory} (`out`)")
-    run = RunDirectory(path, create=True, exist_ok=True)
+    lock = RunLock(path).acquire()  # a second process on the same run is refused, naming this one
+    try:
+        if training_status(path) != status:  # changed while the holder before this one wrote it
+            raise RunLockedError(f"{path} changed while this process waited for it; run the command again.")
+        run = RunDirectory(path, create=True, exist_ok=True)
+    except BaseException:
+        lock.release()
+        raise
+    run.lock = lock  # released by `release_run` (train.py: when training and export end)
     remove_temporaries(run.path)
     remove_temporaries(run.checkpoint_dir)
     return run
+
+
+def release_run(run):
+    """Let other processes write `run` again (the lock `open_run` took)."""
+    lock = getattr(run, "lock", None)
+    if lock is not None:
+        lock.release()
 
 
 def train(task, run, options=None):
