@@ -32,3 +32,10 @@ def check_finite(value, name):
         raise ValueError(f"`{name}` must be a finite number. Received: {name}={value!r}") from None
     if not math.isfinite(number):
         raise ValueError(f"`{name}` must be a finite number. Received: {name}={value!r}")
+
+
+def check_bool(value, name):
+    """`value` must be True or False (numpy's bool too), not a truthy stand-in such as 1 or "yes"."""
+    numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")  # no numpy import
+    if not isinstance(value, bool) and not numpy_bool:
+        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")

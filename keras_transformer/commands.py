@@ -42,12 +42,15 @@ def in_checkout():
     return os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(spec.origin)), "train.py"))
 
 
+def _installed():
+    """Whether this process runs an installed `kt-*` command, or outside a checkout."""
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return invoked.startswith("kt-") or not in_checkout()
+
+
 def name(command):
     """How to run `command` ("train", "export", ...): `kt-export` when installed, `python -m export` in a checkout."""
-    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if invoked.startswith("kt-") or not in_checkout():
-        return INSTALLED[command]
-    return CHECKOUT[command]
+    return INSTALLED[command] if _installed() else CHECKOUT[command]
 
 
 def finite_float(text):
@@ -63,7 +66,7 @@ def finite_float(text):
 
 def named(text):
     """`text` (a usage docstring) with every command written as `name()` gives it here."""
-    if not in_checkout() or (sys.argv and os.path.basename(sys.argv[0] or "").startswith("kt-")):
+    if _installed():
         for command in sorted(CHECKOUT, key=lambda c: -len(CHECKOUT[c])):  # `python -m export.verify` first
             text = text.replace(CHECKOUT[command], INSTALLED[command])
     return text

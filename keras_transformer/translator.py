@@ -6,7 +6,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from keras_transformer.checks import check_finite
+from keras_transformer.checks import check_bool, check_finite
 from keras_transformer.run_directory import RunDirectory
 from keras_transformer.vocabulary import PAD_ID
 
@@ -53,7 +53,7 @@ class Translator:
     ):
         _check_beam_size(beam_size)
         check_finite(length_penalty, "length_penalty")
-        _check_exact_stop(exact_stop)
+        check_bool(exact_stop, "exact_stop")
         self.model = model
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
@@ -83,10 +83,13 @@ class Translator:
 
     def source_ids(self, texts):
         """`(B, S)` int32 source ids of `texts`, 0-padded, truncated to `max_sequence_length` (counted)."""
+        return self._padded(self.source_tokenizer.tokenize(tf.constant(list(texts))))
+
+    def _padded(self, pieces):
+        """Ragged `(B, None)` pieces as `(B, S)` ids, truncated to `max_sequence_length` (counted)."""
         limit = self.model.max_sequence_length
-        source_ids = self.source_tokenizer.tokenize(tf.constant(list(texts)))  # ragged (B, None)
-        self.truncated += int(tf.reduce_sum(tf.cast(source_ids.row_lengths() > limit, tf.int32)))
-        return source_ids[:, :limit].to_tensor(PAD_ID)
+        self.truncated += int(tf.reduce_sum(tf.cast(pieces.row_lengths() > limit, tf.int32)))
+        return pieces[:, :limit].to_tensor(PAD_ID)
 
     def translate(
         self, texts, batch_size=64, beam_size=None, length_penalty=None, n_best=None, progress=None, exact_stop=None
@@ -122,7 +125,7 @@ class Translator:
         exact_stop = self.exact_stop if exact_stop is None else exact_stop
         _check_beam_size(beam_size)
         check_finite(length_penalty, "length_penalty")
-        _check_exact_stop(exact_stop)
+        check_bool(exact_stop, "exact_stop")
         if n_best is not None and (not isinstance(n_best, int) or not 1 <= n_best <= beam_size):
             raise ValueError(f"`n_best` must be in [1, beam_size={beam_size}]. Received: n_best={n_best}")
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -130,12 +133,13 @@ class Translator:
         texts = [_as_text(text, i) for i, text in enumerate(texts)]
         outputs = [[("", 0.0)] if n_best else "" for _ in texts]
         todo = [i for i, text in enumerate(texts) if text.strip()]
-        if todo:  # sentences of no token at all (control characters, zero-width spaces) are empty, as "" is
-            lengths = self.source_tokenizer.tokenize(tf.constant([texts[i] for i in todo])).row_lengths().numpy()
-            todo = [i for i, length in zip(todo, lengths) if length > 0]
+        if todo:  # tokenized once; sentences of no piece at all (control characters, ...) are empty, as "" is
+            pieces = self.source_tokenizer.tokenize(tf.constant([texts[i] for i in todo]))  # ragged (N, None)
+            keep = np.flatnonzero(pieces.row_lengths().numpy() > 0)
+            todo, pieces = [todo[k] for k in keep], tf.gather(pieces, keep)
         for start in range(0, len(todo), batch_size):
             rows = todo[start : start + batch_size]
-            source_ids = self.source_ids([texts[i] for i in rows])
+            source_ids = self._padded(pieces[start : start + batch_size])
             if beam_size == 1:
                 hypotheses = self.model.generate(source_ids, max_length=self.max_length)[:, None]
                 scores = np.zeros((len(rows), 1), "float32")
@@ -168,11 +172,6 @@ def _as_text(text, index):
     if not isinstance(text, str):
         raise ValueError(f"`texts` must hold strings; texts[{index}] is a {type(text).__name__}: {text!r:.60}")
     return text
-
-
-def _check_exact_stop(exact_stop):
-    if not isinstance(exact_stop, (bool, np.bool_)):
-        raise ValueError(f"`exact_stop` must be True or False. Received: exact_stop={exact_stop!r}")
 
 
 def _check_beam_size(beam_size):

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_transformer.checks import check_finite
+from keras_transformer.checks import check_bool, check_finite
 from keras_transformer.decoding.beam import beam_search
 from keras_transformer.decoding.greedy import greedy_search, sample
 from keras_transformer.options import from_kwargs
@@ -132,8 +132,7 @@ class Generator:
             raise ValueError(f"`beam_size` must be a positive integer. Received: beam_size={beam_size}")
         if settings.method == "beam":
             check_finite(settings.length_penalty, "length_penalty")
-        if not isinstance(settings.exact_stop, (bool, np.bool_)):
-            raise ValueError(f"`exact_stop` must be True or False. Received: exact_stop={settings.exact_stop!r}")
+        check_bool(settings.exact_stop, "exact_stop")
         if settings.method == "sample":
             temperature, top_k, top_p = settings.temperature, settings.top_k, settings.top_p
             check_finite(temperature, "temperature")
