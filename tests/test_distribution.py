@@ -40,6 +40,18 @@ def test_two_devices_update_like_one(backend, strategy):
         assert one == pytest.approx(two, rel=1e-5)
 
 
+def test_every_family_fits_under_mirrored_strategy_from_python():
+    """A user's own `compile` and `fit` under `MirroredStrategy`: ids stay integers, updates equal one device's."""
+    result = _run([sys.executable, "tests/distributed_check.py", "families"], "tensorflow")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sorted(report) == ["classify", "lm", "tag", "translate"]
+    for family, figures in report.items():
+        assert figures["moved"] > 0.01, family
+        assert figures["max_weight_difference"] < TOLERANCE, (family, figures)
+        for one, two in zip(figures["loss_one_device"], figures["loss_two_devices"]):
+            assert one == pytest.approx(two, rel=1e-5), family
+
+
 @pytest.mark.slow
 def test_train_py_distribute_mirrored_on_text(corpus, tmp_path):
     directory, _, _ = corpus

@@ -82,6 +82,25 @@ class ModelBase(keras.Model):
             metrics = self.default_metrics()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Build on one replica's first batch under `tf.distribute` (Keras's TensorFlow trainer only).
+
+        Keras builds a model under a strategy on the first distributed batch
+        averaged over replicas (`strategy.reduce("MEAN")`), which turns token
+        ids and labels into float32 and fails the models' id checks. Every
+        replica's batch has the same structure, shapes and dtypes, so the
+        first replica's local batch builds the same model.
+        """
+        strategy = getattr(self, "_distribute_strategy", None)
+        if iterator is not None and data_batch is None and strategy is not None:
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda value: strategy.experimental_local_results(value)[0], next(batches)
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def train_step(self, *args, **kwargs):
         """Keras's step; for token labels on TensorFlow (no XLA), with the output layer over real tokens only.
 
