@@ -17,7 +17,9 @@ from .errors import ExportError
 from .run import Run
 from keras_transformer.checks import check_finite
 from keras_transformer.options import from_kwargs
-from keras_transformer.run_directory import atomic_path, check_writable, remove_temporaries
+from keras_transformer.run_directory import RunLock, RunLockedError, atomic_path, check_writable, remove_temporaries
+
+LOCK_FILE = ".kt-lock"  # in an export directory while a process writes it
 
 EXPORTERS = {}  # (family, format) -> Exporter subclass, in registration order
 INT8_ROUNDINGS = ("nearest", "gptq")
@@ -167,8 +169,16 @@ def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=prin
         _check_replaceable(exporter.target(out), exporter)
     try:
         check_writable(out, "cannot export into {directory} (--out)")
-    except OSError as error:
+        lock = RunLock(out, os.path.join(out, LOCK_FILE), alternative="export elsewhere (--out)").acquire()
+    except (RunLockedError, OSError) as error:  # another process exports there
         raise ExportError(str(error)) from None
+    try:
+        return _export_all(run, exporters, out, log)
+    finally:
+        lock.release()
+
+
+def _export_all(run, exporters, out, log):
     remove_temporaries(out)  # leftovers of an interrupted export
     written = {}
     for number, exporter in enumerate(exporters, start=1):

@@ -322,8 +322,6 @@ def broadcast_from_chief(variables):
     """Give every worker the chief's values of `variables` (model and optimizer); nothing outside multi-worker."""
     if _multi_worker_strategy() is None or not variables:
         return
-    import tensorflow as tf
-
     by_dtype = {}
     for variable in variables:
         by_dtype.setdefault(variable.dtype, []).append(variable)

@@ -82,16 +82,29 @@ class RunLock:
     It holds the writer's host and pid. A second process is refused with one
     line naming the holder; a lock left by a process that has ended on this
     machine (`kill -9`) is taken over; the holder itself may take it again.
+
+    Args:
+        path: the directory being written.
+        lock_file: where the lock lives (default: `.kt-lock-<name>` beside
+            `path`; an export locks `<out>/.kt-lock` inside its target).
+        alternative: what the refusal suggests besides waiting.
     """
 
     STALE_EMPTY_SECONDS = 10  # a lock file still empty this long after it was made is a writer killed at once
 
-    def __init__(self, path):
+    def __init__(self, path, lock_file=None, alternative="choose another `name`"):
         path = os.path.abspath(path)
         self.run = path
-        self.path = os.path.join(os.path.dirname(path), f".kt-lock-{os.path.basename(path)}")
+        self.path = lock_file or os.path.join(os.path.dirname(path), f".kt-lock-{os.path.basename(path)}")
+        self.alternative = alternative
         self.me = f"{_host()} {os.getpid()}"
         self.held = False
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc_info):
+        self.release()
 
     def _holder(self):
         try:
@@ -119,7 +132,7 @@ class RunLock:
                 elif not (pid.isdigit() and _process_gone(host, int(pid))):
                     raise RunLockedError(
                         f"{self.run} is being written by process {pid} on {host} ({self.path}); wait for it to "
-                        "end, or choose another `name`."
+                        f"end, or {self.alternative}."
                     )
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(self.path)  # its writer has ended

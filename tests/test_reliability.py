@@ -139,3 +139,35 @@ def test_a_second_process_on_the_same_run_is_refused_naming_the_first(tmp_path, 
     assert train.cli(argv) == 0  # the holder was killed: its lock is taken over
     assert training_status(str(tmp_path / "run")) == "finished"
     assert sorted(os.listdir(tmp_path)) == ["run"]  # the lock went with the process that held it
+
+
+@pytest.mark.reliability
+def test_a_second_export_into_the_same_out_is_refused_and_deletes_nothing(trained_run, tmp_path, capsys):
+    """An export target has one writer: a second `python -m export` there is refused with one line naming
+    the first, and touches nothing of it (a user's `.tmp-*` files, the first export's temporaries)."""
+    from export.__main__ import cli
+    from keras_transformer.run_directory import temporary_prefix
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".tmp-notes.txt").write_text("mine")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import os, sys, time; sys.path.insert(0, {ROOT!r}); "
+         "from keras_transformer.run_directory import RunLock, temporary_prefix; "
+         f"RunLock({str(out)!r}, {str(out / '.kt-lock')!r}).acquire(); "
+         f"os.mkdir(os.path.join({str(out)!r}, temporary_prefix() + 'being-written')); "
+         "print(temporary_prefix(), flush=True); time.sleep(300)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        theirs = holder.stdout.readline().strip() + "being-written"
+        assert cli(["--model", str(trained_run), "--format", "tflite", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"is being written by process {holder.pid} on " in err and "export elsewhere (--out)" in err, err
+        assert len(err.strip().splitlines()) == 1
+        assert sorted(os.listdir(out)) == sorted([".kt-lock", ".tmp-notes.txt", theirs])
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert not theirs.startswith(temporary_prefix())

@@ -164,6 +164,7 @@ def test_export_never_deletes_what_it_did_not_write_and_reads_bad_files_clearly(
     from export import run_tflite, verify
     from export.__main__ import cli
 
+    assert not (run / "export" / ".kt-lock").exists()  # a finished export leaves no lock behind
     out = tmp_path / "out"
     (out / "model.tflite").mkdir(parents=True)
     (out / "model.tflite" / "mine.txt").write_text("keep me")
