@@ -17,7 +17,9 @@ from .errors import ExportError
 from .run import Run
 from keras_transformer.checks import check_finite
 from keras_transformer.options import from_kwargs
-from keras_transformer.run_directory import RunLock, RunLockedError, atomic_path, check_writable, remove_temporaries
+from keras_transformer.run_directory import (
+    RunLock, RunLockedError, atomic_path, check_writable, disk_full_message, is_disk_full, remove_temporaries,
+)  # fmt: skip
 
 LOCK_FILE = ".kt-lock"  # in an export directory while a process writes it
 
@@ -167,6 +169,7 @@ def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=prin
     exporters = [EXPORTERS[(run.family, name)](options) for name in formats]
     for exporter in exporters:  # never delete what export did not write
         _check_replaceable(exporter.target(out), exporter)
+    made_out = not os.path.isdir(out)
     try:
         check_writable(out, "cannot export into {directory} (--out)")
         lock = RunLock(out, os.path.join(out, LOCK_FILE), alternative="export elsewhere (--out)").acquire()
@@ -176,6 +179,8 @@ def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=prin
         return _export_all(run, exporters, out, log)
     finally:
         lock.release()
+        if made_out and not os.listdir(out):  # nothing written: no empty folder left behind
+            os.rmdir(out)
 
 
 def _export_all(run, exporters, out, log):
@@ -193,9 +198,14 @@ def _export_all(run, exporters, out, log):
         try:
             with atomic_path(path) as tmp:
                 exporter.export(run, tmp)
-        except BaseException:
+        except BaseException as error:
             if made_parent and not os.listdir(parent):
                 os.rmdir(parent)
+            if isinstance(error, Exception) and is_disk_full(error):
+                done = f"{', '.join(written)} written, " if written else ""
+                full = ExportError(disk_full_message(out, f"then export {name} again ({done}earlier files unchanged)"))
+                full.disk_full = True
+                raise full from None
             raise
         written[name] = path
         if log:

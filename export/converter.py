@@ -62,7 +62,7 @@ def representative_dataset(module, source_ids):
     return generator
 
 
-def convert(module, signatures, quantization=None, calibration_ids=None, allow_custom_ops=False):
+def convert(module, signatures, quantization=None, calibration_ids=None, allow_custom_ops=False, metadata=None):
     """Convert `module`'s `signatures` to TFLite flatbuffer bytes.
 
     Args:
@@ -76,6 +76,9 @@ def convert(module, signatures, quantization=None, calibration_ids=None, allow_c
         allow_custom_ops: let ops without a built-in kernel through as
             custom ops (tensorflow-text's TFLite kernels, see
             `export.tflite_text`).
+
+        metadata: `{name: bytes}` written into the file's metadata
+            (`export.pairing`'s record of the run).
 
     Every flatbuffer goes through `flatbuffer.compact`.
     """
@@ -108,6 +111,6 @@ def convert(module, signatures, quantization=None, calibration_ids=None, allow_c
                     from tensorflow.lite.python import convert as lite_convert
 
                     flatbuffer = lite_convert.mlir_quantize(flatbuffer, denylisted_ops=list(FLOAT_IN_INT8))
-                return compact(flatbuffer)
+                return compact(flatbuffer, metadata)
         except Exception as error:
             raise ExportError(f"TFLite conversion ({quantization or 'float32'}) failed: {str(error)[-2000:]}") from error

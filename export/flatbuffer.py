@@ -5,8 +5,11 @@ import numpy as np
 from .errors import ExportError
 
 
-def compact(flatbuffer):
+def compact(flatbuffer, metadata=None):
     """`flatbuffer` with shared buffers and quantization parameters, without debug names.
+
+    `metadata` (`{name: bytes}`) adds entries to the model's metadata (see
+    `export.pairing`).
 
     Every signature is its own subgraph (and each loop body another one), and
     the converter gives every tensor that reads a shared int8 weight buffer its
@@ -34,6 +37,13 @@ def compact(flatbuffer):
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
     _share_identical_buffers(model)
     _strip_intermediate_names(model)
+    for name, data in (metadata or {}).items():
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(data, np.uint8)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = name, len(model.buffers)
+        model.buffers.append(buffer)
+        model.metadata = [*(model.metadata or []), entry]
     pack = schema.QuantizationParametersT.Pack
     offsets = {}
 

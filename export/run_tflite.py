@@ -60,8 +60,11 @@ def main(argv=None):
             print(translate(text=text)["translation"][0].decode("utf-8"))
         return
 
+    from . import pairing
+
     try:
         source_tokenizer, target_tokenizer = run.load_tokenizers()
+        pairing.check(args.model, source_tokenizer, target_tokenizer, path)  # a file of another run: refused
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     generate = interpreter.get_signature_runner("generate")
@@ -73,6 +76,11 @@ def main(argv=None):
         ids = source_tokenizer.tokenize(tf.constant([sentence]))[:, :max_length]  # longer: truncated
         ids = ids.to_tensor(PAD_ID, shape=[1, max_length]).numpy().astype(np.int32)
         tokens = generate(encoder_token_ids=ids)["token_ids"]
+        if tokens.size and int(tokens.max()) >= target_tokenizer.vocabulary_size:  # a file exported before records
+            parser.error(
+                f"{path} gave token id {int(tokens.max())}, past {args.model}'s target vocabulary "
+                f"({target_tokenizer.vocabulary_size} pieces): it was exported from another run; pass that run (--model)."
+            )
         print(target_tokenizer.detokenize(tokens).numpy()[0].decode("utf-8"))
 
 

@@ -16,6 +16,7 @@ import os
 
 import tensorflow as tf
 
+from . import pairing
 from .base import Exporter, register
 from .family_module import SIGNATURES as FAMILY_SIGNATURES
 from .family_module import TEXT_SIGNATURES, FamilyModule
@@ -58,3 +59,4 @@ class SavedModelExporter(Exporter):
         signatures = {name: getattr(module, name).get_concrete_function() for name in names}
         signatures["serving_default"] = signatures[SERVING_DEFAULT.get(run.family, names[0])]
         tf.saved_model.save(module, path, signatures=signatures)
+        pairing.write_saved_model_record(run, path)

@@ -22,6 +22,7 @@ float, see `export.converter.FLOAT_IN_INT8`).
 
 import warnings
 
+from . import pairing
 from .base import Exporter, register
 from .converter import CALIBRATION_SENTENCES, convert, encode_sentences
 from .errors import ExportError
@@ -103,7 +104,10 @@ class TFLiteExporter(Exporter):
                 int8_embeddings=self.quantization == "dynamic_int8",
             )
             signatures = FAMILY_SIGNATURES[run.family]
-        flatbuffer = convert(module, signatures, self.quantization, self.calibration_ids(run))
+        flatbuffer = convert(
+            module, signatures, self.quantization, self.calibration_ids(run),
+            metadata={pairing.METADATA_NAME: pairing.encoded(run)},
+        )  # fmt: skip
         refuse_flex(flatbuffer, self.format)
         with open(path, "wb") as f:
             f.write(flatbuffer)

@@ -40,6 +40,7 @@ import re
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from . import pairing
 from .base import Exporter, register
 from .converter import convert
 from .errors import ExportError
@@ -161,7 +162,10 @@ class TextExporter(Exporter):
             int8_embeddings=self.quantization == "dynamic_int8",
             kernels=rounded_kernels(run, options, self.quantization),
         )  # fmt: skip
-        flatbuffer = convert(module, SIGNATURES, self.quantization, allow_custom_ops=True)
+        flatbuffer = convert(
+            module, SIGNATURES, self.quantization, allow_custom_ops=True,
+            metadata={pairing.METADATA_NAME: pairing.encoded(run)},
+        )  # fmt: skip
         custom = operators(flatbuffer, custom_only=True)
         unexpected = [name for name in custom if not name.startswith("TFText>") and name not in TFTEXT_OPS]
         if unexpected:

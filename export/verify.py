@@ -198,6 +198,7 @@ def main(argv=None):
     for variant, filename in TEXT_VARIANTS.items():
         if os.path.isfile(os.path.join(export_dir, filename)):
             backends.append(TFLiteTextBackend(os.path.join(export_dir, filename), variant, args.threads))
+    check_paired(run, [backend.path for backend in backends[1:]])
     rows, reference_tokens, reference_hypotheses = [], None, None
     for backend in backends:
         if isinstance(backend, TFLiteTextBackend):
@@ -216,11 +217,21 @@ def main(argv=None):
     return rows
 
 
+def check_paired(run, artifacts):
+    """Refuse artifacts exported from a run with other tokenizers; note those of an older model (`export.pairing`)."""
+    from . import pairing
+
+    model_file = run.directory.file(run.directory.model_file)
+    for artifact in artifacts:
+        pairing.check(run.path, run.source_tokenizer, run.target_tokenizer, artifact, model_file,
+                      warn=lambda line: print(line, file=sys.stderr))  # fmt: skip
+
+
 def verify_family(run, export_dir, args):
     """A classify, tag or lm run: every artifact against Keras on generated inputs."""
     from .verify_families import COLUMNS, verify
 
-    rows = verify(run, export_dir, count=args.limit or 64, threads=args.threads)
+    rows = verify(run, export_dir, count=args.limit or 64, threads=args.threads, check=check_paired)
     if len(rows) == 1:
         print(f"warning: no exported artifact in {export_dir}; run {commands.name('export')} first.", file=sys.stderr)
     print(format_table(rows, COLUMNS))

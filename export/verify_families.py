@@ -60,8 +60,11 @@ def _agreement(family, reference, outputs, ids):
     return float(np.mean(outputs == reference)), None
 
 
-def verify(run, export_dir, count=64, threads=2, timed_calls=20):
+def verify(run, export_dir, count=64, threads=2, timed_calls=20, check=None):
     """Each exported artifact of a classify/tag/lm run against the Keras model.
+
+    `check(run, paths)`, when given, is called on the artifacts' paths
+    before anything runs (`export.verify.check_paired`).
 
     Returns rows: artifact, `size_mb`, agreement (classes, tags at real
     positions, or generated tokens equal to Keras's), the largest probability
@@ -83,6 +86,8 @@ def verify(run, export_dir, count=64, threads=2, timed_calls=20):
         if os.path.isfile(path):
             runner = interpreter(path, num_threads=threads).get_signature_runner(signature)
             callers[variant] = (path, lambda x, runner=runner: runner(**{argument: x})[output])
+    if check:
+        check(run, [path for path, _ in callers.values()])
     rows = [{"artifact": "keras", "size_mb": None, "agreement": 1.0, "max_probability_difference": 0.0}]
     for name, (path, call) in callers.items():
         agreement, difference = _agreement(run.family, reference, call(ids), ids)

@@ -148,6 +148,92 @@ def strategy_scope(name, cpu_devices=None):
         raise ValueError(f"`distribute` {name!r} is for the TensorFlow and JAX backends, not {backend}.")
 
 
+def cluster_addresses(environ=None):
+    """`[(task_type, index, "host:port")]` of every task `TF_CONFIG` lists (chief and workers)."""
+    cluster = json.loads((os.environ if environ is None else environ)["TF_CONFIG"])["cluster"]
+    return [(kind, index, address) for kind in ("chief", "worker") for index, address in enumerate(cluster.get(kind) or [])]
+
+
+def _listening(address, timeout=1.0):
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+# The watcher of `waiting_for_the_cluster`: a small Python process of its own, because the waiting call
+# holds the interpreter (no thread of this process runs until it returns).
+_WATCHER = """
+import json, os, signal, socket, sys, time
+args = json.loads(sys.argv[1])
+
+def listening(address):
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+            return True
+    except (OSError, ValueError):
+        return False
+
+def interrupted(signum, frame):
+    print(f"{args['prog']}: stopped by Ctrl-C while waiting for the cluster (no epoch had started).",
+          file=sys.stderr, flush=True)
+    os.kill(args["parent"], signal.SIGKILL)
+    sys.exit(0)
+
+signal.signal(signal.SIGINT, interrupted)
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+start = time.monotonic()
+while True:
+    time.sleep(args["every"])
+    if os.getppid() != args["parent"]:
+        sys.exit(0)
+    missing = [f"{name} ({address})" for name, address in args["others"] if not listening(address)]
+    waited = f"{time.monotonic() - start:.0f} s"
+    if missing:
+        line = (f"Waiting for {', '.join(missing)} to start ({waited}): start the same command there, with "
+                "TF_CONFIG's task set to it.")
+    else:
+        line = f"Waiting for every worker of the cluster to join ({waited})."
+    print(line, file=sys.stderr, flush=True)
+"""
+
+
+def cluster_addresses(environ=None):
+    """`[(task_type, index, "host:port")]` of every task `TF_CONFIG` lists (chief and workers)."""
+    cluster = json.loads((os.environ if environ is None else environ)["TF_CONFIG"])["cluster"]
+    return [(kind, index, address) for kind in ("chief", "worker") for index, address in enumerate(cluster.get(kind) or [])]
+
+
+@contextlib.contextmanager
+def waiting_for_the_cluster(role, every=30.0, prog="train.py"):
+    """While this worker waits for the others (`MultiWorkerMirroredStrategy()` blocks in C++ until all have started):
+
+    every `every` seconds a line on stderr names the tasks whose address is
+    not listening yet; Ctrl-C ends the wait at once with one line (the
+    blocked call would not see it until every worker had joined). A small
+    watcher process does both and ends with the block. Nothing has been
+    trained then: a chief stopped so leaves a run directory with no epoch,
+    which its next start reuses.
+    """
+    import subprocess
+    import sys
+
+    others = [(f"{kind} {index}", address) for kind, index, address in cluster_addresses()
+              if (kind, index) != (role.task_type, role.index)]  # fmt: skip
+    arguments = json.dumps({"parent": os.getpid(), "every": every, "others": others, "prog": prog})
+    watcher = subprocess.Popen([sys.executable, "-c", _WATCHER, arguments], stdin=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        watcher.terminate()
+        watcher.wait()
+
+
 @contextlib.contextmanager
 def _multi_worker_scope(backend):
     if backend != "tensorflow":
@@ -159,7 +245,8 @@ def _multi_worker_scope(backend):
 
     role = worker_role("multi-worker")
     try:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        with waiting_for_the_cluster(role):
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
     except (RuntimeError, ValueError) as error:
         raise ValueError(f"`distribute` multi-worker could not start ({error}); it must start before "
                          f"TensorFlow computes anything in this process.") from None  # fmt: skip

@@ -20,6 +20,7 @@ of a finished run that training (`init_from`), translation and export use.
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import re
@@ -200,6 +201,24 @@ def remove_temporaries(directory):
                 else:
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(path)
+
+
+def is_disk_full(error):
+    """Whether `error` says the file system is full (or the user's quota spent)."""
+    if getattr(error, "disk_full", False) or isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    return "No space left on device" in text or "Disk quota exceeded" in text  # TensorFlow's own file errors
+
+
+def disk_full_message(path, then):
+    """One line for a write into `path` that found its file system full; `then` says how to go on."""
+    try:
+        free = shutil.disk_usage(path if os.path.exists(path) else os.path.dirname(os.path.abspath(path))).free
+        free = f"{free / 1e6:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return f"no space left on the device holding {path} ({free}); nothing half-written was kept. Free some space, {then}."
 
 
 def check_writable(directory, message="cannot write into {directory}"):

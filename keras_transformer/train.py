@@ -37,7 +37,8 @@ from keras_transformer import commands, quiet
 
 from keras_transformer.distribution import worker_role
 from keras_transformer.models.presets import PRESETS
-from keras_transformer.run_directory import RunDirectory
+from keras_transformer.run_checkpoint import training_status
+from keras_transformer.run_directory import RunDirectory, disk_full_message, is_disk_full
 from keras_transformer.tasks import TASKS
 from keras_transformer.tasks.trainer import PRECISIONS, TrainingOptions, open_run, release_run, train
 
@@ -309,8 +310,22 @@ def main(argv=None):
         if formats:
             results["export"] = export(run.path, formats, TASKS[args.task].family)
         return results
+    except Exception as error:
+        if not is_disk_full(error):
+            raise
+        raise OSError(disk_full_message(run.path, _how_to_go_on(run))) from None
     finally:
         release_run(run)
+
+
+def _how_to_go_on(run):
+    """After a full disk: what to run once there is space, by what the run directory holds."""
+    status = training_status(run)
+    if status == "interrupted":
+        return "then run the same command with --resume: it continues after the last finished epoch"
+    if status == "finished":
+        return f"then export it: {commands.name('export')} --model {run.path}"
+    return "then run the same command again (no epoch had finished)"
 
 
 def cli(argv=None):

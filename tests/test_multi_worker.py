@@ -181,3 +181,41 @@ def test_multi_worker_flags_are_checked_before_anything_is_written(tmp_path, mon
     assert train.cli(["--out", str(tmp_path / "runs"), "--distribute", "multi-worker", "--no-export"]) == 2
     assert "needs a --name" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+WAIT_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, {root!r})
+import tensorflow as tf
+from keras_transformer.distribution import waiting_for_the_cluster, worker_role
+with waiting_for_the_cluster(worker_role("multi-worker"), every=1):
+    tf.distribute.MultiWorkerMirroredStrategy()
+print("joined", flush=True)
+"""
+
+
+def test_a_worker_waiting_for_one_that_never_starts_says_so_and_stops_on_ctrl_c(tmp_path):
+    """The strategy's start blocks in C++ until every worker has joined: the wait names the missing worker every
+    interval, and Ctrl-C (SIGINT to the process group) ends it at once with one line."""
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": 0}}
+    env = dict(os.environ, TF_CONFIG=json.dumps(config), TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    log = tmp_path / "worker0.err"
+    with open(log, "w") as err:
+        process = subprocess.Popen([sys.executable, "-c", WAIT_SCRIPT.format(root=ROOT)], env=env,
+                                   stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while "Waiting for worker 1" not in log.read_text() and time.monotonic() < deadline:
+                assert process.poll() is None, log.read_text()
+                time.sleep(0.5)
+            os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+            assert process.wait(timeout=20) == -signal.SIGKILL
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            process.stdout.close()
+    lines = [line for line in log.read_text().splitlines() if line.startswith(("Waiting", "train.py"))]  # not TF's
+    assert f"Waiting for worker 1 ({addresses[1]}) to start (" in lines[0], lines
+    assert lines[-1] == "train.py: stopped by Ctrl-C while waiting for the cluster (no epoch had started).", lines

@@ -19,6 +19,7 @@ and, later, inside exported models).
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -66,6 +67,13 @@ class Tokenizer:
 
     def id_to_token(self, token_id):
         """The piece of one id, as the vocabulary spells it (e.g. for attention plots)."""
+        raise NotImplementedError
+
+    def fingerprint(self):
+        """A SHA-256 of what gives the ids their meaning (the model or vocabulary): equal tokenizers, equal prints."""
+        return hashlib.sha256(self.kind.encode() + b"\n" + self._identity()).hexdigest()
+
+    def _identity(self):
         raise NotImplementedError
 
     @classmethod
@@ -180,6 +188,9 @@ class SentencePieceTokenizer(Tokenizer):
     def detokenize(self, token_ids):
         return self._run("detokenize", _strip_special(token_ids))
 
+    def _identity(self):
+        return self.proto
+
     def save(self, directory, name):
         filename = f"{name}.spm"
         with open(os.path.join(directory, filename), "wb") as f:
@@ -256,6 +267,9 @@ class WordPieceTokenizer(Tokenizer):
         for _ in range(2):
             text = tf.strings.regex_replace(text, f"({CJK}) ({CJK})", r"\1\2")
         return text
+
+    def _identity(self):
+        return "\n".join(self.vocabulary).encode("utf-8")
 
     def save(self, directory, name):
         filename = f"{name}.vocab"

@@ -355,13 +355,17 @@ def _cluster_error(error):
 
     tf = sys.modules.get("tensorflow")
     lost = () if tf is None else (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)
-    if not isinstance(error, lost):
-        return None
     import re
 
     text = str(getattr(error, "message", error))
+    coordination = tf is not None and isinstance(error, tf.errors.InternalError) and re.search(
+        r"Barrier failed|heartbeat timeout|CoordinationService", text
+    )  # the cluster's coordination service gave up (a task that never started or stopped answering)
+    if not isinstance(error, lost) and not coordination:
+        return None
     found = re.search(r"tasks are unhealthy[^\n]*|Connection reset by peer|Socket closed|failed to connect[^\n]*|"
-                      r"Connection refused|Deadline Exceeded|[^\n]*timed out[^\n]*", text)  # fmt: skip
+                      r"Connection refused|Deadline Exceeded|[^\n]*timed out[^\n]*|heartbeat timeout|"
+                      r"Barrier failed", text)  # fmt: skip
     cause = found.group(0).strip(" :") if found else type(error).__name__
     return (f"a worker of the cluster stopped or cannot be reached ({cause}); the run directory keeps its last "
             f"finished epoch: start every worker again with --resume.")  # fmt: skip

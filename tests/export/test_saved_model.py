@@ -122,3 +122,15 @@ def test_saved_model_versions_and_the_readme_rest_request(run, loaded, exported)
     assert tf.saved_model.load(latest_version(str(out / "saved_model"))).signatures["translate"] is not None
     with pytest.raises(export.ExportError, match="--version"):
         export.export_run(str(run), ["saved_model"], out=str(out), version=0)
+
+
+def test_the_saved_model_records_its_run_and_serving_ignores_the_record(run, exported):
+    """`assets.extra/keras_transformer.json` (TensorFlow Serving's folder for extra files) names the run's tokenizers."""
+    import json
+
+    from export import pairing
+    from export.saved_model import latest_version
+
+    path = latest_version(str(run / "export" / "saved_model"))
+    assert pairing.read_record(path) == json.loads(pairing.encoded(exported))
+    pairing.check(str(run), exported.source_tokenizer, exported.target_tokenizer, path)  # its own run: no error
