@@ -148,23 +148,6 @@ def strategy_scope(name, cpu_devices=None):
         raise ValueError(f"`distribute` {name!r} is for the TensorFlow and JAX backends, not {backend}.")
 
 
-def cluster_addresses(environ=None):
-    """`[(task_type, index, "host:port")]` of every task `TF_CONFIG` lists (chief and workers)."""
-    cluster = json.loads((os.environ if environ is None else environ)["TF_CONFIG"])["cluster"]
-    return [(kind, index, address) for kind in ("chief", "worker") for index, address in enumerate(cluster.get(kind) or [])]
-
-
-def _listening(address, timeout=1.0):
-    import socket
-
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            return True
-    except (OSError, ValueError):
-        return False
-
-
 # The watcher of `waiting_for_the_cluster`: a small Python process of its own, because the waiting call
 # holds the interpreter (no thread of this process runs until it returns).
 _WATCHER = """
