@@ -51,9 +51,16 @@ class Run:
     def default_out(self):
         return self.directory.export_dir
 
+    def saved_calibration(self):
+        """The run's `calibration.txt` sentences, or `None` (runs trained before it was written)."""
+        try:
+            return self.directory.read_calibration()
+        except RunDirectoryError as error:  # not UTF-8 text
+            raise ExportError(str(error)) from None
+
     def calibration_sentences(self):
         """The source sentences training saved for int8 calibration."""
-        sentences = self.directory.read_calibration()
+        sentences = self.saved_calibration()
         if not sentences:
             raise ExportError(
                 f"{self.path} has no {self.directory.calibration_file} (runs trained before it was written); "

@@ -67,7 +67,7 @@ def rounded_kernels(run, options, quantization):
     """
     if quantization != "dynamic_int8" or options.int8_rounding != "gptq" or run.family != "translate":
         return None
-    sentences = options.calibration_sentences or run.directory.read_calibration()
+    sentences = options.calibration_sentences or run.saved_calibration()
     if not sentences:
         warnings.warn(
             f"{run.path} has no calibration sentences ({run.directory.calibration_file} or --data): its dynamic-int8 "

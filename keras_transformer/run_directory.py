@@ -397,8 +397,14 @@ class RunDirectory:
         path = self.file(self.calibration_file)
         if not os.path.exists(path):
             return None
-        with open(path, encoding="utf-8") as f:
-            return [line for line in f.read().split("\n") if line]
+        try:
+            with open(path, encoding="utf-8") as f:
+                return [line for line in f.read().split("\n") if line]
+        except UnicodeDecodeError as error:
+            raise RunDirectoryError(
+                f"{path} is corrupt (not UTF-8 text: {error.reason} at byte {error.start}); write one source "
+                "sentence per line there, or give the sentences another way (--data FILE)."
+            ) from None
 
     def load(self, tokenizers=True):
         """The finished run, checked: a `LoadedRun`.

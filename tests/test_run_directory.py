@@ -156,3 +156,13 @@ def test_temporaries_say_whose_they_are_and_only_dead_owners_lose_them(tmp_path)
         with open(tmp, "w") as f:
             f.write("done")
     assert (tmp_path / "model.keras").read_text() == "done"
+
+
+def test_a_calibration_file_that_is_not_text_is_a_run_directory_error_naming_it(tmp_path):
+    run = RunDirectory(tmp_path / "run", create=True)
+    assert run.read_calibration() is None
+    run.write_calibration(["Ein Satz.", "Zwei."])
+    assert run.read_calibration() == ["Ein Satz.", "Zwei."]
+    (tmp_path / "run" / run.calibration_file).write_bytes(b"\x00\xff\xfe not text\n")
+    with pytest.raises(RunDirectoryError, match=r"calibration\.txt is corrupt \(not UTF-8 text.*--data FILE"):
+        run.read_calibration()

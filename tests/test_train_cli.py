@@ -68,10 +68,22 @@ def _crash_after_epoch(crash_epoch, argv, monkeypatch):
 # The simulated crash skips CSVLogger's on_train_end, so its file is closed
 # by the garbage collector (a real crash ends the process instead).
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
+def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch, capsys):
     _crash_after_epoch(0, SMALL + ["--epochs", "3", "--out", str(tmp_path), "--name", "run"], monkeypatch)
     run = tmp_path / "run"
     assert os.path.isdir(run / "checkpoints") and len(_history(run / "history.csv")) == 1
+
+    # A snapshot damaged after it was written is one line naming it; the run is left as it was.
+    import shutil
+
+    shutil.copytree(run, tmp_path / "damaged")
+    weights = next((tmp_path / "damaged" / "checkpoints").glob("epoch-*/model.weights.h5"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    capsys.readouterr()
+    assert train.cli(SMALL + ["--epochs", "3", "--out", str(tmp_path), "--name", "damaged", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"{weights} is corrupt (" in err and "another --name" in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "damaged" / "model.keras").read_bytes() == (run / "model.keras").read_bytes()
 
     # Different model flags are refused; the same ones resume at epoch 2.
     assert train.cli(SMALL + ["--epochs", "3", "--out", str(tmp_path), "--name", "run", "--resume", "--hidden-dim", "32"]) == 2

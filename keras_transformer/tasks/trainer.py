@@ -26,7 +26,9 @@ from keras_transformer.models.common import set_dtype_policy
 from keras_transformer.optimizers import Adam
 from keras_transformer.run_checkpoint import BestModelCheckpoint, HistoryLog, RunCheckpoint, load_snapshot
 from keras_transformer.run_checkpoint import training_status
-from keras_transformer.run_directory import RunDirectory, RunLock, RunLockedError, check_writable, remove_temporaries
+from keras_transformer.run_directory import (
+    RunDirectory, RunDirectoryError, RunLock, RunLockedError, check_writable, remove_temporaries,
+)  # fmt: skip
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 SUMMARY_FORMATS = {
@@ -276,7 +278,13 @@ def _fit(task, run, options, devices="one device", role=None):
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
     if weights:
-        model.load_weights(weights)
+        try:
+            model.load_weights(weights)
+        except Exception as error:  # a snapshot damaged after it was written (a bad disk, a copy cut short)
+            raise RunDirectoryError(
+                f"{weights} is corrupt ({str(error).splitlines()[0][:160]}); the run cannot continue from it: "
+                "train it again under another `name` (its model.keras, the best epoch so far, is unchanged)."
+            ) from None
     if state["epoch"]:
         print(f"Resuming after epoch {state['epoch']} (best {task.monitor[0]} so far: {state['best']})")
     monitor, mode = task.monitor
