@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import time
 
@@ -52,7 +53,9 @@ def load_snapshot(directory):
         pass
     candidates += sorted((name for name in os.listdir(directory) if name.startswith(SNAPSHOT_PREFIX)), reverse=True)
     for name in candidates:
-        folder = os.path.join(directory, str(name))
+        if not (isinstance(name, str) and re.fullmatch(re.escape(SNAPSHOT_PREFIX) + r"\d+", name)):
+            continue  # a pointer naming anything but a snapshot folder here (`../..`, `/etc`) is never followed
+        folder = os.path.join(directory, name)
         try:
             with open(os.path.join(folder, STATE_FILE), encoding="utf-8") as f:
                 state = json.load(f)

@@ -166,3 +166,22 @@ def test_a_calibration_file_that_is_not_text_is_a_run_directory_error_naming_it(
     (tmp_path / "run" / run.calibration_file).write_bytes(b"\x00\xff\xfe not text\n")
     with pytest.raises(RunDirectoryError, match=r"calibration\.txt is corrupt \(not UTF-8 text.*--data FILE"):
         run.read_calibration()
+
+
+def test_a_snapshot_pointer_never_leads_outside_the_checkpoints_folder(tmp_path):
+    from keras_transformer.run_checkpoint import load_snapshot
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "state.json").write_text(json.dumps({"epoch": 9}))
+    (outside / "model.weights.h5").write_bytes(b"not ours")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for pointer in ("../../outside", str(outside), "epoch-0001/../../../outside"):
+        (checkpoints / "latest.json").write_text(json.dumps({"snapshot": pointer}))
+        assert load_snapshot(str(checkpoints)) == (None, None)
+    (checkpoints / "epoch-0002").mkdir()
+    (checkpoints / "epoch-0002" / "state.json").write_text(json.dumps({"epoch": 2}))
+    (checkpoints / "epoch-0002" / "model.weights.h5").write_bytes(b"weights")
+    state, weights = load_snapshot(str(checkpoints))  # the bad pointer is passed over for the folder that is there
+    assert state == {"epoch": 2} and weights == str(checkpoints / "epoch-0002" / "model.weights.h5")
