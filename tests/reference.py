@@ -63,6 +63,17 @@ def sinusoid_table(length, dim, base=10000.0):
     return table
 
 
+def concatenated_sinusoid_table(length, dim, base=10000.0):
+    """Marian's table (`MarianSinusoidalPositionalEmbedding._init_weight` in transformers), written as it is there:
+    angles `pos / base^(2 (j // 2) / dim)`, the sines of the even columns first, then the cosines of the odd ones."""
+    angles = np.array([[pos / np.power(base, 2 * (j // 2) / dim) for j in range(dim)] for pos in range(length)])
+    sentinel = dim // 2 if dim % 2 == 0 else dim // 2 + 1
+    table = np.zeros((length, dim))
+    table[:, :sentinel] = np.sin(angles[:, 0::2])
+    table[:, sentinel:] = np.cos(angles[:, 1::2])
+    return table
+
+
 def layer_norm(x, gamma, beta, eps):
     mean = x.mean(-1, keepdims=True)
     var = x.var(-1, keepdims=True)

@@ -17,6 +17,16 @@ def test_sinusoid_table_equals_the_papers_formula():
     assert_close(SinusoidalPositionEncoding()(x)[0], reference.sinusoid_table(50, 32), atol=2e-5)
 
 
+@pytest.mark.parametrize("dim", [32, 7])
+def test_concatenated_sinusoid_equals_marian_s_table(dim):
+    x = np.zeros((2, 6, dim), "float32")
+    layer = SinusoidalPositionEncoding(layout="concatenated")
+    assert_close(layer(x)[0], reference.concatenated_sinusoid_table(6, dim), atol=2e-5)
+    assert_close(layer(x, start_index=40)[1], reference.concatenated_sinusoid_table(46, dim)[40:], atol=2e-5)
+    with pytest.raises(ValueError, match="`layout` must be one of"):
+        SinusoidalPositionEncoding(layout="split")
+
+
 def test_sinusoid_odd_dimension_and_start_index():
     x = np.zeros((2, 6, 7), "float32")
     encoding = SinusoidalPositionEncoding()(x, start_index=4)
@@ -36,6 +46,10 @@ def test_sinusoid_angles_stay_float32_under_mixed_precision(dtype):
 def test_sinusoidal_battery(tmp_path):
     check_layer(
         SinusoidalPositionEncoding, {"max_wavelength": 100}, np.zeros((2, 5, 8), "float32"), (2, 5, 8), tmp_path=tmp_path
+    )
+    check_layer(
+        SinusoidalPositionEncoding, {"layout": "concatenated"}, np.zeros((2, 5, 8), "float32"), (2, 5, 8),
+        tmp_path=tmp_path,
     )
 
 
