@@ -68,7 +68,11 @@ def test_failed_conversion_leaves_no_partial_artifact(run, tmp_path, monkeypatch
     monkeypatch.setattr(tflite.Float32Exporter, "export", broken)
     with pytest.raises(export.ExportError):
         export.export_run(str(run), ["tflite"], out=str(out))
-    assert os.listdir(out) == []
+    assert not out.exists()  # not even the folder the export made for it
+    out.mkdir()
+    with pytest.raises(export.ExportError):
+        export.export_run(str(run), ["tflite"], out=str(out))
+    assert os.listdir(out) == []  # a folder that was there stays, empty
 
 
 def test_export_options_and_formats_are_checked(run):
