@@ -4,7 +4,7 @@ import math
 import keras
 from keras import ops
 
-from keras_transformer.checks import check_positive_int
+from keras_transformer.checks import check_bool, check_positive_int
 from keras_transformer.layers.utils import dense_2d
 
 
@@ -26,6 +26,10 @@ class TokenEmbedding(keras.layers.ReversibleEmbedding):
         embeddings_initializer: defaults to `N(0, d_model^-0.5)`, so scaled
             embeddings start with unit variance.
         mask_zero: emit a Keras mask that hides token id 0 (padding).
+        output_bias: add a `(vocabulary_size,)` bias, `bias`, to the logits
+            of the reverse projection (Marian / OPUS-MT checkpoints'
+            `final_logits_bias`). It starts at zero and is not trained, as
+            there: a fixed part of a model brought in from elsewhere.
 
     Call arguments:
         inputs: `(B, T)` int token ids, or `(B, T, d_model)` with `reverse`.
@@ -49,9 +53,11 @@ class TokenEmbedding(keras.layers.ReversibleEmbedding):
         scale_embeddings=True,
         embeddings_initializer=None,
         mask_zero=False,
+        output_bias=False,
         **kwargs,
     ):
         check_positive_int(vocabulary_size, "vocabulary_size")
+        check_bool(output_bias, "output_bias")
         check_positive_int(hidden_dim, "hidden_dim")
         if embeddings_initializer is None:
             embeddings_initializer = keras.initializers.RandomNormal(stddev=hidden_dim**-0.5)
@@ -64,6 +70,20 @@ class TokenEmbedding(keras.layers.ReversibleEmbedding):
             **kwargs,
         )
         self.scale_embeddings = scale_embeddings
+        self.output_bias = output_bias
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        if self.output_bias:
+            self.bias = self.add_weight(shape=(self.input_dim,), initializer="zeros", name="bias", trainable=False)
+
+    @property
+    def variable_serialization_spec(self):
+        # Keras saves an embedding's variables by this list, per quantization mode: the bias goes last.
+        spec = super().variable_serialization_spec
+        if self.output_bias:
+            spec = {mode: [*names, "bias"] for mode, names in spec.items()}
+        return spec
 
     @property
     def vocabulary_size(self):
@@ -75,7 +95,10 @@ class TokenEmbedding(keras.layers.ReversibleEmbedding):
 
     def call(self, inputs, reverse=False):
         if reverse:
-            return dense_2d(functools.partial(super().call, reverse=True), inputs)  # (B, T, V)
+            logits = dense_2d(functools.partial(super().call, reverse=True), inputs)  # (B, T, V)
+            if self.output_bias:
+                logits = logits + ops.cast(self.bias, logits.dtype)
+            return logits
         outputs = super().call(inputs)
         if self.scale_embeddings:
             outputs = outputs * ops.cast(math.sqrt(self.output_dim), outputs.dtype)
@@ -86,4 +109,5 @@ class TokenEmbedding(keras.layers.ReversibleEmbedding):
         config["vocabulary_size"] = config.pop("input_dim")
         config["hidden_dim"] = config.pop("output_dim")
         config["scale_embeddings"] = self.scale_embeddings
+        config["output_bias"] = self.output_bias
         return config

@@ -41,6 +41,31 @@ def test_reverse_projection_tied_or_separate(tie):
         assert len(layer.weights) == 2
 
 
+@pytest.mark.parametrize("tie", [True, False])
+def test_an_output_bias_is_added_to_the_logits_kept_fixed_and_saved(tie, tmp_path):
+    if tie:  # (untied, a forward call alone leaves the output matrix without a gradient)
+        check_layer(TokenEmbedding, {"vocabulary_size": 10, "hidden_dim": 8, "output_bias": True}, IDS, (2, 4, 8),
+                    tmp_path=tmp_path)  # fmt: skip
+    layer = TokenEmbedding(10, 8, tie_weights=tie, output_bias=True)
+    layer(IDS)
+    bias = np.linspace(-1, 1, 10).astype("float32")
+    layer.bias.assign(bias)
+    hidden = np.random.default_rng(0).normal(size=(2, 3, 8)).astype("float32")
+    kernel = to_numpy(layer.embeddings).T if tie else to_numpy(layer.reverse_embeddings)
+    assert_close(layer(hidden, reverse=True), hidden @ kernel + bias, atol=1e-5)
+    assert [w.name for w in layer.non_trainable_weights] == ["bias"] and len(layer.trainable_weights) == 1 + (not tie)
+    store = {}  # what a `.keras` file holds for the layer: its variables by `variable_serialization_spec`
+    layer.save_own_variables(store)
+    assert len(store) == 2 + (not tie)
+    loaded = TokenEmbedding.from_config(layer.get_config())
+    loaded.build()
+    loaded.load_own_variables(store)
+    assert_close(loaded(hidden, reverse=True), layer(hidden, reverse=True), atol=0)
+    assert TokenEmbedding(10, 8).get_config()["output_bias"] is False
+    with pytest.raises(ValueError, match="output_bias"):
+        TokenEmbedding(10, 8, output_bias="yes")
+
+
 @pytest.mark.parametrize("position", ["sinusoidal", "learned", "none"])
 def test_transformer_embedding_battery(position, tmp_path):
     check_layer(
