@@ -13,7 +13,7 @@ import dataclasses
 import os
 import time
 
-from .errors import ExportError
+from .errors import ExportDiskFullError, ExportError
 from .run import Run
 from keras_transformer.checks import check_finite
 from keras_transformer.options import from_kwargs
@@ -203,9 +203,9 @@ def _export_all(run, exporters, out, log):
                 os.rmdir(parent)
             if isinstance(error, Exception) and is_disk_full(error):
                 done = f"{', '.join(written)} written, " if written else ""
-                full = ExportError(disk_full_message(out, f"then export {name} again ({done}earlier files unchanged)"))
-                full.disk_full = True
-                raise full from None
+                raise ExportDiskFullError(
+                    disk_full_message(out, f"then export {name} again ({done}earlier files unchanged)")
+                ) from None
             raise
         written[name] = path
         if log:

@@ -41,14 +41,20 @@ def _tokenizer_record(tokenizer):
     return {"kind": tokenizer.kind, "size": int(tokenizer.vocabulary_size), "sha256": tokenizer.fingerprint()}
 
 
+def fingerprints(source_tokenizer, target_tokenizer, model_file=None):
+    """The parts of a record that pair a run with a file: its tokenizers, and its model when `model_file` is given."""
+    tokenizers = {"source": _tokenizer_record(source_tokenizer), "target": _tokenizer_record(target_tokenizer)}
+    found = {"tokenizers": tokenizers}
+    if model_file:
+        found["model_sha256"] = _sha256_file(model_file)
+    return found
+
+
 def record(run):
     """What an artifact of `run` (an `export.Run`) says about where it came from."""
-    return {
-        "format": FORMAT,
-        "family": run.family,
-        "model_sha256": _sha256_file(run.directory.file(run.directory.model_file)),
-        "tokenizers": {"source": _tokenizer_record(run.source_tokenizer), "target": _tokenizer_record(run.target_tokenizer)},
-    }
+    model_file = run.directory.file(run.directory.model_file)
+    found = fingerprints(run.source_tokenizer, run.target_tokenizer, model_file)
+    return {"format": FORMAT, "family": run.family, **found}
 
 
 def encoded(run):
@@ -110,16 +116,15 @@ def _describe(tokenizer):
     return f"{tokenizer['kind']}, {tokenizer['size']} pieces, {tokenizer['sha256'][:12]}"
 
 
-def check(run_path, source_tokenizer, target_tokenizer, artifact, model_file=None, warn=None):
-    """Refuse `artifact` if it was exported from a run whose tokenizers are not these.
+def check(run_path, expected, artifact, warn=None):
+    """Refuse `artifact` if it was exported from a run whose tokenizers are not the expected ones.
 
     Args:
         run_path: the run, for messages.
-        source_tokenizer, target_tokenizer: the run's tokenizers (`None` where
-            the family has none).
+        expected: the run's `fingerprints`; when they include the model's and
+            `warn` is given, an artifact of the same tokenizers but another
+            model is reported.
         artifact: a `.tflite` file or a SavedModel version directory.
-        model_file: the run's `model.keras`; when given and `warn` too, an
-            artifact of the same tokenizers but another model is reported.
         warn: called with one line for that report.
 
     Returns:
@@ -132,8 +137,8 @@ def check(run_path, source_tokenizer, target_tokenizer, artifact, model_file=Non
     found = read_record(artifact)
     if found is None:
         return None
-    for side, tokenizer in (("source", source_tokenizer), ("target", target_tokenizer)):
-        theirs, ours = found["tokenizers"].get(side), _tokenizer_record(tokenizer)
+    for side in ("source", "target"):
+        theirs, ours = found["tokenizers"].get(side), expected["tokenizers"][side]
         if theirs is None or ours is None:
             continue
         if (theirs.get("kind"), theirs.get("size"), theirs.get("sha256")) != (ours["kind"], ours["size"], ours["sha256"]):
@@ -141,7 +146,8 @@ def check(run_path, source_tokenizer, target_tokenizer, artifact, model_file=Non
                 f"{artifact} was exported from a run with another {side} vocabulary ({_describe(theirs)}) than "
                 f"{run_path}'s ({_describe(ours)}): pass the run it was exported from (--model), or export this one."
             )
-    if model_file and warn and found.get("model_sha256") not in (None, _sha256_file(model_file)):
+    model = expected.get("model_sha256")
+    if model and warn and found.get("model_sha256") not in (None, model):
         warn(
             f"note: {artifact} was exported from another model.keras than {run_path}'s (trained further since?); "
             "export again to compare the current one."

@@ -64,7 +64,7 @@ def main(argv=None):
 
     try:
         source_tokenizer, target_tokenizer = run.load_tokenizers()
-        pairing.check(args.model, source_tokenizer, target_tokenizer, path)  # a file of another run: refused
+        pairing.check(args.model, pairing.fingerprints(source_tokenizer, target_tokenizer), path)  # another run's file
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     generate = interpreter.get_signature_runner("generate")

@@ -222,9 +222,9 @@ def check_paired(run, artifacts):
     from . import pairing
 
     model_file = run.directory.file(run.directory.model_file)
+    expected = pairing.fingerprints(run.source_tokenizer, run.target_tokenizer, model_file)
     for artifact in artifacts:
-        pairing.check(run.path, run.source_tokenizer, run.target_tokenizer, artifact, model_file,
-                      warn=lambda line: print(line, file=sys.stderr))  # fmt: skip
+        pairing.check(run.path, expected, artifact, warn=lambda line: print(line, file=sys.stderr))
 
 
 def verify_family(run, export_dir, args):

@@ -101,12 +101,6 @@ class RunLock:
         self.me = f"{_host()} {os.getpid()}"
         self.held = False
 
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc_info):
-        self.release()
-
     def _holder(self):
         try:
             with open(self.path, encoding="utf-8") as f:

@@ -133,4 +133,5 @@ def test_the_saved_model_records_its_run_and_serving_ignores_the_record(run, exp
 
     path = latest_version(str(run / "export" / "saved_model"))
     assert pairing.read_record(path) == json.loads(pairing.encoded(exported))
-    pairing.check(str(run), exported.source_tokenizer, exported.target_tokenizer, path)  # its own run: no error
+    own = pairing.fingerprints(exported.source_tokenizer, exported.target_tokenizer)
+    pairing.check(str(run), own, path)  # its own run: no error
