@@ -83,3 +83,12 @@ def test_translate_init_from_needs_text_and_keeps_the_runs_architecture():
         TranslateOptions(init_from="runs/a", train_tsv="t.tsv", num_heads=2, tie_embeddings=True)
     rates = dict(dropout=0.3, attention_dropout=0.1, activation_dropout=0.2)  # regularisation may change
     assert TranslateOptions(init_from="runs/a", train_tsv="t.tsv", **rates).activation_dropout == 0.2
+
+
+def test_a_run_recorded_before_an_architecture_argument_existed_resumes_as_the_same_model():
+    from keras_transformer.tasks.trainer import _with_defaults
+
+    older = {"num_layers": 1, "hidden_dim": 32, "source_vocabulary_size": 90}  # no position_layout, no output_bias
+    newer = {**older, "position_layout": "interleaved", "output_bias": False}
+    assert _with_defaults(older) == _with_defaults(newer)
+    assert _with_defaults(older) != _with_defaults({**older, "position_layout": "concatenated"})

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_transformer.decoding.greedy import never_output
 from keras_transformer.vocabulary import END_ID, START_ID
 
 _EMPTY = -1e9  # the score of an empty slot: below any sequence's, finite in float32
@@ -106,7 +107,7 @@ def beam_search(
             token, self_cache, cross_cache, index, encoder_padding_mask
         )
         vocabulary_size = ops.shape(logits)[-1]
-        step = ops.log_softmax(ops.cast(logits[:, 0, :], "float32"), axis=-1)
+        step = ops.log_softmax(never_output(logits[:, 0, :], start_id), axis=-1)
         candidates = log_probs[..., None] + ops.reshape(step, (batch_size, beam_size, vocabulary_size))
         top_log_probs, top = ops.top_k(ops.reshape(candidates, (batch_size, -1)), 2 * beam_size)  # (B, 2K)
         beam_indices = top // vocabulary_size

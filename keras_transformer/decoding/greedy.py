@@ -7,6 +7,26 @@ from keras_transformer.layers.masks import mask_value
 from keras_transformer.vocabulary import END_ID, PAD_ID, START_ID
 
 
+def _never_output_ids(logits, start_id):
+    ids = ops.arange(ops.shape(logits)[-1])[None, :]
+    return ops.logical_or(ops.equal(ids, PAD_ID), ops.equal(ids, start_id))  # (1, V)
+
+
+def never_output(logits, start_id=START_ID):
+    """`(B, V)` float32 logits where the padding and start ids rank last: they are never an output.
+
+    Training never targets them, so a trained model rarely ranks them first;
+    a model brought in from elsewhere may (Marian's start token is its pad
+    piece, and OPUS-MT checkpoints forbid it by `bad_words_ids`). They get
+    the row's lowest logit minus one, not a huge negative: a fully int8
+    model quantizes this tensor by its range, which must stay the logits'.
+    Sampling masks them out entirely (`sampler`).
+    """
+    logits = ops.cast(logits, "float32")
+    lowest = ops.min(logits, axis=-1, keepdims=True) - 1.0
+    return ops.where(_never_output_ids(logits, start_id), lowest, logits)
+
+
 def _decode(model, encoder_token_ids, max_length, choose, start_id=START_ID, end_id=END_ID):
     """The loop shared by greedy search and sampling; `choose(logits (B, V))` picks tokens."""
     encoder_output, encoder_padding_mask = model.encode(encoder_token_ids)
@@ -26,7 +46,7 @@ def _decode(model, encoder_token_ids, max_length, choose, start_id=START_ID, end
         logits, self_cache, cross_cache = model.call_with_cache(
             token, self_cache, cross_cache, index, encoder_padding_mask
         )
-        next_token = ops.cast(choose(ops.cast(logits[:, 0, :], "float32")), "int32")  # (B,)
+        next_token = ops.cast(choose(never_output(logits[:, 0, :], start_id)), "int32")  # (B,)
         next_token = ops.where(finished, PAD_ID, next_token)
         tokens = ops.slice_update(tokens, (0, index + 1), next_token[:, None])
         finished = ops.logical_or(finished, ops.equal(next_token, end_id))
@@ -124,6 +144,7 @@ def sampler(seed_generator, temperature=1.0, top_k=None, top_p=None):
     """`choose(logits (B, V)) -> (B,)` token ids drawn from the filtered softmax."""
 
     def choose(logits):
+        logits = ops.where(_never_output_ids(logits, START_ID), mask_value("float32"), logits)
         logits = filter_logits(logits, temperature, top_k, top_p)
         return keras.random.categorical(logits, 1, seed=seed_generator)[:, 0]
 

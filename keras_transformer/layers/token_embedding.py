@@ -73,9 +73,11 @@ class TokenEmbedding(keras.layers.ReversibleEmbedding):
         self.output_bias = output_bias
 
     def build(self, input_shape=None):
-        super().build(input_shape)
-        if self.output_bias:
+        if self.built:  # a shared embedding is built by each stack that uses it
+            return
+        if self.output_bias:  # before Embedding.build, which marks the layer built
             self.bias = self.add_weight(shape=(self.input_dim,), initializer="zeros", name="bias", trainable=False)
+        super().build(input_shape)
 
     @property
     def variable_serialization_spec(self):

@@ -25,6 +25,11 @@ class TransformerEmbedding(keras.layers.Layer):
         tie_weights: share the token matrix with the output projection.
         embeddings_initializer: token embedding initializer (see
             `TokenEmbedding`).
+        position_layout: where a sinusoid's sines and cosines go
+            (`"interleaved"`, the paper, or `"concatenated"`, Marian's; see
+            `SinusoidalPositionEncoding`).
+        output_bias: a fixed bias on the logits of the reverse (output)
+            projection (see `TokenEmbedding`).
 
     Call arguments:
         token_ids: `(B, T)` int ids.
@@ -49,6 +54,8 @@ class TransformerEmbedding(keras.layers.Layer):
         dropout=0.0,
         tie_weights=True,
         embeddings_initializer=None,
+        position_layout="interleaved",
+        output_bias=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -64,6 +71,8 @@ class TransformerEmbedding(keras.layers.Layer):
         self.position = position
         self.dropout = dropout
         self.tie_weights = tie_weights
+        self.position_layout = position_layout
+        self.output_bias = output_bias
         self.embeddings_initializer = (
             None if embeddings_initializer is None else keras.initializers.get(embeddings_initializer)
         )
@@ -72,13 +81,14 @@ class TransformerEmbedding(keras.layers.Layer):
             hidden_dim,
             tie_weights=tie_weights,
             embeddings_initializer=self.embeddings_initializer,
+            output_bias=output_bias,
             dtype=self.dtype_policy,
             name="token_embedding",
         )
         self.position_encoding = None
         if position == "sinusoidal":
             self.position_encoding = SinusoidalPositionEncoding(
-                dtype=self.dtype_policy, name="position_encoding"
+                layout=position_layout, dtype=self.dtype_policy, name="position_encoding"
             )
         elif position == "learned":
             self.position_encoding = PositionEmbedding(
@@ -111,6 +121,8 @@ class TransformerEmbedding(keras.layers.Layer):
                 "position": self.position,
                 "dropout": self.dropout,
                 "tie_weights": self.tie_weights,
+                "position_layout": self.position_layout,
+                "output_bias": self.output_bias,
                 "embeddings_initializer": None
                 if self.embeddings_initializer is None
                 else keras.initializers.serialize(self.embeddings_initializer),

@@ -2,8 +2,9 @@
 
 import keras
 
+from keras_transformer.layers.sinusoidal_position_encoding import LAYOUTS
 from keras_transformer.layers.transformer_embedding import TransformerEmbedding
-from keras_transformer.checks import check_positive_int, check_rate
+from keras_transformer.checks import check_bool, check_positive_int, check_rate
 
 POSITIONS = ("sinusoidal", "learned", "relative", "rotary")
 DROPOUT_RATES = ("dropout", "attention_dropout", "activation_dropout")  # may change when fine-tuning
@@ -23,6 +24,8 @@ ARCHITECTURE = dict(
     activation="relu",
     layer_norm_epsilon=1e-5,
     max_relative_position=16,
+    position_layout="interleaved",
+    output_bias=False,
 )
 
 
@@ -42,10 +45,19 @@ def check_architecture(config, **vocabulary_sizes):
         )
     if config["position"] not in POSITIONS:
         raise ValueError(f"`position` must be one of {POSITIONS}. Received: position={config['position']!r}")
+    if config["position_layout"] not in LAYOUTS:
+        raise ValueError(
+            f"`position_layout` must be one of {LAYOUTS}. Received: position_layout={config['position_layout']!r}"
+        )
+    check_bool(config["output_bias"], "output_bias")
 
 
-def make_embedding(config, vocabulary_size, tie_weights, dtype, name):
-    """The token embedding (`* sqrt(d_model)`), absolute positions and dropout of a stack."""
+def make_embedding(config, vocabulary_size, tie_weights, dtype, name, output_bias=None):
+    """The token embedding (`* sqrt(d_model)`), absolute positions and dropout of a stack.
+
+    `output_bias` defaults to the config's; an embedding never used as the
+    output layer (a separate source embedding) passes `False`.
+    """
     position = config["position"]
     return TransformerEmbedding(
         vocabulary_size,
@@ -54,6 +66,8 @@ def make_embedding(config, vocabulary_size, tie_weights, dtype, name):
         position=position if position in ("sinusoidal", "learned") else "none",
         dropout=config["dropout"],
         tie_weights=tie_weights,
+        position_layout=config["position_layout"],
+        output_bias=config["output_bias"] if output_bias is None else output_bias,
         dtype=dtype,
         name=name,
     )

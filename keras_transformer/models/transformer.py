@@ -47,6 +47,11 @@ class Transformer(ArchitectureModel):
         activation: feed-forward activation (`"relu"` in the paper).
         layer_norm_epsilon: LayerNorm epsilon.
         max_relative_position: clipping distance `k` for `"relative"`.
+        position_layout: the sinusoid's layout: `"interleaved"` (the
+            paper) or `"concatenated"` (Marian / OPUS-MT; see
+            `SinusoidalPositionEncoding`).
+        output_bias: a fixed (not trained) bias on the logits, as Marian's
+            `final_logits_bias` (see `TokenEmbedding`).
 
     Call arguments:
         inputs: dict with `"encoder_token_ids"` `(B, S)` and
@@ -92,8 +97,10 @@ class Transformer(ArchitectureModel):
         self.tie_embeddings = tie_embeddings
         self.share_embeddings = share_embeddings
 
-        def embedding(vocabulary_size, tie_weights, name):
-            return make_embedding(self.architecture, vocabulary_size, tie_weights, self.dtype_policy, name)
+        def embedding(vocabulary_size, tie_weights, name, output_bias=None):
+            return make_embedding(
+                self.architecture, vocabulary_size, tie_weights, self.dtype_policy, name, output_bias=output_bias
+            )
 
         stack_kwargs = stack_arguments(self.architecture, self.dtype_policy)
         if share_embeddings:
@@ -101,7 +108,7 @@ class Transformer(ArchitectureModel):
             self.decoder_embedding = self.encoder_embedding
         else:
             # The source matrix is never used in reverse, so it is always "tied".
-            self.encoder_embedding = embedding(source_vocabulary_size, True, "encoder_embedding")
+            self.encoder_embedding = embedding(source_vocabulary_size, True, "encoder_embedding", output_bias=False)
             self.decoder_embedding = embedding(target_vocabulary_size, tie_embeddings, "decoder_embedding")
         self.encoder = TransformerEncoder(name="encoder", **stack_kwargs)
         self.decoder = TransformerDecoder(name="decoder", **stack_kwargs)

@@ -22,7 +22,7 @@ from keras_transformer import callbacks as kt_callbacks
 from keras_transformer import distribution
 from keras_transformer.distribution import STRATEGIES, build_under_strategy, shard_evenly, strategy_scope, worker_role
 from keras_transformer.checks import check_positive_int
-from keras_transformer.models.common import set_dtype_policy
+from keras_transformer.models.common import ARCHITECTURE, set_dtype_policy
 from keras_transformer.optimizers import Adam
 from keras_transformer.run_checkpoint import BestModelCheckpoint, HistoryLog, RunCheckpoint, load_snapshot
 from keras_transformer.run_checkpoint import training_status
@@ -223,6 +223,17 @@ def train(task, run, options=None):
     return results
 
 
+def _with_defaults(model_config):
+    """`model_config` with every architecture argument it leaves out at its default.
+
+    A run recorded before an argument existed (e.g. `position_layout`) names
+    the same model as one that writes the default out.
+    """
+    if not isinstance(model_config, dict):
+        return model_config
+    return {**ARCHITECTURE, **model_config}
+
+
 def _fit(task, run, options, devices="one device", role=None):
     """Fit into `run`; `(training seconds, the weight files of the last epochs to average or None)`.
 
@@ -244,7 +255,7 @@ def _fit(task, run, options, devices="one device", role=None):
     state, weights = load_snapshot(run.checkpoint_dir) if resume else (None, None)
     if resume and os.path.exists(run.file(run.config_file)):
         earlier = run.read_json(run.config_file)
-        if earlier.get("model") != model_config:
+        if _with_defaults(earlier.get("model")) != _with_defaults(model_config):
             raise ValueError(f"`resume`: the model options differ from the run's {run.file(run.config_file)}.")
         before, now = earlier.get("training", {}), {**dataclasses.asdict(task.options), "task": task.name}
         changed = [name for name in RESUMED_DATA if name in before and name in now and before[name] != now[name]]

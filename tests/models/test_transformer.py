@@ -16,8 +16,11 @@ VARIANTS = [
     {"normalize_first": True},
     {"tie_embeddings": True},
     {"share_embeddings": True, "tie_embeddings": True, "target_vocabulary_size": SOURCE_VOCAB},
+    # What an imported Marian (OPUS-MT) checkpoint sets (keras_transformer.pretrained).
+    {"share_embeddings": True, "tie_embeddings": True, "target_vocabulary_size": SOURCE_VOCAB,
+     "position_layout": "concatenated", "output_bias": True, "activation": "silu"},
 ]
-IDS = ["sinusoidal", "learned", "relative", "rotary", "pre_norm", "tied", "shared"]
+IDS = ["sinusoidal", "learned", "relative", "rotary", "pre_norm", "tied", "shared", "marian"]
 
 
 def _target_vocab(kwargs):
@@ -165,6 +168,8 @@ def test_base_preset_parameter_count_matches_the_paper():
         ({"activation_dropout": 1.0}, "activation_dropout"),
         ({"attention_dropout": -0.1}, "attention_dropout"),
         ({"share_embeddings": True}, "joint vocabulary"),
+        ({"position_layout": "split"}, "position_layout"),
+        ({"output_bias": "yes"}, "output_bias"),
     ],
 )
 def test_bad_arguments_raise(kwargs, match):
