@@ -13,7 +13,8 @@ import tensorflow as tf
 
 from .errors import ExportError
 from .flatbuffer import compact
-from keras_transformer.vocabulary import PAD_ID, START_ID
+from keras_transformer.data.tokenizers import model_ids
+from keras_transformer.vocabulary import START_ID
 
 QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
 CALIBRATION_SENTENCES = 100
@@ -31,8 +32,8 @@ FLOAT_IN_INT8 = ("MUL", "SELECT_V2", "RESHAPE", "SOFTMAX", "SUM", "REDUCE_MAX", 
 
 def encode_sentences(run, sentences):
     """Sentences as `(N, max_sequence_length)` int32 source ids (truncated, 0-padded)."""
-    ids = run.source_tokenizer.tokenize(tf.constant(sentences))[:, : run.model.max_sequence_length]
-    return ids.to_tensor(PAD_ID, shape=[len(sentences), run.model.max_sequence_length]).numpy().astype("int32")
+    pieces = run.source_tokenizer.tokenize(tf.constant(sentences))
+    return model_ids(run.source_tokenizer, pieces, run.model.max_sequence_length, full=True).numpy().astype("int32")
 
 
 def representative_dataset(module, source_ids):

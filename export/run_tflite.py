@@ -35,7 +35,7 @@ def main(argv=None):
     from .interpreter import interpreter as make_interpreter
     from .tflite import VARIANTS
     from keras_transformer.run_directory import RunDirectory
-    from keras_transformer.vocabulary import PAD_ID
+    from keras_transformer.data.tokenizers import model_ids
 
     try:
         run = RunDirectory(args.model)
@@ -73,8 +73,8 @@ def main(argv=None):
         if not sentence.strip():
             print("")
             continue
-        ids = source_tokenizer.tokenize(tf.constant([sentence]))[:, :max_length]  # longer: truncated
-        ids = ids.to_tensor(PAD_ID, shape=[1, max_length]).numpy().astype(np.int32)
+        pieces = source_tokenizer.tokenize(tf.constant([sentence]))  # longer: truncated
+        ids = model_ids(source_tokenizer, pieces, max_length, full=True).numpy().astype(np.int32)
         tokens = generate(encoder_token_ids=ids)["token_ids"]
         if tokens.size and int(tokens.max()) >= target_tokenizer.vocabulary_size:  # a file exported before records
             parser.error(

@@ -26,6 +26,12 @@ How text becomes ids, per tokenizer kind:
   CJK characters are not split into words of their own (no regex op exists in
   TFLite), so CJK text without spaces becomes `[UNK]` words.
 - SentencePiece: `FastSentencepieceTokenizer` over the run's model proto.
+- Marian (an imported OPUS-MT run): `FastSentencepieceTokenizer` over the
+  source side's model, its ids mapped onto the vocabulary's by a table, the
+  end id after each sentence. A piece SentencePiece marks unknown is unknown
+  (the run's own tokenizer, like transformers', looks the unknown text up in
+  the vocabulary first); language codes (`>>fra<<`) cannot be read without
+  a regex op, so a vocabulary holding them is refused.
 
 Ids become text through a table of each piece's surface string (`##`
 suffixes glued, `▁` as a space, byte pieces as bytes) joined with
@@ -47,6 +53,7 @@ from .errors import ExportError
 from .flatbuffer import operators
 from .tflite import rounded_kernels
 from .translation_module import TranslationModule
+from keras_transformer.data.tokenizers import appends_end
 from keras_transformer.vocabulary import END_ID, PAD_ID
 
 SIGNATURES = ("translate", "translate_beam")
@@ -70,6 +77,15 @@ def in_graph_tokenizer(tokenizer):
     if tokenizer.kind == "sentencepiece":
         pieces = tf_text.FastSentencepieceTokenizer(tokenizer.proto)
         return pieces.tokenize
+    if tokenizer.kind == "marian":
+        if tokenizer.language_codes:
+            raise ExportError(
+                f"the source vocabulary holds language codes ({tokenizer.language_codes[0]}, ...), which the text "
+                "TFLite cannot read; export the ids TFLite (tflite) and tokenize in the app"
+            )
+        pieces = tf_text.FastSentencepieceTokenizer(tokenizer.proto)
+        to_ids = tf.constant(tokenizer.to_ids)
+        return lambda text: tf.ragged.map_flat_values(tf.gather, to_ids, pieces.tokenize(text))
     raise ExportError(f"No in-graph TFLite tokenizer for {tokenizer.kind!r} tokenizers.")
 
 
@@ -86,9 +102,12 @@ def surface_strings(tokenizer):
         pieces = [piece.encode("utf-8") for piece in tokenizer.vocabulary]
         later = [piece[2:] if piece.startswith(b"##") else b" " + piece for piece in pieces]
         first = list(pieces)
-    elif tokenizer.kind == "sentencepiece":
+    elif tokenizer.kind in ("sentencepiece", "marian"):
         ids = tf.range(tokenizer.vocabulary_size)
-        pieces = tokenizer.tokenizer.id_to_string(ids).numpy().tolist()
+        if tokenizer.kind == "marian":  # the target model's pieces, in the vocabulary's id order ("" if it lacks one)
+            ids = tf.constant(tokenizer.to_pieces)
+        spm_pieces = tokenizer.tokenizer.id_to_string(tf.maximum(ids, 0)).numpy().tolist()
+        pieces = [piece if i >= 0 else b"<unk>" for piece, i in zip(spm_pieces, ids.numpy().tolist())]
         later = []
         for piece in pieces:
             match = BYTE_PIECE.match(piece.decode("utf-8", "replace"))
@@ -136,15 +155,21 @@ class TextTranslationModule(TranslationModule):
             int8_embeddings=int8_embeddings, frozen_values=kernels,
         )  # fmt: skip
         self._tokenize = in_graph_tokenizer(source_tokenizer)
+        self._appends_end = appends_end(source_tokenizer)
         self._strings = surface_strings(target_tokenizer)
         text = tf.TensorSpec([None], tf.string, name="text")
         self.translate = tf.function(lambda text: self._translate_text(text, beam=False), input_signature=[text])
         self.translate_beam = tf.function(lambda text: self._translate_text(text, beam=True), input_signature=[text])
 
     def _translate_text(self, text, beam):
-        source = self._tokenize(text)
-        blank = tf.equal(source.row_lengths(), 0)  # (B,)
-        source = tf.cast(source.to_tensor(PAD_ID, shape=[None, self.max_length]), tf.int32)  # truncates
+        pieces = self._tokenize(text)
+        lengths = tf.cast(pieces.row_lengths(), tf.int32)  # (B,)
+        blank = tf.equal(lengths, 0)
+        source = tf.cast(pieces.to_tensor(PAD_ID, shape=[None, self.max_length]), tf.int32)  # truncates
+        if self._appends_end:  # the end id after the last piece, or in the last place when cut
+            last = tf.minimum(lengths, self.max_length - 1)
+            column = tf.range(self.max_length)[None, :]
+            source = tf.where(tf.equal(column, last[:, None]), END_ID, source)
         token_ids = tf.where(blank[:, None], END_ID, self._best_ids(source, beam))
         return {"translation": detokenize_in_graph(self._strings, token_ids)}
 

@@ -27,9 +27,9 @@ in an extra output `out_of_range_ids (B,)`.
 import tensorflow as tf
 
 from .module import ExportModule
+from keras_transformer.data.tokenizers import appends_end, model_ids
 from keras_transformer.decoding import beam_search, greedy_search
 from keras_transformer.layers.masks import padding_mask
-from keras_transformer.vocabulary import PAD_ID
 
 
 class TranslationModule(ExportModule):
@@ -152,8 +152,9 @@ class TranslationModule(ExportModule):
     def _translate(self, text, beam):
         """Sentences of no piece (empty, blank, control characters) give empty translations; longer ones are truncated."""
         pieces = self.source_tokenizer.tokenize(text)
-        blank = tf.equal(pieces.row_lengths(), 0)  # as the text TFLite and the Translator decide it
-        source = tf.cast(pieces[:, : self.max_length].to_tensor(PAD_ID), tf.int32)
+        # As the text TFLite and the Translator decide it: no piece (a Marian source: only its end id).
+        blank = pieces.row_lengths() <= int(appends_end(self.source_tokenizer))
+        source = tf.cast(model_ids(self.source_tokenizer, pieces, self.max_length), tf.int32)
         # A batch of blank sentences is still a (B, 1) source.
         source = tf.pad(source, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(source)[1])]])
         translation = self.target_tokenizer.detokenize(self._best_ids(source, beam))

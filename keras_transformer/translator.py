@@ -7,8 +7,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transformer.checks import check_bool, check_finite
+from keras_transformer.data.tokenizers import appends_end, model_ids
 from keras_transformer.run_directory import RunDirectory
-from keras_transformer.vocabulary import PAD_ID
 
 BEAM_SIZE = 4  # the default decoding of the Python API, the translate command and serving_default
 
@@ -89,7 +89,7 @@ class Translator:
         """Ragged `(B, None)` pieces as `(B, S)` ids, truncated to `max_sequence_length` (counted)."""
         limit = self.model.max_sequence_length
         self.truncated += int(tf.reduce_sum(tf.cast(pieces.row_lengths() > limit, tf.int32)))
-        return pieces[:, :limit].to_tensor(PAD_ID)
+        return model_ids(self.source_tokenizer, pieces, limit)
 
     def translate(
         self, texts, batch_size=64, beam_size=None, length_penalty=None, n_best=None, progress=None, exact_stop=None
@@ -135,7 +135,7 @@ class Translator:
         todo = [i for i, text in enumerate(texts) if text.strip()]
         if todo:  # tokenized once; sentences of no piece at all (control characters, ...) are empty, as "" is
             pieces = self.source_tokenizer.tokenize(tf.constant([texts[i] for i in todo]))  # ragged (N, None)
-            keep = np.flatnonzero(pieces.row_lengths().numpy() > 0)
+            keep = np.flatnonzero(pieces.row_lengths().numpy() > int(appends_end(self.source_tokenizer)))
             todo, pieces = [todo[k] for k in keep], tf.gather(pieces, keep)
         for start in range(0, len(todo), batch_size):
             rows = todo[start : start + batch_size]

@@ -8,6 +8,7 @@ forcing, grouped by length to limit padding, padded per batch with 0.
 
 import tensorflow as tf
 
+from keras_transformer.data.tokenizers import model_ids
 from keras_transformer.vocabulary import END_ID, START_ID
 
 TOKENIZE_CHUNK = 1024
@@ -25,7 +26,7 @@ def tokenize_pairs(pairs, source_tokenizer, target_tokenizer, max_length):
     """Dataset of `(source_ids, decoder_input_ids, label_ids)` int32 vectors from `(source, target)` strings."""
 
     def tokenize(source_text, target_text):
-        source = source_tokenizer.tokenize(source_text)[:, :max_length]
+        source = source_tokenizer.tokenize(source_text)
         target = target_tokenizer.tokenize(target_text)[:, : max_length - 1]
         batch = tf.shape(source_text)[:1]
         start = tf.fill(tf.concat([batch, [1]], 0), START_ID)
@@ -34,8 +35,8 @@ def tokenize_pairs(pairs, source_tokenizer, target_tokenizer, max_length):
         labels = tf.concat([target, end], axis=1)
         # Dense rows and lengths: unbatched ragged rows could not be padded again.
         return (
-            source.to_tensor(0),
-            source.row_lengths(),
+            model_ids(source_tokenizer, source, max_length),  # a cut source keeps a Marian tokenizer's end id
+            tf.minimum(source.row_lengths(), max_length),
             decoder_inputs.to_tensor(0),
             labels.to_tensor(0),
             labels.row_lengths(),

@@ -1,11 +1,14 @@
 """Subword tokenizers trained on the user's corpus, built on keras-hub.
 
-Both kinds use the project's reserved ids: 0 pad, 1 unknown, 2 start, 3 end.
+Every kind uses the project's reserved ids: 0 pad, 1 unknown, 2 start, 3 end.
 
 - `SentencePieceTokenizer` (keras-hub `compute_sentence_piece_proto` and
   tensorflow-text's `SentencepieceTokenizer`, unigram by default): lossless up to NFKC
   normalisation (e.g. full-width forms become ASCII) and runs of whitespace
   becoming one space.
+- `MarianTokenizer` (a Marian / OPUS-MT checkpoint's, read by
+  `keras_transformer.pretrained`): one side's SentencePiece model with the
+  checkpoint's `vocab.json`, which gives the ids, mapped onto the reserved ids.
 - `WordPieceTokenizer` (keras-hub `compute_word_piece_vocabulary` and
   tensorflow-text's `FastWordpieceTokenizer`): words are split on whitespace only, and each CJK
   character is a word of its own, so punctuation becomes `##` suffix pieces
@@ -27,11 +30,12 @@ import sys
 import tempfile
 
 import keras_hub
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
 from keras_transformer.checks import check_positive_int
-from keras_transformer.vocabulary import END_ID, PAD_ID, RESERVED_TOKENS
+from keras_transformer.vocabulary import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNKNOWN_ID
 
 # Chinese, Japanese kana, Korean and CJK punctuation: written without spaces.
 CJK = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\x{3000}-\x{303F}\x{FF00}-\x{FFEF}]"
@@ -52,6 +56,9 @@ class Tokenizer:
     """Common interface: `tokenize`, `detokenize`, `save`, `load`, `train`."""
 
     kind = None
+    # Whether `tokenize` ends every sentence with the end id (a Marian source side): a blank sentence is then
+    # that one id, not none.
+    appends_end = False
 
     @property
     def vocabulary_size(self):
@@ -283,7 +290,195 @@ class WordPieceTokenizer(Tokenizer):
             return cls(f.read().split("\n")[:-1])
 
 
-TOKENIZERS = {cls.kind: cls for cls in (SentencePieceTokenizer, WordPieceTokenizer)}
+_BUCKETS = 2**62  # fingerprints of piece texts (MarianTokenizer.lookup)
+
+
+def appends_end(tokenizer):
+    """Whether `tokenizer` ends each sentence with the end id (any object with `tokenize` may be a tokenizer)."""
+    return bool(getattr(tokenizer, "appends_end", False))
+
+
+def model_ids(tokenizer, pieces, length, full=False):
+    """Ragged `(B, None)` ids of `tokenizer` as dense `(B, <= length)` model input, 0-padded.
+
+    Longer sentences are cut to `length`; for a tokenizer that ends each
+    sentence with the end id (`appends_end`), a cut sentence still ends with
+    it, as Marian truncates. `full`: exactly `length` columns.
+    """
+    ids = pieces.to_tensor(PAD_ID, shape=[None, length]) if full else pieces[:, :length].to_tensor(PAD_ID)
+    if not appends_end(tokenizer):
+        return ids
+    last = tf.minimum(pieces.row_lengths(), length) - 1  # (B,)
+    column = tf.range(tf.shape(ids, out_type=last.dtype)[1])[None, :]
+    return tf.where(tf.equal(column, last[:, None]), tf.cast(END_ID, ids.dtype), ids)
+
+
+def marian_order(size, eos_id, unk_id, pad_id):
+    """The Marian id of each of this project's ids, for a Marian vocabulary of `size` pieces.
+
+    This project reserves ids 0-3 (pad, unknown, start, end); Marian ends
+    sentences with `eos_id` (0 in OPUS-MT), reads unknown pieces as `unk_id`
+    (1) and starts decoding from its pad token, `pad_id` (`size - 1`). So
+    ours are `[pad, unk, pad, eos, every other Marian id in order]`: one id
+    more than Marian's, the pad piece serving as padding and as the start.
+    """
+    reserved = (pad_id, unk_id, pad_id, eos_id)
+    if len({eos_id, unk_id, pad_id}) != 3 or not all(0 <= i < size for i in reserved):
+        raise ValueError(f"Marian's end, unknown and pad ids must be 3 different ids below {size}. "
+                         f"Received: eos {eos_id}, unk {unk_id}, pad {pad_id}")  # fmt: skip
+    return np.array([*reserved, *(i for i in range(size) if i not in reserved)], "int64")
+
+
+class MarianTokenizer(SentencePieceTokenizer):
+    """One side of a Marian (OPUS-MT) checkpoint's tokenizer, with this project's reserved ids.
+
+    A Marian checkpoint splits text with a SentencePiece model per side
+    (`source.spm`, `target.spm`) and gives each piece the id `vocab.json`
+    lists it under (one vocabulary for both sides); `marian_order` maps those
+    ids onto this project's. As `transformers.MarianTokenizer` does: pieces
+    are looked up in the vocabulary by their text (one it lacks is unknown);
+    a source sentence ends with the end id (`append_end`); a leading
+    language code (`>>fra<<`) is one piece; detokenizing skips the reserved
+    ids and joins the pieces with the target model. Not trained here: read with a
+    checkpoint (`keras_transformer.pretrained.import_marian`).
+
+    Args:
+        proto: the side's serialized SentencePiece model.
+        vocabulary: Marian's pieces in Marian id order (`vocab.json`).
+        special: `{"eos": id, "unk": id, "pad": id}`, Marian ids.
+        append_end: end each tokenized sentence with the end id (the source
+            side).
+    """
+
+    kind = "marian"
+
+    def __init__(self, proto, vocabulary, special, append_end=False):
+        import sentencepiece
+
+        self.proto = proto
+        self.vocabulary = list(vocabulary)
+        self.special = {name: int(special[name]) for name in ("eos", "unk", "pad")}
+        self.append_end = bool(append_end)
+        self.appends_end = self.append_end
+        self.order = marian_order(len(self.vocabulary), self.special["eos"], self.special["unk"], self.special["pad"])
+        ours = {marian: index for index, marian in enumerate(self.order.tolist()) if index != START_ID}
+        index = {piece: ours[marian] for marian, piece in enumerate(self.vocabulary)}
+        processor = sentencepiece.SentencePieceProcessor(model_proto=proto)
+        spm_pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
+        # SentencePiece id -> ours, a piece the vocabulary lacks unknown (the text TFLite's table).
+        self.to_ids = np.array([index.get(piece, UNKNOWN_ID) for piece in spm_pieces], "int32")
+        # Ours -> SentencePiece; -1 for a piece the side's model lacks (a joint vocabulary's other side), which
+        # detokenizing drops.
+        unknown = processor.unk_id()
+        self.to_pieces = np.array(
+            [processor.piece_to_id(self.vocabulary[marian]) for marian in self.order], "int32"
+        )
+        known = [self.to_pieces[i] != unknown or self.vocabulary[m] == processor.id_to_piece(unknown)
+                 for i, m in enumerate(self.order)]  # fmt: skip
+        self.to_pieces = np.where(known, self.to_pieces, -1).astype("int32")
+        self.language_codes = [piece for piece in self.vocabulary if piece.startswith(">>") and piece.endswith("<<")]
+        # Pieces are looked up by their text, as MarianTokenizer does: a piece SentencePiece does not know (text it
+        # keeps as it is) may still be in the vocabulary (a joint one, from the other side's model). A sorted table
+        # of 62-bit fingerprints, searched, then the text compared: constants only, so it runs in tf.data and
+        # SavedModels alike.
+        texts = list(index)
+        hashes = tf.strings.to_hash_bucket_fast(tf.constant(texts, tf.string), _BUCKETS).numpy()
+        by_hash = np.argsort(hashes, kind="stable")
+        if len(np.unique(hashes)) != len(hashes):
+            raise ValueError("two pieces of the vocabulary share a fingerprint; this vocabulary cannot be read")
+        self._hashes = hashes[by_hash]
+        self._texts = np.array([texts[i].encode("utf-8") for i in by_hash], object)
+        self._ids = np.array([index[texts[i]] for i in by_hash], "int32")
+        self.tokenizer = tf_text.SentencepieceTokenizer(model=proto, out_type=tf.int32)
+        self._text_pieces = tf_text.SentencepieceTokenizer(model=proto, out_type=tf.string)
+
+    def lookup(self, pieces):
+        """Ids of piece texts (a string tensor of any shape): their vocabulary id, else unknown."""
+        pieces = tf.convert_to_tensor(pieces, tf.string)
+        hashes = tf.strings.to_hash_bucket_fast(pieces, _BUCKETS)
+        flat = tf.reshape(hashes, [-1])
+        at = tf.minimum(tf.searchsorted(tf.constant(self._hashes), flat), len(self._hashes) - 1)
+        found = tf.equal(tf.gather(tf.constant(self._hashes), at), flat) & tf.equal(
+            tf.gather(tf.constant(self._texts), at), tf.reshape(pieces, [-1])
+        )
+        ids = tf.where(found, tf.gather(tf.constant(self._ids), at), UNKNOWN_ID)
+        return tf.reshape(ids, tf.shape(pieces))
+
+    def _piece_texts(self, text):
+        if not tf.executing_eagerly():
+            return tf_text.SentencepieceTokenizer(model=self.proto, out_type=tf.string).tokenize(text)
+        try:
+            return self._text_pieces.tokenize(text)
+        except tf.errors.NotFoundError:  # see SentencePieceTokenizer._run
+            self._text_pieces = tf_text.SentencepieceTokenizer(model=self.proto, out_type=tf.string)
+            return self._text_pieces.tokenize(text)
+
+    @property
+    def sentencepiece_size(self):
+        """Pieces of the SentencePiece model (not the vocabulary's ids)."""
+        return len(self.to_ids)
+
+    @property
+    def vocabulary_size(self):
+        return len(self.vocabulary) + 1
+
+    @classmethod
+    def train_files(cls, paths, vocabulary_size, count=None):
+        raise ValueError("A Marian tokenizer comes with its checkpoint; it is not trained here.")
+
+    def tokenize(self, text):
+        text = tf.convert_to_tensor(text)
+        parts = []
+        # ">>xx<<" at the start is one piece (unknown unless the vocabulary has it), as
+        # MarianTokenizer.remove_language_code finds it.
+        code = tf.strings.regex_replace(text, r"(?s)^(>>.*?<<).*$", r"\1")
+        has_code = tf.strings.regex_full_match(text, r"(?s)>>.*?<<.*")
+        text = tf.where(has_code, tf.strings.regex_replace(text, r"(?s)^>>.*?<<", ""), text)
+        parts.append(tf.ragged.boolean_mask(self.lookup(code)[:, None], has_code[:, None]))
+        parts.append(tf.ragged.map_flat_values(self.lookup, self._piece_texts(text)))
+        if self.append_end:
+            parts.append(tf.RaggedTensor.from_tensor(tf.fill([tf.shape(text)[0], 1], END_ID)))
+        return tf.concat(parts, axis=1)
+
+    def id_to_token(self, token_id):
+        if token_id < len(RESERVED_TOKENS):
+            return RESERVED_TOKENS[token_id]
+        return self.vocabulary[self.order[int(token_id)]]
+
+    def detokenize(self, token_ids):
+        pieces = tf.ragged.map_flat_values(tf.gather, tf.constant(self.to_pieces), _strip_special(token_ids))
+        return self._run("detokenize", tf.ragged.boolean_mask(pieces, pieces >= 0))
+
+    def _identity(self):
+        settings = {"vocabulary": self.vocabulary, "special": self.special, "append_end": self.append_end}
+        return self.proto + b"\n" + json.dumps(settings, sort_keys=True).encode("utf-8")
+
+    def save(self, directory, name):
+        files = {"file": f"{name}.spm", "vocabulary": f"{name}.vocab.json"}
+        with open(os.path.join(directory, files["file"]), "wb") as f:
+            f.write(self.proto)
+        with open(os.path.join(directory, files["vocabulary"]), "w", encoding="utf-8") as f:
+            json.dump(self.vocabulary, f, ensure_ascii=False)
+        return {"kind": self.kind, **files, "special": self.special, "append_end": self.append_end}
+
+    @classmethod
+    def load(cls, directory, metadata):
+        with open(os.path.join(directory, metadata["file"]), "rb") as f:
+            proto = f.read()
+        try:
+            with open(os.path.join(directory, metadata["vocabulary"]), encoding="utf-8") as f:
+                vocabulary = json.load(f)
+        except ValueError:  # not JSON, not UTF-8
+            vocabulary = None
+        if not isinstance(vocabulary, list) or not all(isinstance(piece, str) for piece in vocabulary):
+            raise TokenizerFileError(f"{metadata['vocabulary']} is not a JSON list of pieces (corrupt or truncated?)")
+        try:
+            return cls(proto, vocabulary, metadata["special"], metadata.get("append_end", False))
+        except RuntimeError:  # SentencePiece's own reading of the model
+            raise TokenizerFileError(f"{metadata['file']} is not a valid {cls.kind} model (corrupt or truncated?)") from None
+
+
+TOKENIZERS = {cls.kind: cls for cls in (SentencePieceTokenizer, WordPieceTokenizer, MarianTokenizer)}
 METADATA_FILE = "tokenizers.json"
 
 
@@ -359,7 +554,9 @@ def load_tokenizers(directory):
             entry = metadata[side]
             key = json.dumps(entry, sort_keys=True)
             if key not in loaded:
-                _inside(directory, entry["file"])
+                for name in ("file", "vocabulary"):
+                    if name in entry or name == "file":
+                        _inside(directory, entry[name])
                 loaded[key] = _checked(TOKENIZERS[entry["kind"]], directory, entry)
         return tuple(loaded[json.dumps(metadata[side], sort_keys=True)] for side in ("source", "target"))
     except FileNotFoundError as error:
