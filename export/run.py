@@ -63,7 +63,8 @@ class Run:
         sentences = self.saved_calibration()
         if not sentences:
             raise ExportError(
-                f"{self.path} has no {self.directory.calibration_file} (runs trained before it was written); "
+                f"{self.path} has no {self.directory.calibration_file} (imported runs, and runs trained before it "
+                "was written); "
                 "pass --data FILE with source sentences to calibrate on."
             )
         return sentences

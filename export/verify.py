@@ -153,6 +153,9 @@ def validation_data(run, args):
         validation = task.get("validation") or [None, None, None]
         if task.get("name") == "text" and any(validation):
             sources, references, _ = read_parallel(*validation)
+        elif task.get("imported"):
+            raise ValueError(f"{run.path} was imported (not trained here) and has no validation sentences: give "
+                             "some with --data SRC REF")  # fmt: skip
         else:  # a synthetic run: fresh sentences of its task
             from keras_transformer.data.synthetic import SyntheticTranslationTask
 

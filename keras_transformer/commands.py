@@ -20,6 +20,7 @@ CHECKOUT = {
     "export": "python -m export",
     "verify": "python -m export.verify",
     "run_tflite": "python -m export.run_tflite",
+    "import": "python -m keras_transformer.pretrained",
 }
 INSTALLED = {
     "train": "kt-train",
@@ -28,6 +29,7 @@ INSTALLED = {
     "export": "kt-export",
     "verify": "kt-verify",
     "run_tflite": "kt-run-tflite",
+    "import": "kt-import",
 }
 
 

@@ -102,7 +102,8 @@ def test_special_ids_come_from_vocabulary_and_export_uses_public_model_methods()
 
 
 # `python -m` commands of the library, and `commands` (their shared help formatter and names)
-COMMANDS = {"keras_transformer.translate", "keras_transformer.attention", "keras_transformer.train", "keras_transformer.commands"}
+COMMANDS = {"keras_transformer.translate", "keras_transformer.attention", "keras_transformer.train", "keras_transformer.commands",
+            "keras_transformer.pretrained.__main__"}
 
 
 def test_no_library_module_reads_command_line_arguments():
@@ -141,7 +142,7 @@ def test_installed_commands_run_from_another_directory(tmp_path):
     elsewhere.mkdir()
     env = {key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", "KT_NATIVE_LOGS")}
     env["PYTHONPATH"] = str(target)
-    for command in ("kt-train", "kt-translate", "kt-attention", "kt-export", "kt-verify", "kt-run-tflite"):
+    for command in ("kt-train", "kt-translate", "kt-attention", "kt-export", "kt-verify", "kt-run-tflite", "kt-import"):
         done = subprocess.run([str(target / "bin" / command), "--help"], cwd=elsewhere, env=env,
                               capture_output=True, text=True, timeout=300)  # fmt: skip
         # Quiet, and named as installed: `python -m export` does not exist outside a checkout.

@@ -23,7 +23,8 @@ with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as _file:
     README = _file.read()
 
 # Flags of other tools that the README shows beside the project's (pip, pytest, tensorboard, XLA).
-OTHER_TOOLS = {"--no-deps", "--target", "--logdir", "--xla_force_host_platform_device_count", "--quiet", "--upgrade"}
+OTHER_TOOLS = {"--no-deps", "--target", "--logdir", "--xla_force_host_platform_device_count", "--quiet", "--upgrade",
+               "--local-dir", "--index-url"}  # fmt: skip
 
 
 def blocks(language):
@@ -52,6 +53,8 @@ def _entry(command):
         from export.__main__ import parse_args
     elif command == "verify":
         from export.verify import parse_args
+    elif command == "import":
+        from keras_transformer.pretrained.__main__ import parse_args
     else:
         from export.run_tflite import main as parse_args
     return parse_args
@@ -79,6 +82,7 @@ INVOCATIONS = [
     ("translate", r"(?:-m keras_transformer\.translate|kt-translate)\b"),
     ("attention", r"(?:-m keras_transformer\.attention|kt-attention)\b"),
     ("train", r"(?:\btrain\.py|kt-train)\b"),
+    ("import", r"(?:-m keras_transformer\.pretrained|kt-import)\b"),
 ]
 
 
