@@ -105,6 +105,10 @@ FLAGS = {  # group: [(flag, argparse keywords)]
                               "your text (default: sentencepiece)")),
         ("--vocab-size", dict(type=int, default=8000, help="subword vocabulary size (per side)")),
         ("--joint-vocabulary", dict(action="store_true", help="translate: one tokenizer for source and target")),
+        ("--marian-compatible", dict(action="store_true", help="translate: a run `export --format marian` hands "
+                                     "to transformers and CTranslate2 as the same model (sources end with the end "
+                                     "token, the decoder starts from a zero embedding; needs SentencePiece and "
+                                     "--joint-vocabulary)")),
         ("--tokenizer-sample", dict(type=int, metavar="N", help="train the subword tokenizer on at most N lines "
                                     "per side, a seeded random sample (default: 1000000)")),
         ("--val-bleu-sentences", dict(type=int, default=1000, metavar="N", help="translate: BLEU each epoch on N "

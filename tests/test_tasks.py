@@ -92,3 +92,17 @@ def test_a_run_recorded_before_an_architecture_argument_existed_resumes_as_the_s
     newer = {**older, "position_layout": "interleaved", "output_bias": False}
     assert _with_defaults(older) == _with_defaults(newer)
     assert _with_defaults(older) != _with_defaults({**older, "position_layout": "concatenated"})
+
+
+def test_marian_compatible_needs_what_a_marian_model_is():
+    from keras_transformer.tasks import TranslateOptions
+
+    with pytest.raises(ValueError, match="parallel text.*SentencePiece|parallel text"):
+        TranslateOptions(marian_compatible=True)
+    with pytest.raises(ValueError, match="joint_vocabulary"):
+        TranslateOptions(marian_compatible=True, train_tsv="t.tsv")
+    with pytest.raises(ValueError, match="SentencePiece tokenizers"):
+        TranslateOptions(marian_compatible=True, train_tsv="t.tsv", joint_vocabulary=True, tokenizer="wordpiece")
+    with pytest.raises(ValueError, match="post-norm"):
+        TranslateOptions(marian_compatible=True, train_tsv="t.tsv", joint_vocabulary=True, normalize_first=True)
+    assert TranslateOptions(marian_compatible=True, train_tsv="t.tsv", joint_vocabulary=True).marian_compatible

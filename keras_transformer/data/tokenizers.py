@@ -142,9 +142,15 @@ class SentencePieceTokenizer(Tokenizer):
 
     kind = "sentencepiece"
 
-    def __init__(self, proto):
+    def __init__(self, proto, append_end=False):
         self.proto = proto
+        self.append_end = bool(append_end)  # end every sentence with the end id (a Marian-compatible source side)
+        self.appends_end = self.append_end
         self.tokenizer = tf_text.SentencepieceTokenizer(model=proto, out_type=tf.int32)
+
+    def with_end(self):
+        """The same tokenizer, ending every sentence with the end id (as Marian's source side does)."""
+        return SentencePieceTokenizer(self.proto, append_end=True)
 
     @property
     def vocabulary_size(self):
@@ -185,7 +191,8 @@ class SentencePieceTokenizer(Tokenizer):
             return getattr(self.tokenizer, method)(inputs)
 
     def tokenize(self, text):
-        return self._run("tokenize", text)
+        ids = self._run("tokenize", text)
+        return _end_each(ids, text) if self.append_end else ids
 
     def id_to_token(self, token_id):
         if token_id < len(RESERVED_TOKENS):
@@ -196,18 +203,24 @@ class SentencePieceTokenizer(Tokenizer):
         return self._run("detokenize", _strip_special(token_ids))
 
     def _identity(self):
-        return self.proto
+        return self.proto + (b"\nappend_end" if self.append_end else b"")
 
     def save(self, directory, name):
         filename = f"{name}.spm"
         with open(os.path.join(directory, filename), "wb") as f:
             f.write(self.proto)
-        return {"kind": self.kind, "file": filename}
+        return {"kind": self.kind, "file": filename, **({"append_end": True} if self.append_end else {})}
 
     @classmethod
     def load(cls, directory, metadata):
         with open(os.path.join(directory, metadata["file"]), "rb") as f:
-            return cls(f.read())
+            return cls(f.read(), append_end=bool(metadata.get("append_end", False)))
+
+
+def _end_each(ids, text):
+    """Ragged `(B, None)` ids with the end id after each row."""
+    end = tf.fill([tf.shape(tf.convert_to_tensor(text))[0], 1], tf.constant(END_ID, ids.dtype))
+    return tf.concat([ids, tf.RaggedTensor.from_tensor(end)], axis=1)
 
 
 def _without_training_paths(proto):
@@ -436,9 +449,8 @@ class MarianTokenizer(SentencePieceTokenizer):
         text = tf.where(has_code, tf.strings.regex_replace(text, r"(?s)^>>.*?<<", ""), text)
         parts.append(tf.ragged.boolean_mask(self.lookup(code)[:, None], has_code[:, None]))
         parts.append(tf.ragged.map_flat_values(self.lookup, self._piece_texts(text)))
-        if self.append_end:
-            parts.append(tf.RaggedTensor.from_tensor(tf.fill([tf.shape(text)[0], 1], END_ID)))
-        return tf.concat(parts, axis=1)
+        ids = tf.concat(parts, axis=1)
+        return _end_each(ids, text) if self.append_end else ids
 
     def id_to_token(self, token_id):
         if token_id < len(RESERVED_TOKENS):

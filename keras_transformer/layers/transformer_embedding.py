@@ -1,9 +1,11 @@
 import keras
+from keras import ops
 
 from keras_transformer.layers.position_embedding import PositionEmbedding
 from keras_transformer.layers.sinusoidal_position_encoding import SinusoidalPositionEncoding
 from keras_transformer.layers.token_embedding import TokenEmbedding
-from keras_transformer.checks import check_positive_int, check_rate
+from keras_transformer.checks import check_bool, check_positive_int, check_rate
+from keras_transformer.vocabulary import START_ID
 
 ABSOLUTE_POSITIONS = ("sinusoidal", "learned", "none")
 
@@ -30,6 +32,9 @@ class TransformerEmbedding(keras.layers.Layer):
             `SinusoidalPositionEncoding`).
         output_bias: a fixed bias on the logits of the reverse (output)
             projection (see `TokenEmbedding`).
+        zero_start: the start id embeds to zeros (positions are still
+            added): a decoder that starts from a zero embedding, as Marian
+            and CTranslate2 do.
 
     Call arguments:
         token_ids: `(B, T)` int ids.
@@ -56,11 +61,13 @@ class TransformerEmbedding(keras.layers.Layer):
         embeddings_initializer=None,
         position_layout="interleaved",
         output_bias=False,
+        zero_start=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_positive_int(max_sequence_length, "max_sequence_length")
         check_rate(dropout, "dropout")
+        check_bool(zero_start, "zero_start")
         if position not in ABSOLUTE_POSITIONS:
             raise ValueError(
                 f"`position` must be one of {ABSOLUTE_POSITIONS}. Received: position={position!r}"
@@ -73,6 +80,7 @@ class TransformerEmbedding(keras.layers.Layer):
         self.tie_weights = tie_weights
         self.position_layout = position_layout
         self.output_bias = output_bias
+        self.zero_start = zero_start
         self.embeddings_initializer = (
             None if embeddings_initializer is None else keras.initializers.get(embeddings_initializer)
         )
@@ -104,6 +112,8 @@ class TransformerEmbedding(keras.layers.Layer):
 
     def call(self, token_ids, start_index=0, training=None):
         x = self.token_embedding(token_ids)  # (B, T, d_model)
+        if self.zero_start:
+            x = x * ops.cast(ops.not_equal(token_ids, START_ID), x.dtype)[..., None]
         if self.position_encoding is not None:
             x = x + self.position_encoding(x, start_index=start_index)
         return self.dropout_layer(x, training=training)
@@ -123,6 +133,7 @@ class TransformerEmbedding(keras.layers.Layer):
                 "tie_weights": self.tie_weights,
                 "position_layout": self.position_layout,
                 "output_bias": self.output_bias,
+                "zero_start": self.zero_start,
                 "embeddings_initializer": None
                 if self.embeddings_initializer is None
                 else keras.initializers.serialize(self.embeddings_initializer),

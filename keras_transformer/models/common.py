@@ -52,7 +52,7 @@ def check_architecture(config, **vocabulary_sizes):
     check_bool(config["output_bias"], "output_bias")
 
 
-def make_embedding(config, vocabulary_size, tie_weights, dtype, name, output_bias=None):
+def make_embedding(config, vocabulary_size, tie_weights, dtype, name, output_bias=None, zero_start=False):
     """The token embedding (`* sqrt(d_model)`), absolute positions and dropout of a stack.
 
     `output_bias` defaults to the config's; an embedding never used as the
@@ -68,6 +68,7 @@ def make_embedding(config, vocabulary_size, tie_weights, dtype, name, output_bia
         tie_weights=tie_weights,
         position_layout=config["position_layout"],
         output_bias=config["output_bias"] if output_bias is None else output_bias,
+        zero_start=zero_start,
         dtype=dtype,
         name=name,
     )

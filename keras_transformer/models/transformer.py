@@ -52,6 +52,10 @@ class Transformer(ArchitectureModel):
             `SinusoidalPositionEncoding`).
         output_bias: a fixed (not trained) bias on the logits, as Marian's
             `final_logits_bias` (see `TokenEmbedding`).
+        zero_start_embedding: the decoder's start token embeds to zeros
+            (plus its position), as Marian and CTranslate2 start decoding;
+            source ids never hold the start id, so a shared embedding reads
+            sources unchanged.
 
     Call arguments:
         inputs: dict with `"encoder_token_ids"` `(B, S)` and
@@ -81,7 +85,13 @@ class Transformer(ArchitectureModel):
     token_labels = True
 
     def __init__(
-        self, source_vocabulary_size, target_vocabulary_size, tie_embeddings=False, share_embeddings=False, **kwargs
+        self,
+        source_vocabulary_size,
+        target_vocabulary_size,
+        tie_embeddings=False,
+        share_embeddings=False,
+        zero_start_embedding=False,
+        **kwargs,
     ):
         super().__init__(
             kwargs, source_vocabulary_size=source_vocabulary_size, target_vocabulary_size=target_vocabulary_size
@@ -96,11 +106,13 @@ class Transformer(ArchitectureModel):
         self.target_vocabulary_size = target_vocabulary_size
         self.tie_embeddings = tie_embeddings
         self.share_embeddings = share_embeddings
+        self.zero_start_embedding = zero_start_embedding
 
         def embedding(vocabulary_size, tie_weights, name, output_bias=None):
             return make_embedding(
-                self.architecture, vocabulary_size, tie_weights, self.dtype_policy, name, output_bias=output_bias
-            )
+                self.architecture, vocabulary_size, tie_weights, self.dtype_policy, name, output_bias=output_bias,
+                zero_start=zero_start_embedding,
+            )  # fmt: skip
 
         stack_kwargs = stack_arguments(self.architecture, self.dtype_policy)
         if share_embeddings:
@@ -317,5 +329,6 @@ class Transformer(ArchitectureModel):
             target_vocabulary_size=self.target_vocabulary_size,
             tie_embeddings=self.tie_embeddings,
             share_embeddings=self.share_embeddings,
+            zero_start_embedding=self.zero_start_embedding,
         )
         return config

@@ -109,7 +109,7 @@ class TrainingOptions:
 RESUMED_DATA = (
     "task", "train_src", "train_tgt", "train_tsv", "val_src", "val_tgt", "val_tsv", "train_conll", "val_conll",
     "train_text", "val_text", "tokenizer", "vocab_size", "joint_vocabulary", "tokenizer_sample", "max_line_chars",
-    "init_from",
+    "init_from", "marian_compatible",
 )  # fmt: skip
 
 

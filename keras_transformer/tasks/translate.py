@@ -25,7 +25,8 @@ from keras_transformer.tasks.base import ARCHITECTURE_OPTIONS, TOKENIZER_SAMPLE,
 # The first training sentences saved in calibration.txt: GPTQ rounding of the dynamic-int8 weights reads
 # them all (export.gptq), full int8's calibration the first 100.
 CALIBRATION_SENTENCES = 3000
-INIT_KEYS = ("source_vocabulary_size", "target_vocabulary_size", "tie_embeddings", "share_embeddings")
+INIT_KEYS = ("source_vocabulary_size", "target_vocabulary_size", "tie_embeddings", "share_embeddings",
+             "zero_start_embedding")  # fmt: skip
 
 
 def _translation_run(path, max_length):
@@ -62,9 +63,22 @@ class TranslateOptions(TaskOptions):
     val_bleu_sentences: int = 1000
     shuffle_buffer: int = 100_000
     steps_per_epoch: int = None
+    marian_compatible: bool = False
 
     def __post_init__(self):
         super().__post_init__()
+        if self.marian_compatible:  # what `python -m export --format marian` needs to give the same model
+            needed = [
+                (not self.text, "parallel text (train_src/train_tgt or train_tsv)"),
+                (self.subword_tokenizer != "sentencepiece", "SentencePiece tokenizers (not `tokenizer` wordpiece)"),
+                (not self.joint_vocabulary, "one vocabulary for both sides (`joint_vocabulary`; CTranslate2 reads one)"),
+                (self.position not in (None, "sinusoidal"), "sinusoidal positions (not `position` " f"{self.position})"),
+                (self.normalize_first, "post-norm layers (not `normalize_first`)"),
+                (self.init_from is not None, "a model of its own (not `init_from`, whose run decides)"),
+            ]
+            missing = [what for wrong, what in needed if wrong]
+            if missing:
+                raise ValueError(f"`marian_compatible` needs {'; '.join(missing)}")
         check_positive_int(self.val_bleu_sentences, "val_bleu_sentences")
         check_positive_int(self.shuffle_buffer, "shuffle_buffer")
         check_positive_int(self.steps_per_epoch, "steps_per_epoch", allow_none=True)
@@ -164,6 +178,8 @@ class TranslateTask(Task):
         if not reused:
             if self.init_model is None:
                 self.source_tokenizer, self.target_tokenizer = self._train_tokenizers(*train_pairs)
+                if options.marian_compatible:  # sources end with the end token, as Marian's do
+                    self.source_tokenizer = self.source_tokenizer.with_end()
             run.save_tokenizers(self.source_tokenizer, self.target_tokenizer)
         self.vocabulary_sizes = (self.source_tokenizer.vocabulary_size, self.target_tokenizer.vocabulary_size)
         self.description = f"parallel text, {self.train_description} training / {len(self.val_sources or [])} validation pairs"
@@ -255,6 +271,8 @@ class TranslateTask(Task):
             config["tie_embeddings"] = True
         if options.share_embeddings:
             config["share_embeddings"] = True
+        if options.marian_compatible:
+            config["zero_start_embedding"] = True
         config["source_vocabulary_size"], config["target_vocabulary_size"] = self.vocabulary_sizes
         return config
 
