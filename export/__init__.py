@@ -32,4 +32,4 @@ from .errors import ExportError  # noqa: F401
 from .run import Run  # noqa: F401
 
 # Importing the exporter modules registers them (in this order: "all" exports in it).
-from . import saved_model, tflite, tflite_text  # noqa: F401, E402
+from . import marian, saved_model, tflite, tflite_text  # noqa: F401, E402

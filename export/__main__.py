@@ -17,7 +17,8 @@ def parse_args(argv=None):
         "--format",
         action="append",
         choices=all_formats() + ["all", "default"],
-        help="repeatable; all (the default): every format of the run's family; default: what train.py exports",
+        help="repeatable; all (the default): every format of the run's family but marian (asked for by name); default: "
+        "what train.py exports",
     )
     parser.add_argument("--out", help="output directory (default: <model>/export)")
     parser.add_argument("--beam-size", type=int, default=4, help="beam_search and translate_beam signatures (default: %(default)s)")

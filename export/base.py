@@ -80,7 +80,9 @@ class Exporter:
     filename = None
     families = ()
     default = True
+    in_all = True  # "all" selects it (a format only some runs of the family can take is asked for by name)
     writes_directory = False  # the artifact is a directory (SavedModel), not a file
+    marker = "saved_model.pb"  # the file that shows a directory artifact is an earlier one of this kind
 
     def __init__(self, options=None):
         self.options = options or ExportOptions()
@@ -128,7 +130,7 @@ def formats_for(family, selection="all", what="formats"):
     chosen = []
     for name in names:
         if name == "all":
-            chosen += known
+            chosen += [fmt for fmt in known if EXPORTERS[(family, fmt)].in_all]
         elif name == "default":
             chosen += [fmt for fmt in known if EXPORTERS[(family, fmt)].default]
         else:
@@ -221,7 +223,7 @@ def _check_replaceable(path, exporter):
     if not os.path.lexists(path):
         return
     if exporter.writes_directory:
-        if os.path.isdir(path) and not os.path.islink(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
+        if os.path.isdir(path) and not os.path.islink(path) and os.path.exists(os.path.join(path, exporter.marker)):
             return
     elif os.path.isfile(path) and not os.path.islink(path):
         return

@@ -24,7 +24,7 @@ with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as _file:
 
 # Flags of other tools that the README shows beside the project's (pip, pytest, tensorboard, XLA).
 OTHER_TOOLS = {"--no-deps", "--target", "--logdir", "--xla_force_host_platform_device_count", "--quiet", "--upgrade",
-               "--local-dir", "--index-url"}  # fmt: skip
+               "--local-dir", "--index-url", "--output_dir", "--quantization"}  # fmt: skip
 
 
 def blocks(language):

@@ -1,4 +1,4 @@
-"""Marian (OPUS-MT) checkpoints in the Hugging Face layout, read into a run directory.
+"""Marian (OPUS-MT) checkpoints in the Hugging Face layout: read into a run directory, and the weight mapping back.
 
 A Marian checkpoint is the paper's Transformer: post-norm layers, sinusoidal
 positions, embeddings scaled by `sqrt(d_model)`, biases on every projection,
@@ -17,6 +17,8 @@ import json
 import os
 
 import numpy as np
+
+from keras_transformer.vocabulary import PAD_ID, START_ID
 
 
 # Marian's feed-forward activations (transformers' names) and the Keras activation computing the same.
@@ -305,6 +307,89 @@ def build_model(directory, config, tokenizers, separate, max_sequence_length=Non
         _feed_forward(weights, prefix, layer.feed_forward, d, d_ff)
         _norm(weights, f"{prefix}.final_layer_norm", layer.feed_forward_residual.layer_norm, d)
     return model
+
+
+def marian_tensors(model, source_ours, target_ours):
+    """The Marian (transformers) tensors of a `Transformer`: `{name: float32 array}`, the importer's mapping reversed.
+
+    Args:
+        model: a post-norm, sinusoidal `Transformer`.
+        source_ours, target_ours: for each Marian id, this model's id of the
+            same piece (Marian's pad: the start id).
+
+    A model with the paper's interleaved sinusoid is carried over by
+    permuting its hidden dimensions (every even one, then every odd one), so
+    Marian's `[sin | cos]` layout meets the same weights: LayerNorm and every
+    projection commute with the permutation. With `zero_start_embedding`
+    the start row is written as zeros, the embedding the model starts from.
+    """
+    config = model.get_config()
+    d = model.hidden_dim
+    shared = bool(config["share_embeddings"])
+    # Marian hidden dimension j is this model's dimension `order[j]`: the identity, or for the paper's interleaved
+    # sinusoid, every even dimension (the sines) then every odd one (the cosines).
+    order = np.arange(d) if config["position_layout"] == "concatenated" else np.concatenate(
+        [np.arange(0, d, 2), np.arange(1, d, 2)])  # fmt: skip
+    tensors = {}
+
+    def put(name, value):
+        tensors[name] = np.ascontiguousarray(value, dtype="float32")
+
+    def embedding(layer, ours):
+        rows = np.asarray(layer.token_embedding.embeddings)[ours][:, order]
+        if config.get("zero_start_embedding"):  # the start id embeds to zeros: Marian's pad row, where it starts
+            rows[ours == START_ID] = 0.0
+        return rows
+
+    output = model.decoder_embedding.token_embedding
+    if shared:
+        put("model.shared.weight", embedding(model.encoder_embedding, source_ours))
+    else:
+        put("model.encoder.embed_tokens.weight", embedding(model.encoder_embedding, np.where(
+            source_ours == START_ID, PAD_ID, source_ours)))  # the source side's <pad>: our padding row  # fmt: skip
+        put("model.decoder.embed_tokens.weight", embedding(model.decoder_embedding, target_ours))
+    if not config["tie_embeddings"]:
+        put("lm_head.weight", np.asarray(output.reverse_embeddings)[order][:, target_ours].T)
+    bias = np.asarray(output.bias)[target_ours] if output.output_bias else np.zeros(len(target_ours))
+    put("final_logits_bias", bias[None, :])
+
+    def dense(prefix, layer, rows=None, columns=None):
+        kernel, bias = np.asarray(layer.kernel), np.asarray(layer.bias)
+        if rows is not None:
+            kernel = kernel[rows]
+        if columns is not None:
+            kernel, bias = kernel[:, columns], bias[columns]
+        put(f"{prefix}.weight", kernel.T)
+        put(f"{prefix}.bias", bias)
+
+    def attention(prefix, layer):
+        for theirs, ours in (("q_proj", layer.query_dense), ("k_proj", layer.key_dense), ("v_proj", layer.value_dense)):
+            dense(f"{prefix}.{theirs}", ours, rows=order)
+        dense(f"{prefix}.out_proj", layer.output_dense, columns=order)
+
+    def norm(prefix, layer):
+        put(f"{prefix}.weight", np.asarray(layer.gamma)[order])
+        put(f"{prefix}.bias", np.asarray(layer.beta)[order])
+
+    def feed_forward(prefix, layer):
+        dense(f"{prefix}.fc1", layer.intermediate_dense, rows=order)
+        dense(f"{prefix}.fc2", layer.output_dense, columns=order)
+
+    for i, layer in enumerate(model.encoder.transformer_layers):
+        prefix = f"model.encoder.layers.{i}"
+        attention(f"{prefix}.self_attn", layer.self_attention)
+        norm(f"{prefix}.self_attn_layer_norm", layer.self_attention_residual.layer_norm)
+        feed_forward(prefix, layer.feed_forward)
+        norm(f"{prefix}.final_layer_norm", layer.feed_forward_residual.layer_norm)
+    for i, layer in enumerate(model.decoder.transformer_layers):
+        prefix = f"model.decoder.layers.{i}"
+        attention(f"{prefix}.self_attn", layer.self_attention)
+        norm(f"{prefix}.self_attn_layer_norm", layer.self_attention_residual.layer_norm)
+        attention(f"{prefix}.encoder_attn", layer.cross_attention_layer)
+        norm(f"{prefix}.encoder_attn_layer_norm", layer.cross_attention_residual.layer_norm)
+        feed_forward(prefix, layer.feed_forward)
+        norm(f"{prefix}.final_layer_norm", layer.feed_forward_residual.layer_norm)
+    return tensors
 
 
 def import_marian(checkpoint, out, name, max_sequence_length=None):

@@ -77,6 +77,12 @@ def make_marian_checkpoint(directory, steps=300, hidden_dim=32, num_layers=2, se
     )  # fmt: skip
     torch.manual_seed(seed)
     model = MarianMTModel(config)
+    # As in OPUS-MT: the pad row, where decoding starts, is zeros and stays so (CTranslate2 relies on it); the tied
+    # output layer would otherwise train it.
+    embedding = model.model.shared.weight
+    with torch.no_grad():
+        embedding[pad] = 0.0
+    embedding.register_hook(lambda gradient: gradient.index_fill(0, torch.tensor([pad]), 0.0))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     generator = torch.Generator().manual_seed(seed)
     model.train()

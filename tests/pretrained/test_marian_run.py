@@ -77,3 +77,40 @@ def test_fine_tuning_starts_from_the_imported_weights_and_lowers_the_loss(import
     assert float(history[-1]["val_loss"]) < before, (before, history)
     for name in os.listdir(os.path.join(imported, "tokenizers")):  # the run's own tokenizers, unchanged
         assert (out / "tuned" / "tokenizers" / name).read_bytes() == (Path(imported) / "tokenizers" / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_a_marian_compatible_run_translates_alike_in_transformers_and_ctranslate2(tmp_path):
+    """A run trained here with --marian-compatible, exported to Marian: transformers and CTranslate2 give its tokens."""
+    import train
+    from export import export_run
+    from tests.pretrained.checkpoint import synthetic_pairs
+    from tests.pretrained.test_marian import MAX_LENGTH, _generate, ctranslate2_ids
+    from keras_transformer.run_directory import RunDirectory
+    from keras_transformer.translator import Translator
+    from transformers import MarianMTModel, MarianTokenizer
+
+    pairs = synthetic_pairs(1600, seed=3)
+    train_tsv = _write(tmp_path / "train.tsv", [f"{s}\t{t}" for s, t in pairs[:1400]])
+    val_tsv = _write(tmp_path / "val.tsv", [f"{s}\t{t}" for s, t in pairs[1400:]])
+    out = tmp_path / "runs"
+    train.main(["--train-tsv", train_tsv, "--val-tsv", val_tsv, "--tokenizer", "sentencepiece", "--vocab-size", "100",
+                "--joint-vocabulary", "--marian-compatible", "--num-layers", "2", "--hidden-dim", "32", "--num-heads",
+                "4", "--intermediate-dim", "64", "--dropout", "0", "--max-length", "64", "--warmup-steps", "100",
+                "--learning-rate-scale", "1", "--batch-size", "32", "--epochs", "6", "--out", str(out), "--name", "m",
+                "--no-export", "--verbose", "0"])  # fmt: skip
+    run = RunDirectory(out / "m").load()
+    path = export_run(str(out / "m"), ["marian"], log=None)["marian"]
+    model, tokenizer = MarianMTModel.from_pretrained(path).eval(), MarianTokenizer.from_pretrained(path)
+    texts = [s for s, _ in pairs[1400:1500]]
+    theirs = _generate(model, tokenizer, texts, num_beams=1)
+    ct2 = ctranslate2_ids(path, tokenizer, texts, tmp_path)
+    # Ours in Marian ids: the export's vocabulary is the SentencePiece model's pieces after </s>, <unk>.
+    translator = Translator(run.model, run.source_tokenizer, run.target_tokenizer, max_length=MAX_LENGTH)
+    ours = np.asarray(run.model.generate(translator.source_ids(texts), max_length=MAX_LENGTH))
+    ours = [[0 if i == 3 else int(i) - 2 for i in row if i != 0] for row in ours]
+    whole = [i for i, row in enumerate(theirs) if len(row) < MAX_LENGTH]  # not cut (where transformers forces </s>)
+    assert len(whole) >= 90
+    assert [ours[i] for i in whole] == [theirs[i] for i in whole]
+    assert [ct2[i] for i in whole] == [theirs[i] for i in whole]
+    assert np.mean([row[0] != 1 for row in theirs]) > 0.9  # it translates: not unknown tokens
