@@ -107,7 +107,8 @@ def beam_search(
             token, self_cache, cross_cache, index, encoder_padding_mask
         )
         vocabulary_size = ops.shape(logits)[-1]
-        step = ops.log_softmax(never_output(logits[:, 0, :], start_id), axis=-1)
+        # The model's own log-probabilities (scores are the sequences'), with padding and start ranked last.
+        step = never_output(ops.log_softmax(ops.cast(logits[:, 0, :], "float32"), axis=-1), start_id)
         candidates = log_probs[..., None] + ops.reshape(step, (batch_size, beam_size, vocabulary_size))
         top_log_probs, top = ops.top_k(ops.reshape(candidates, (batch_size, -1)), 2 * beam_size)  # (B, 2K)
         beam_indices = top // vocabulary_size
