@@ -145,8 +145,11 @@ class SentencePieceTokenizer(Tokenizer):
     def __init__(self, proto, append_end=False):
         self.proto = proto
         self.append_end = bool(append_end)  # end every sentence with the end id (a Marian-compatible source side)
-        self.appends_end = self.append_end
         self.tokenizer = tf_text.SentencepieceTokenizer(model=proto, out_type=tf.int32)
+
+    @property
+    def appends_end(self):
+        return self.append_end
 
     def with_end(self):
         """The same tokenizer, ending every sentence with the end id (as Marian's source side does)."""
@@ -369,10 +372,9 @@ class MarianTokenizer(SentencePieceTokenizer):
         import sentencepiece
 
         self.proto = proto
+        self.append_end = bool(append_end)
         self.vocabulary = list(vocabulary)
         self.special = {name: int(special[name]) for name in ("eos", "unk", "pad")}
-        self.append_end = bool(append_end)
-        self.appends_end = self.append_end
         self.order = marian_order(len(self.vocabulary), self.special["eos"], self.special["unk"], self.special["pad"])
         ours = {marian: index for index, marian in enumerate(self.order.tolist()) if index != START_ID}
         index = {piece: ours[marian] for marian, piece in enumerate(self.vocabulary)}
@@ -402,16 +404,17 @@ class MarianTokenizer(SentencePieceTokenizer):
         self._hashes = hashes[by_hash]
         self._texts = np.array([texts[i].encode("utf-8") for i in by_hash], object)
         self._ids = np.array([index[texts[i]] for i in by_hash], "int32")
+        # After SentencePiece's own reading above, which names a corrupt model (tensorflow-text's would not).
         self.tokenizer = tf_text.SentencepieceTokenizer(model=proto, out_type=tf.int32)
         self._text_pieces = tf_text.SentencepieceTokenizer(model=proto, out_type=tf.string)
 
     def lookup(self, pieces):
         """Ids of piece texts (a string tensor of any shape): their vocabulary id, else unknown."""
         pieces = tf.convert_to_tensor(pieces, tf.string)
-        hashes = tf.strings.to_hash_bucket_fast(pieces, _BUCKETS)
-        flat = tf.reshape(hashes, [-1])
-        at = tf.minimum(tf.searchsorted(tf.constant(self._hashes), flat), len(self._hashes) - 1)
-        found = tf.equal(tf.gather(tf.constant(self._hashes), at), flat) & tf.equal(
+        flat = tf.reshape(tf.strings.to_hash_bucket_fast(pieces, _BUCKETS), [-1])
+        table = tf.constant(self._hashes)
+        at = tf.minimum(tf.searchsorted(table, flat), len(self._hashes) - 1)
+        found = tf.equal(tf.gather(table, at), flat) & tf.equal(
             tf.gather(tf.constant(self._texts), at), tf.reshape(pieces, [-1])
         )
         ids = tf.where(found, tf.gather(tf.constant(self._ids), at), UNKNOWN_ID)
