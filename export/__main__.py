@@ -23,6 +23,11 @@ def parse_args(argv=None):
     parser.add_argument("--out", help="output directory (default: <model>/export)")
     parser.add_argument("--beam-size", type=int, default=4, help="beam_search and translate_beam signatures (default: %(default)s)")
     parser.add_argument("--length-penalty", type=commands.finite_float, default=0.6, help="their length penalty (default: %(default)s)")
+    parser.add_argument(
+        "--length-penalty-form", choices=["gnmt", "length"], default="gnmt",
+        help="log P / ((5 + length) / 6) ** alpha (gnmt), or log P / length ** alpha (length: transformers' form) "
+        "(default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--version", type=int, default=1, help="SavedModel version directory: saved_model/VERSION/ (default: %(default)s)")
     parser.add_argument(
         "--data", help="source sentences for int8 calibration and GPTQ rounding (default: the run's calibration.txt)"
@@ -42,7 +47,7 @@ def main(argv=None):
     args = parse_args(argv)
     options = ExportOptions(
         beam_size=args.beam_size, length_penalty=args.length_penalty, version=args.version,
-        int8_rounding=args.int8_rounding,
+        int8_rounding=args.int8_rounding, length_penalty_form=args.length_penalty_form,
     )  # checked first
     run = Run(args.model)
     formats = formats_for(run.family, args.format or ["all"], what="--format")
@@ -50,7 +55,7 @@ def main(argv=None):
     return export_run(
         args.model, formats, out=args.out, run=run, beam_size=options.beam_size,
         length_penalty=options.length_penalty, calibration_sentences=calibration, version=options.version,
-        int8_rounding=options.int8_rounding,
+        int8_rounding=options.int8_rounding, length_penalty_form=options.length_penalty_form,
     )  # fmt: skip
 
 

@@ -16,6 +16,7 @@ import time
 from .errors import ExportDiskFullError, ExportError
 from .run import Run
 from keras_transformer.checks import check_finite
+from keras_transformer.decoding.beam import LENGTH_PENALTY_FORMS
 from keras_transformer.options import from_kwargs
 from keras_transformer.run_directory import (
     RunLock, RunLockedError, atomic_path, check_writable, disk_full_message, is_disk_full, remove_temporaries,
@@ -34,6 +35,8 @@ class ExportOptions:
     Attributes:
         beam_size, length_penalty: the `beam_search` / `translate_beam`
             signatures' beam search (the paper: 4 and 0.6).
+        length_penalty_form: `"gnmt"` or `"length"` (transformers' form;
+            see `keras_transformer.decoding.length_penalty`).
         calibration_sentences: source sentences for `tflite_int8` and for
             GPTQ rounding (default: the run's `calibration.txt`).
         int8_rounding: how the dynamic-int8 TFLite files of translation
@@ -47,6 +50,7 @@ class ExportOptions:
 
     beam_size: int = 4
     length_penalty: float = 0.6
+    length_penalty_form: str = "gnmt"
     calibration_sentences: tuple = None
     int8_rounding: str = "nearest"
     version: int = 1
@@ -58,6 +62,10 @@ class ExportOptions:
             check_finite(self.length_penalty, "length_penalty")
         except ValueError:
             raise ExportError(f"--length-penalty must be a finite number. Received: {self.length_penalty!r}") from None
+        if self.length_penalty_form not in LENGTH_PENALTY_FORMS:
+            raise ExportError(
+                f"--length-penalty-form must be one of {LENGTH_PENALTY_FORMS}. Received: {self.length_penalty_form!r}"
+            )
         if self.int8_rounding not in INT8_ROUNDINGS:
             raise ExportError(f"--int8-rounding must be one of {INT8_ROUNDINGS}. Received: {self.int8_rounding!r}")
         if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:

@@ -51,6 +51,7 @@ class SavedModelExporter(Exporter):
             module = TranslationModule(
                 run.model, run.source_tokenizer, run.target_tokenizer,
                 beam_size=self.options.beam_size, length_penalty=self.options.length_penalty,
+                length_penalty_form=self.options.length_penalty_form,
             )  # fmt: skip
             names = SIGNATURES
         else:

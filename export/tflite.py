@@ -35,7 +35,7 @@ from .translation_module import TranslationModule
 SIGNATURES = ("generate", "beam_search", "encode", "decode_step")
 
 
-def build_module(model, beam_size=4, length_penalty=0.6, quantization=None, kernels=None):
+def build_module(model, beam_size=4, length_penalty=0.6, quantization=None, kernels=None, length_penalty_form="gnmt"):
     """A translation model's TFLite module: fixed source length, frozen weights.
 
     `quantization` is `convert`'s: for `"dynamic_int8"` the token embeddings
@@ -52,6 +52,7 @@ def build_module(model, beam_size=4, length_penalty=0.6, quantization=None, kern
         flag_out_of_range=True,
         int8_embeddings=quantization == "dynamic_int8",
         frozen_values=kernels,
+        length_penalty_form=length_penalty_form,
     )
 
 
@@ -95,7 +96,7 @@ class TFLiteExporter(Exporter):
         if run.family == "translate":
             module = build_module(
                 run.model, self.options.beam_size, self.options.length_penalty, self.quantization,
-                rounded_kernels(run, self.options, self.quantization),
+                rounded_kernels(run, self.options, self.quantization), self.options.length_penalty_form,
             )  # fmt: skip
             signatures = SIGNATURES
         else:

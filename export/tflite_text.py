@@ -148,11 +148,11 @@ class TextTranslationModule(TranslationModule):
 
     def __init__(
         self, model, source_tokenizer, target_tokenizer, beam_size=4, length_penalty=0.6, int8_embeddings=False,
-        kernels=None,
+        kernels=None, length_penalty_form="gnmt",
     ):  # fmt: skip
         super().__init__(
             model, fixed_source_length=True, freeze=True, beam_size=beam_size, length_penalty=length_penalty,
-            int8_embeddings=int8_embeddings, frozen_values=kernels,
+            int8_embeddings=int8_embeddings, frozen_values=kernels, length_penalty_form=length_penalty_form,
         )  # fmt: skip
         self._tokenize = in_graph_tokenizer(source_tokenizer)
         self._appends_end = appends_end(source_tokenizer)
@@ -185,7 +185,7 @@ class TextExporter(Exporter):
         module = TextTranslationModule(
             run.model, run.source_tokenizer, run.target_tokenizer, options.beam_size, options.length_penalty,
             int8_embeddings=self.quantization == "dynamic_int8",
-            kernels=rounded_kernels(run, options, self.quantization),
+            kernels=rounded_kernels(run, options, self.quantization), length_penalty_form=options.length_penalty_form,
         )  # fmt: skip
         flatbuffer = convert(
             module, SIGNATURES, self.quantization, allow_custom_ops=True,

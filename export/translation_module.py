@@ -45,7 +45,8 @@ class TranslationModule(ExportModule):
         freeze: read the weights as graph constants rather than variables
             (TFLite: the converter keeps variables read inside a while loop
             as uninitialised resources).
-        beam_size, length_penalty: the beam search settings.
+        beam_size, length_penalty, length_penalty_form: the beam search
+            settings (`keras_transformer.decoding.beam_search`).
         flag_out_of_range: see `ExportModule` (TFLite: ids outside the
             vocabulary read as unknown and counted in `out_of_range_ids`;
             otherwise refused).
@@ -66,12 +67,14 @@ class TranslationModule(ExportModule):
         flag_out_of_range=False,
         int8_embeddings=False,
         frozen_values=None,
+        length_penalty_form="gnmt",
     ):
         super().__init__(model, model.max_sequence_length, freeze, flag_out_of_range, int8_embeddings, frozen_values)
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.beam_size = beam_size
         self.length_penalty = length_penalty
+        self.length_penalty_form = length_penalty_form
         source = self.max_length if fixed_source_length else None
         ids = tf.TensorSpec([None, source], tf.int32, name="encoder_token_ids")
         self.generate = tf.function(self._generate, input_signature=[ids])
@@ -111,8 +114,15 @@ class TranslationModule(ExportModule):
     def _beam_search(self, encoder_token_ids):
         source, extra = self._source(encoder_token_ids)
         with self.weight_scope():
-            token_ids, scores = beam_search(self.model, source, self.max_length, self.beam_size, self.length_penalty)
+            token_ids, scores = self._beam(source)
         return {"token_ids": token_ids, "scores": scores, **extra}
+
+    def _beam(self, source):
+        """The module's beam search: `(token_ids, scores)`."""
+        return beam_search(
+            self.model, source, self.max_length, self.beam_size, self.length_penalty,
+            length_penalty_form=self.length_penalty_form,
+        )  # fmt: skip
 
     def _encode(self, encoder_token_ids):
         source, extra = self._source(encoder_token_ids)
@@ -145,8 +155,7 @@ class TranslationModule(ExportModule):
         """`(B, max_length)` ids: greedy, or the best beam's."""
         with self.weight_scope():
             if beam:
-                token_ids, _ = beam_search(self.model, source, self.max_length, self.beam_size, self.length_penalty)
-                return token_ids[:, 0]
+                return self._beam(source)[0][:, 0]
             return greedy_search(self.model, source, self.max_length)
 
     def _translate(self, text, beam):

@@ -27,6 +27,11 @@ def main(argv=None):
     parser.add_argument("--beam-size", type=int, default=4, help="beams per sentence; 1 is greedy search (default: %(default)s)")
     parser.add_argument("--length-penalty", type=commands.finite_float, default=0.6, help="GNMT's alpha for beam search (default: %(default)s)")
     parser.add_argument(
+        "--length-penalty-form", choices=["gnmt", "length"], default="gnmt",
+        help="beam scores: log P / ((5 + length) / 6) ** alpha (gnmt), or log P / length ** alpha (length: "
+        "transformers' length_penalty) (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
         "--exact-stop",
         action="store_true",
         help="beam search stops a sentence only once no live beam could beat its finished translations at any "
@@ -48,6 +53,7 @@ def main(argv=None):
             max_length=args.max_length,
             beam_size=args.beam_size,
             length_penalty=args.length_penalty,
+            length_penalty_form=args.length_penalty_form,
             exact_stop=args.exact_stop,
         )
     except (FileNotFoundError, ValueError) as error:

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from keras_transformer.checks import check_bool, check_finite
 from keras_transformer.data.tokenizers import appends_end, model_ids
+from keras_transformer.decoding.beam import check_length_penalty_form
 from keras_transformer.run_directory import RunDirectory
 
 BEAM_SIZE = 4  # the default decoding of the Python API, the translate command and serving_default
@@ -29,6 +30,9 @@ class Translator:
         max_length: most target tokens; defaults to `max_sequence_length`.
         beam_size: 1 for greedy search, more for beam search.
         length_penalty: GNMT's alpha for beam search.
+        length_penalty_form: `"gnmt"` (`((5 + length) / 6) ** alpha`) or
+            `"length"` (`length ** alpha`, the form of transformers'
+            `length_penalty`); see `keras_transformer.decoding.length_penalty`.
         exact_stop: beam search stops a sentence only once no live beam
             could beat its finished hypotheses at any length up to
             `max_length` (slower; see `keras_transformer.decoding.beam_search`).
@@ -50,10 +54,12 @@ class Translator:
         beam_size=BEAM_SIZE,
         length_penalty=0.6,
         exact_stop=False,
+        length_penalty_form="gnmt",
     ):
         _check_beam_size(beam_size)
         check_finite(length_penalty, "length_penalty")
         check_bool(exact_stop, "exact_stop")
+        check_length_penalty_form(length_penalty_form)
         self.model = model
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
@@ -66,6 +72,7 @@ class Translator:
         self.beam_size = beam_size
         self.length_penalty = length_penalty
         self.exact_stop = exact_stop
+        self.length_penalty_form = length_penalty_form
         self.truncated = 0
 
     @classmethod
@@ -150,6 +157,7 @@ class Translator:
                     method="beam",
                     beam_size=beam_size,
                     length_penalty=length_penalty,
+                    length_penalty_form=self.length_penalty_form,
                     exact_stop=exact_stop,
                 )
             hypotheses, scores = np.asarray(hypotheses), np.asarray(scores)

@@ -132,6 +132,22 @@ def test_export_options_refuse_a_length_penalty_that_is_not_finite():
     assert ExportOptions(length_penalty=1).length_penalty == 1
 
 
+def test_the_length_penalty_form_is_checked_where_it_enters(capsys):
+    from export import ExportError, ExportOptions
+    from export.__main__ import parse_args
+
+    with pytest.raises(ExportError, match=r"--length-penalty-form must be one of \('gnmt', 'length'\)"):
+        ExportOptions(length_penalty_form="wu")
+    assert parse_args(["--model", "unused", "--length-penalty-form", "length"]).length_penalty_form == "length"
+    for parse in (parse_args, translate.main):
+        with pytest.raises(SystemExit):
+            parse(["--model", "unused", "--length-penalty-form", "average"])
+        assert "invalid choice: 'average'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="length_penalty_form"):
+        kt.Translator(kt.Transformer.from_preset("tiny", source_vocabulary_size=12, target_vocabulary_size=12),
+                      None, None, length_penalty_form="avg")  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "data, lines",
     [

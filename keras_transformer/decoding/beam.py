@@ -7,11 +7,29 @@ from keras_transformer.decoding.greedy import never_output
 from keras_transformer.vocabulary import END_ID, START_ID
 
 _EMPTY = -1e9  # the score of an empty slot: below any sequence's, finite in float32
+LENGTH_PENALTY_FORMS = ("gnmt", "length")
 
 
-def length_penalty(length, alpha):
-    """GNMT's `((5 + length) / 6) ** alpha` (Wu et al. 2016); 1 when `alpha` is 0."""
-    return ops.power((5.0 + ops.cast(length, "float32")) / 6.0, alpha)
+def check_length_penalty_form(form):
+    """`form` must be one of `LENGTH_PENALTY_FORMS`; otherwise a `ValueError` naming them."""
+    if not isinstance(form, str) or form not in LENGTH_PENALTY_FORMS:
+        raise ValueError(
+            f"`length_penalty_form` must be one of {LENGTH_PENALTY_FORMS}. Received: length_penalty_form={form!r}"
+        )
+
+
+def length_penalty(length, alpha, form="gnmt"):
+    """What a hypothesis's log-probability is divided by; 1 when `alpha` is 0.
+
+    `form="gnmt"`: `((5 + length) / 6) ** alpha` (Wu et al. 2016, the
+    paper's setting; CTranslate2's `length_penalty` by default);
+    `form="length"`: `length ** alpha`, as transformers' `length_penalty`,
+    fairseq's `lenpen` and CTranslate2 with `normalize_scores=True` rank
+    hypotheses. `length` counts the generated tokens, end token included.
+    """
+    check_length_penalty_form(form)
+    length = ops.cast(length, "float32")
+    return ops.power((5.0 + length) / 6.0 if form == "gnmt" else length, alpha)
 
 
 def _repeat_beams(x, beam_size):
@@ -33,6 +51,7 @@ def beam_search(
     start_id=START_ID,
     end_id=END_ID,
     exact_stop=False,
+    length_penalty_form="gnmt",
 ):
     """Beam search over the key/value cache (the paper: beam 4, alpha 0.6).
 
@@ -42,7 +61,8 @@ def beam_search(
     live beam by every token and ranks the candidates by log-probability
     (the live beams all have the same length): end-token candidates among
     the best `beam_size` join the finished ones, scored
-    `log P / ((5 + length) / 6) ** alpha`; the best `beam_size` that do not
+    `log P / ((5 + length) / 6) ** alpha` (or `log P / length ** alpha`,
+    `length_penalty_form`); the best `beam_size` that do not
     end stay live, and the caches are reordered with them. A sentence is
     done once it holds `beam_size` finished hypotheses and its best live
     beam scores no better than the worst of them at its current length
@@ -68,12 +88,18 @@ def beam_search(
         exact_stop: stop a sentence only once no live beam can beat its
             finished hypotheses at any length up to `max_length` (the
             same as the default when `alpha <= 0`).
+        length_penalty_form: `"gnmt"` (the default) or `"length"`
+            (transformers' form: `num_beams=K, length_penalty=alpha` there
+            is `beam_size=K, alpha=alpha, length_penalty_form="length"`
+            here); see `length_penalty`.
 
     Returns:
         `(token_ids, scores)`: `(B, K, max_length)` int32 n-best lists, best
         first, padded with 0 after each end token, and `(B, K)` float32
         length-normalised log-probabilities.
     """
+    check_length_penalty_form(length_penalty_form)
+    penalty = lambda length: length_penalty(length, alpha, length_penalty_form)  # noqa: E731
     batch_size = ops.shape(encoder_token_ids)[0]
     encoder_output, encoder_padding_mask = model.encode(encoder_token_ids)
     encoder_output = _repeat_beams(encoder_output, beam_size)  # (B*K, S, d)
@@ -127,14 +153,14 @@ def beam_search(
         # Those that end among the K best join the finished ones, unless their sentence is done.
         new = ops.logical_and(ends, ops.arange(2 * beam_size)[None] < beam_size)
         new = ops.logical_and(ops.logical_and(new, ops.logical_not(done)), top_log_probs > _EMPTY / 2)
-        new_scores = ops.where(new, top_log_probs / length_penalty(index + 1, alpha), _EMPTY)
+        new_scores = ops.where(new, top_log_probs / penalty(index + 1), _EMPTY)
         finished_scores, kept = ops.top_k(ops.concatenate([finished_scores, new_scores], axis=1), beam_size)
         finished = ops.take_along_axis(ops.concatenate([finished, new], axis=1), kept, axis=1)
         finished_tokens = ops.take_along_axis(
             ops.concatenate([finished_tokens, top_tokens], axis=1), kept[..., None], axis=1
         )
         bound_length = max_length if bound_at_max_length else index + 1
-        best_live = log_probs[:, :1] / length_penalty(bound_length, alpha)  # (B, 1)
+        best_live = log_probs[:, :1] / penalty(bound_length)  # (B, 1)
         full = ops.all(finished, axis=1, keepdims=True)
         done = ops.logical_or(done, ops.logical_and(full, best_live <= finished_scores[:, -1:]))
         return index + 1, tokens, log_probs, finished_tokens, finished_scores, finished, done, self_cache, cross_cache
@@ -154,7 +180,7 @@ def beam_search(
         cond, body, loop_vars, maximum_iterations=max_length
     )
     # Cut at max_length, the live beams of sentences not done compete by the same score.
-    live_scores = log_probs / length_penalty(index, alpha)
+    live_scores = log_probs / penalty(index)
     not_live = ops.logical_or(done, log_probs <= _EMPTY / 2)
     live_scores = ops.where(not_live, _EMPTY, live_scores)
     scores, order = ops.top_k(ops.concatenate([finished_scores, live_scores], axis=1), beam_size)

@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_transformer.checks import check_bool, check_finite
-from keras_transformer.decoding.beam import beam_search
+from keras_transformer.decoding.beam import beam_search, check_length_penalty_form
 from keras_transformer.decoding.greedy import greedy_search, sample
 from keras_transformer.options import from_kwargs
 from keras_transformer.vocabulary import PAD_ID, UNKNOWN_ID
@@ -58,6 +58,8 @@ class GenerationSettings:
         method: `"greedy"`, `"beam"` (encoder-decoder only) or `"sample"`.
         beam_size: beams per sentence (`"beam"`; the paper used 4).
         length_penalty: GNMT's alpha (`"beam"`; the paper used 0.6).
+        length_penalty_form: `"gnmt"` or `"length"` (`"beam"`; see
+            `keras_transformer.decoding.length_penalty`).
         exact_stop: `"beam"` stops a sentence only once no live beam could
             beat its finished hypotheses at any length up to `max_length`
             (see `keras_transformer.decoding.beam_search`).
@@ -70,6 +72,7 @@ class GenerationSettings:
     method: str = "greedy"
     beam_size: int = 4
     length_penalty: float = 0.6
+    length_penalty_form: str = "gnmt"
     exact_stop: bool = False
     temperature: float = 1.0
     top_k: int = None
@@ -85,7 +88,7 @@ class GenerationSettings:
         """What the compiled decoder depends on (not the seed, which is fed at each call)."""
         settings = {
             "greedy": (),
-            "beam": (self.beam_size, float(self.length_penalty), bool(self.exact_stop)),
+            "beam": (self.beam_size, float(self.length_penalty), self.length_penalty_form, bool(self.exact_stop)),
             "sample": (float(self.temperature), self.top_k, self.top_p),
         }[self.method]
         return (self.method, self.max_length, *settings)
@@ -132,6 +135,7 @@ class Generator:
             raise ValueError(f"`beam_size` must be a positive integer. Received: beam_size={beam_size}")
         if settings.method == "beam":
             check_finite(settings.length_penalty, "length_penalty")
+            check_length_penalty_form(settings.length_penalty_form)
         check_bool(settings.exact_stop, "exact_stop")
         if settings.method == "sample":
             temperature, top_k, top_p = settings.temperature, settings.top_k, settings.top_p
@@ -161,9 +165,13 @@ class Generator:
         if settings.method == "greedy":
             return compile_decoder(model, lambda ids: search(model, ids, max_length)), None
         if settings.method == "beam":
-            beam_size, length_penalty, exact_stop = settings.beam_size, settings.length_penalty, settings.exact_stop
+            beam_size, alpha, exact_stop = settings.beam_size, settings.length_penalty, settings.exact_stop
+            form = settings.length_penalty_form
             return compile_decoder(
-                model, lambda ids: search(model, ids, max_length, beam_size, length_penalty, exact_stop=exact_stop)
+                model,
+                lambda ids: search(
+                    model, ids, max_length, beam_size, alpha, exact_stop=exact_stop, length_penalty_form=form
+                ),
             ), None
         seed_generator = keras.random.SeedGenerator(0)  # reseeded before each call
         temperature, top_k, top_p = settings.temperature, settings.top_k, settings.top_p

@@ -244,7 +244,8 @@ class Transformer(ArchitectureModel):
                 `keras_transformer.decoding.GenerationSettings`:
                 `max_length` (default `max_sequence_length`), `method`
                 (`"greedy"`, `"beam"` or `"sample"`), `beam_size`,
-                `length_penalty`, `exact_stop`, `temperature`, `top_k`,
+                `length_penalty`, `length_penalty_form`, `exact_stop`,
+                `temperature`, `top_k`,
                 `top_p`, `seed`;
                 and `return_attention_scores` (greedy and sample): also
                 return the attention weights that produced each token, as

@@ -27,6 +27,13 @@ def test_length_penalty_is_gnmts():
     assert_close(length_penalty(ops.convert_to_tensor([9]), 0.0), [1.0])
 
 
+def test_length_penalty_of_the_length_form_is_a_power_of_the_length():
+    assert_close(length_penalty(ops.convert_to_tensor([1, 7]), 0.6, "length"), [1.0, 7.0**0.6])
+    assert_close(length_penalty(ops.convert_to_tensor([9]), 0.0, "length"), [1.0])
+    with pytest.raises(ValueError, match=r"length_penalty_form.*\('gnmt', 'length'\).*Received: length_penalty_form='wu'"):
+        length_penalty(ops.convert_to_tensor([1]), 0.6, "wu")
+
+
 @pytest.mark.slow
 def test_beam_of_one_equals_greedy(trained):
     task, model = trained
@@ -115,6 +122,24 @@ def test_an_ended_hypothesis_does_not_take_a_live_beams_place():
     assert_close(to_numpy(scores)[0], [np.log(0.25) / (8 / 6) ** 2, np.log(0.40)], atol=1e-5)  # then "end" alone
 
 
+def test_the_length_form_ranks_a_long_hypothesis_above_one_gnmt_prefers():
+    # From the start: end 0.7, A 0.3; A -> B -> C -> end, each for sure. With alpha 1, GNMT ranks
+    # "end" (log 0.7 / 1 = -0.36) above "A B C end" (log 0.3 / (9/6) = -0.80); the length form
+    # ranks "A B C end" (log 0.3 / 4 = -0.30) above "end" (log 0.7 / 1).
+    a, b, c = 4, 5, 6
+    table = np.zeros((7, 7))
+    table[kt.START_ID, [kt.END_ID, a]] = [0.7, 0.3]
+    table[a, b] = table[b, c] = table[c, kt.END_ID] = 1.0
+    table[kt.END_ID, kt.END_ID] = table[kt.PAD_ID, kt.PAD_ID] = table[kt.UNKNOWN_ID, kt.END_ID] = 1.0
+    model, source = _Bigram(table), np.ones((1, 3), "int32")
+    gnmt, gnmt_scores = beam_search(model, source, max_length=8, beam_size=2, alpha=1.0)
+    power, power_scores = beam_search(model, source, max_length=8, beam_size=2, alpha=1.0, length_penalty_form="length")
+    np.testing.assert_array_equal(to_numpy(gnmt)[0, :, :4], [[kt.END_ID, 0, 0, 0], [a, b, c, kt.END_ID]])
+    np.testing.assert_array_equal(to_numpy(power)[0, :, :4], [[a, b, c, kt.END_ID], [kt.END_ID, 0, 0, 0]])
+    assert_close(to_numpy(gnmt_scores)[0], [np.log(0.7), np.log(0.3) / (9 / 6)], atol=1e-5)
+    assert_close(to_numpy(power_scores)[0], [np.log(0.3) / 4, np.log(0.7)], atol=1e-5)
+
+
 def test_exact_stop_finds_a_longer_hypothesis_the_early_stop_misses():
     # From the start: end 0.55, A 0.45; A -> B -> C -> end, each for sure. With beam 1 and alpha 2,
     # "end" (log 0.55 / 1) finishes first and the live "A" scores no better at length 1, so the
@@ -163,3 +188,5 @@ def test_beam_arguments_are_checked():
         model.generate(source, max_length=4, method="nucleus")
     with pytest.raises(ValueError, match="exact_stop"):
         model.generate(source, max_length=4, method="beam", exact_stop="yes")
+    with pytest.raises(ValueError, match="length_penalty_form"):
+        model.generate(source, max_length=4, method="beam", length_penalty_form="average")

@@ -84,6 +84,8 @@ def test_export_options_and_formats_are_checked(run):
         export.ExportOptions(beam_size=0)
     with pytest.raises(export.ExportError, match="int8-rounding"):
         export.ExportOptions(int8_rounding="stochastic")
+    with pytest.raises(export.ExportError, match="length-penalty-form"):
+        export.ExportOptions(length_penalty_form="average")
     with pytest.raises(export.ExportError, match="unknown format"):
         export.formats_for("translate", "tflite,onnx")
     assert export.formats_for("translate", "default") == [

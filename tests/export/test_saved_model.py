@@ -50,6 +50,25 @@ def test_text_signatures_equal_the_keras_translator(loaded, exported, sources):
         assert all(output == "" for output, count in zip(outputs, pieces) if count == 0) and outputs[-1], signature
 
 
+def test_the_beam_search_signature_uses_the_length_penalty_form_asked_for(exported, sources):
+    import tensorflow as tf
+
+    from export.translation_module import TranslationModule
+
+    _, ids = sources
+    model = exported.model
+    scores = {}
+    for form in ("gnmt", "length"):
+        module = TranslationModule(model, beam_size=3, length_penalty=2.0, length_penalty_form=form)
+        outputs = module.beam_search(tf.constant(ids[:4]))
+        expected, scores[form] = model.generate(
+            ids[:4], method="beam", beam_size=3, length_penalty=2.0, length_penalty_form=form
+        )
+        np.testing.assert_array_equal(outputs["token_ids"].numpy(), to_numpy(expected))
+        np.testing.assert_allclose(outputs["scores"].numpy(), to_numpy(scores[form]), atol=1e-5)
+    assert not np.allclose(to_numpy(scores["gnmt"]), to_numpy(scores["length"]))
+
+
 def test_token_and_logit_signatures_equal_keras(loaded, exported, sources):
     import tensorflow as tf
 

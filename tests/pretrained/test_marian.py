@@ -127,12 +127,14 @@ def test_greedy_translations_equal_transformers(hf, loaded, sentences):
     assert np.mean(words) > 0.5
 
 
-def test_beam_search_equals_transformers(hf, loaded, sentences):
+@pytest.mark.parametrize("alpha", [0.0, 1.0])  # 1.0: transformers' default
+def test_beam_search_equals_transformers(hf, loaded, sentences, alpha):
     model, tokenizer = hf
     texts = [s for s, _ in sentences]
-    # transformers' default stopping (early_stopping=False) is this project's: no live beam can do better.
-    theirs = _generate(model, tokenizer, texts, num_beams=4, length_penalty=0.0, early_stopping=False)
-    ours = _ours(loaded, texts, method="beam", beam_size=4, length_penalty=0.0)
+    # transformers' default stopping (early_stopping=False) is this project's: no live beam can do better;
+    # its length penalty divides by length ** alpha, this project's "length" form.
+    theirs = _generate(model, tokenizer, texts, num_beams=4, length_penalty=alpha, early_stopping=False)
+    ours = _ours(loaded, texts, method="beam", beam_size=4, length_penalty=alpha, length_penalty_form="length")
     assert np.mean([a == b for a, b in zip(ours, theirs)]) >= 0.95
 
 
