@@ -1,4 +1,4 @@
-"""The same Marian model in CTranslate2 and in this project's TFLite files: ms per token on the CPU.
+"""The same Marian model in CTranslate2 and in this project: ms per token on the CPU.
 
     python benchmarks/ctranslate2.py                      # the `small` shape, vocabulary 8,000
     python benchmarks/ctranslate2.py --shapes small base  # and Marian-base: 6+6 layers, d 512, vocabulary 58,101
@@ -6,19 +6,28 @@
 For each shape, transformers builds a Marian checkpoint with random weights
 (no download); `kt-import` reads it into a run of this project and
 CTranslate2's converter reads the same directory, so both run one model.
-Greedy decoding with the length pinned: CTranslate2 with
-`min_decoding_length = max_decoding_length = --tokens`, ours through the
-library's cached loop with no end token (`benchmarks/tflite.py`'s
-`FixedLengthModule`), so both emit the same number of tokens from the same
-16-token source (+ the end token Marian appends). Batch 1 (ms per token)
-and `--batch` sentences at once (ms per decoding step), `--threads`
-threads. CTranslate2 runs in a fresh process per setting, since its
-environment variables are read at import: its float32 and int8 compute
-types, each by default and with `CT2_USE_MKL=0` and with
-`CT2_FORCE_CPU_ISA=AVX512`. Medians over `--repeats`. Prints one JSON
-object per measurement, then a table. Time it on a quiet machine (its
-OpenMP threads spin: a loaded machine distorts it most) and say how quiet:
-the load average is printed with the results.
+Decoding length pinned: CTranslate2 with `min_decoding_length =
+max_decoding_length = --tokens`; ours to the run's maximum length (the
+import's `max_sequence_length = --tokens`), the end token never chosen (its
+output bias is -1e4 in the checkpoint), checked on every output. Both emit
+the same number of tokens from the same 16-token source (+ the end token
+Marian appends). Greedy and beam 4, batch 1 (ms per token) and `--batch`
+sentences at once (ms per decoding step), `--threads` threads.
+
+Ours: Keras `generate` (a `tf.function`), the same loop under XLA
+(`jit_compile=True`), the SavedModel's `generate` / `beam_search`
+signatures, and the TFLite files `export` writes (float32 and dynamic int8,
+`generate` / `beam_search`), with `--threads` threads for TFLite (the
+TensorFlow paths use TensorFlow's default thread pools; pin the process with
+`taskset` to compare on equal cores). CTranslate2 runs in a fresh process
+per setting, since its environment variables are read at import: its
+float32 and int8 compute types, each by default and with `CT2_USE_MKL=0`
+and with `CT2_FORCE_CPU_ISA=AVX512`. Sizes: the TFLite files, the
+SavedModel directory, CTranslate2's converted directory (float32, and
+`--quantization int8` for its int8 rows). Medians over `--repeats`. Prints
+one JSON object per measurement, then a table. Time it on a quiet machine
+(its OpenMP threads spin: a loaded machine distorts it most) and say how
+quiet: the load average is printed with the results.
 """
 
 import argparse
@@ -42,6 +51,7 @@ SHAPES = {
 }
 CT2_SETTINGS = {"default": {}, "CT2_USE_MKL=0": {"CT2_USE_MKL": "0"}, "AVX512": {"CT2_FORCE_CPU_ISA": "AVX512"}}
 SOURCE_TOKENS = 16
+SEARCHES = {"greedy": 1, "beam4": 4}  # beams per sentence
 
 
 def make_checkpoint(directory, shape, max_length):
@@ -83,26 +93,35 @@ def make_checkpoint(directory, shape, max_length):
     return np.random.default_rng(0).integers(2, pad, size=SOURCE_TOKENS)
 
 
+def _median(function, repeats):
+    """Median seconds of `function()` over `repeats` calls, after one warm-up call (its result returned)."""
+    result = function()
+    times = []
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times), result
+
+
 def ctranslate2_child(arguments):
-    """In a fresh process (the environment set): time CTranslate2 on one model; prints one JSON line per setting."""
+    """In a fresh process (the environment set): time CTranslate2 on one model; prints one JSON line."""
     import ctranslate2
 
     model, source, tokens, threads, repeats, batch, compute_type = arguments
     translator = ctranslate2.Translator(model, device="cpu", compute_type=compute_type, intra_threads=threads)
-    results = {}
-    for rows in (1, batch):
-        inputs = [source] * rows
-        translate = lambda: translator.translate_batch(  # noqa: E731
-            inputs, beam_size=1, min_decoding_length=tokens, max_decoding_length=tokens
-        )
-        emitted = len(translate()[0].hypotheses[0])  # warm-up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            translate()
-            times.append(time.perf_counter() - start)
-        results[rows] = (statistics.median(times), emitted)
-    print(json.dumps({str(rows): value for rows, value in results.items()}))
+    results = []
+    for search, beam_size in SEARCHES.items():
+        for rows in (1, batch):
+            inputs = [source] * rows
+            seconds, output = _median(
+                lambda: translator.translate_batch(
+                    inputs, beam_size=beam_size, min_decoding_length=tokens, max_decoding_length=tokens
+                ),
+                repeats,
+            )  # fmt: skip
+            results.append((search, rows, seconds, len(output[0].hypotheses[0])))
+    print(json.dumps(results))
 
 
 def time_ctranslate2(model, source, args):
@@ -114,51 +133,85 @@ def time_ctranslate2(model, source, args):
                 [sys.executable, __file__, "--ctranslate2-child", json.dumps(arguments)],
                 env={**os.environ, **environment}, capture_output=True, text=True, check=True,
             )  # fmt: skip
-            results = json.loads(done.stdout.strip().split("\n")[-1])
-            for batch, (seconds, emitted) in results.items():
+            for search, batch, seconds, emitted in json.loads(done.stdout.strip().split("\n")[-1]):
                 rows.append({
-                    "engine": "ctranslate2", "variant": f"{compute_type} ({name})", "batch": int(batch),
-                    "tokens": emitted, "ms": round(seconds * 1000 / emitted, 3),
+                    "engine": "ctranslate2", "variant": f"{compute_type} ({name})", "search": search,
+                    "batch": batch, "tokens": emitted, "ms": round(seconds * 1000 / emitted, 3),
                 })  # fmt: skip
     return rows
 
 
-def time_tflite(run_path, source_ids, args, directory):
+def _emitted(token_ids):
+    """Tokens each row emitted: the row length, checked to hold no end or padding id (the pinned length)."""
     import numpy as np
+
+    token_ids = np.asarray(token_ids)
+    if np.isin(token_ids, [0, 3]).any():
+        raise RuntimeError("a decoding ended early: the pinned length did not hold")
+    return token_ids.shape[-1]
+
+
+def time_ours(run_path, source_ids, args, directory):
+    """Keras `generate` (a tf.function, and the same loop under XLA), the SavedModel and the TFLite files."""
+    import numpy as np
+    import tensorflow as tf
 
     from export.converter import convert
     from export.interpreter import interpreter
     from export.run import Run
-    from export.tflite import QUANTIZATION
-    import importlib.util
+    from export.tflite import QUANTIZATION, SIGNATURES, build_module
+    from export.translation_module import TranslationModule
+    from keras_transformer.decoding import beam_search, greedy_search
 
-    spec = importlib.util.spec_from_file_location("benchmarks_tflite", os.path.join(BENCHMARKS, "tflite.py"))
-    tflite = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tflite)
-    FixedLengthModule = tflite.FixedLengthModule
-
-    run = Run(run_path)
-    rows, sizes = [], {}
+    model = Run(run_path).model
+    length = args.tokens
+    keras_xla = {
+        "greedy": tf.function(lambda ids: greedy_search(model, ids, length), jit_compile=True),
+        "beam4": tf.function(lambda ids: beam_search(model, ids, length, SEARCHES["beam4"])[0], jit_compile=True),
+    }
+    saved = os.path.join(directory, "saved_model")
+    module = TranslationModule(model, beam_size=SEARCHES["beam4"])
+    tf.saved_model.save(module, saved, signatures={name: getattr(module, name).get_concrete_function()
+                                                   for name in ("generate", "beam_search")})  # fmt: skip
+    loaded = tf.saved_model.load(saved)
+    sizes = {"saved_model": sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(saved)
+                                for name in names) / 1e6}  # fmt: skip
+    runners = {}
     for variant in ("tflite", "tflite_dynamic_int8"):
-        module = FixedLengthModule(run.model, True, QUANTIZATION[variant] == "dynamic_int8")
-        flatbuffer = convert(module, ("generate",), QUANTIZATION[variant])
+        quantization = QUANTIZATION[variant]
+        module = build_module(model, SEARCHES["beam4"], quantization=quantization)
+        flatbuffer = convert(module, SIGNATURES, quantization)
         path = os.path.join(directory, f"{variant}.tflite")
         with open(path, "wb") as f:
             f.write(flatbuffer)
         sizes[variant] = len(flatbuffer) / 1e6
-        runner = interpreter(path, num_threads=args.threads).get_signature_runner("generate")
+        runners[variant] = interpreter(path, num_threads=args.threads)
+
+    def calls(search, inputs):
+        beam = search == "beam4"
+        yield "keras generate", lambda: (
+            model.generate(inputs, max_length=length, method="beam", beam_size=SEARCHES[search])[0][:, 0]
+            if beam else model.generate(inputs, max_length=length)
+        )  # fmt: skip
+        yield "keras xla", lambda: keras_xla[search](tf.constant(inputs))
+        signature = loaded.signatures["beam_search" if beam else "generate"]
+        yield "saved_model", lambda: signature(encoder_token_ids=tf.constant(inputs))["token_ids"]
+        for variant, runner in runners.items():
+            run = runner.get_signature_runner("beam_search" if beam else "generate")
+            yield variant, lambda run=run: run(encoder_token_ids=inputs)["token_ids"]
+
+    rows = []
+    for search in SEARCHES:
         for batch in (1, args.batch):
             inputs = np.repeat(source_ids, batch, axis=0)
-            emitted = runner(encoder_token_ids=inputs)["token_ids"].shape[1]  # warm-up
-            times = []
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                runner(encoder_token_ids=inputs)
-                times.append(time.perf_counter() - start)
-            rows.append({
-                "engine": "keras-transformer", "variant": variant, "batch": batch, "tokens": int(emitted),
-                "ms": round(statistics.median(times) * 1000 / emitted, 3), "size_mb": round(sizes[variant], 1),
-            })  # fmt: skip
+            for variant, call in calls(search, inputs):
+                seconds, output = _median(call, args.repeats)
+                emitted = _emitted(output)
+                row = {"engine": "keras-transformer", "variant": variant, "search": search, "batch": batch,
+                       "tokens": int(emitted), "ms": round(seconds * 1000 / emitted, 3)}  # fmt: skip
+                if variant in sizes:
+                    row["size_mb"] = round(sizes[variant], 1)
+                rows.append(row)
     return rows
 
 
@@ -175,6 +228,9 @@ def measure(shape, args):
         converted = os.path.join(directory, "ct2")
         TransformersConverter(checkpoint).convert(converted)
         ct2_size = sum(os.path.getsize(os.path.join(converted, name)) for name in os.listdir(converted)) / 1e6
+        int8 = os.path.join(directory, "ct2_int8")
+        TransformersConverter(checkpoint).convert(int8, quantization="int8")
+        ct2_int8_size = sum(os.path.getsize(os.path.join(int8, name)) for name in os.listdir(int8)) / 1e6
         with open(os.path.join(checkpoint, "vocab.json"), encoding="utf-8") as f:
             pieces = {i: piece for piece, i in json.load(f).items()}
         ct2_source = [pieces[int(i)] for i in source] + ["</s>"]
@@ -182,11 +238,11 @@ def measure(shape, args):
         ours[0, :SOURCE_TOKENS] = source + 2
         ours[0, SOURCE_TOKENS] = 3
         rows = time_ctranslate2(converted, ct2_source, args)
-        for row in rows:
-            row["size_mb"] = round(ct2_size, 1)
-        rows += time_tflite(run, ours, args, directory)
+        for row in rows:  # the converted directory's size, as `--quantization int8` would write it
+            row["size_mb"] = round(ct2_int8_size if row["variant"].startswith("int8") else ct2_size, 1)
+        rows += time_ours(run, ours, args, directory)
     for row in rows:
-        row.update(measurement="ctranslate2_vs_tflite", shape=shape, threads=args.threads)
+        row.update(measurement="ctranslate2_vs_ours", shape=shape, threads=args.threads)
         row["unit"] = "ms/token" if row["batch"] == 1 else "ms/step"
     return rows
 
@@ -209,7 +265,7 @@ def main():
             row["load_before"] = round(load, 2)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    columns = ["shape", "engine", "variant", "batch", "unit", "ms", "tokens", "size_mb", "load_before"]
+    columns = ["shape", "search", "engine", "variant", "batch", "unit", "ms", "tokens", "size_mb", "load_before"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:

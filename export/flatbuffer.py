@@ -8,6 +8,10 @@ from .errors import ExportError
 def compact(flatbuffer, metadata=None):
     """`flatbuffer` with shared buffers and quantization parameters, without debug names.
 
+    `flatbuffer` may also be a list of flatbuffers, each converted from some
+    signatures of one module: they are merged into one model holding every
+    signature (`merge`), then compacted.
+
     `metadata` (`{name: bytes}`) adds entries to the model's metadata (see
     `export.pairing`).
 
@@ -34,7 +38,10 @@ def compact(flatbuffer, metadata=None):
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    if isinstance(flatbuffer, (list, tuple)):
+        model = merge([flatbuffer_utils.convert_bytearray_to_object(bytearray(part)) for part in flatbuffer])
+    else:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
     _share_identical_buffers(model)
     _strip_intermediate_names(model)
     for name, data in (metadata or {}).items():
@@ -79,6 +86,85 @@ def compact(flatbuffer, metadata=None):
     finally:
         schema.QuantizationParametersT.Pack = pack
     return bytes(builder.Output())
+
+
+def merge(models):
+    """One flatbuffer model object holding the subgraphs and signatures of every model of `models`.
+
+    The converter's memory grows with every signature it converts at once
+    (each holds its own frozen copy of the weights): a Marian-base model's
+    four translation signatures need more than 24 GB together, about 10 GB
+    each alone. Converted one at a time, they are joined here: subgraphs,
+    buffers and operator codes appended and every index into them moved
+    (tensors' buffers, operators' codes, control flow's subgraph indices,
+    signatures' subgraphs). The weights each signature repeats are merged
+    afterwards by `_share_identical_buffers`. The metadata is the first
+    model's, with the highest `min_runtime_version` of all.
+    """
+    merged = models[0]
+    versions = [_runtime_version(model) for model in models]
+    for model in models[1:]:
+        codes = []
+        for code in model.operatorCodes:
+            key = (code.builtinCode, code.deprecatedBuiltinCode, code.customCode, code.version)
+            known = [(c.builtinCode, c.deprecatedBuiltinCode, c.customCode, c.version) for c in merged.operatorCodes]
+            if key not in known:
+                merged.operatorCodes.append(code)
+                known.append(key)
+            codes.append(known.index(key))
+        metadata_buffers = {entry.buffer for entry in model.metadata or ()}
+        buffers = {}
+        for index, buffer in enumerate(model.buffers):
+            if index == 0:  # the empty buffer every tensor without data points at
+                buffers[0] = 0
+            elif index not in metadata_buffers:
+                buffers[index] = len(merged.buffers)
+                merged.buffers.append(buffer)
+        offset = len(merged.subgraphs)
+        for subgraph in model.subgraphs:
+            for tensor in subgraph.tensors:
+                tensor.buffer = buffers[tensor.buffer]
+            for op in subgraph.operators:
+                op.opcodeIndex = codes[op.opcodeIndex]
+                for options in (op.builtinOptions, getattr(op, "builtinOptions2", None)):
+                    _move_subgraph_indices(options, offset)
+            merged.subgraphs.append(subgraph)
+        for signature in model.signatureDefs or ():
+            signature.subgraphIndex += offset
+            merged.signatureDefs.append(signature)
+    if max(versions) is not None:
+        for entry in merged.metadata or ():
+            if _name(entry.name) == "min_runtime_version":
+                text = ".".join(map(str, max(v for v in versions if v is not None))).encode()
+                merged.buffers[entry.buffer].data = np.frombuffer(text.ljust(16, b"\0"), np.uint8)
+    return merged
+
+
+def _name(name):
+    return name.decode() if isinstance(name, bytes) else name
+
+
+def _runtime_version(model):
+    """A model's `min_runtime_version` metadata as a tuple of ints, or `None`."""
+    for entry in model.metadata or ():
+        if _name(entry.name) == "min_runtime_version":
+            text = bytes(np.asarray(model.buffers[entry.buffer].data, np.uint8)).split(b"\0")[0].decode()
+            try:
+                return tuple(int(part) for part in text.split("."))
+            except ValueError:
+                return None
+    return None
+
+
+def _move_subgraph_indices(options, offset):
+    """Add `offset` to every subgraph index an operator's options hold (While, If, CallOnce, ...)."""
+    if options is None:
+        return
+    for name, value in vars(options).items():
+        if name.endswith("SubgraphIndex") or name == "subgraph":
+            setattr(options, name, value + offset)
+        elif name.endswith("SubgraphIndices") and value is not None:
+            setattr(options, name, [index + offset for index in value])
 
 
 def _share_identical_buffers(model):

@@ -117,6 +117,39 @@ def test_each_position_type_converts_and_matches(position):
     np.testing.assert_array_equal(runner(encoder_token_ids=ids)["token_ids"], to_numpy(model.generate(ids)))
 
 
+def test_signatures_converted_one_by_one_in_child_processes_make_the_same_file(tmp_path):
+    # Each signature is converted alone and the parts merged; a large model's parts in child processes.
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from export.converter import convert
+    from export.flatbuffer import merge
+    from export.tflite import SIGNATURES, build_module
+
+    model = make_model(dropout=0.0, max_sequence_length=8, num_layers=1)
+    module = build_module(model, quantization="dynamic_int8")
+    here = convert(module, SIGNATURES, "dynamic_int8")
+    assert convert(module, SIGNATURES, "dynamic_int8", isolate=True) == here
+    interpreter = Interpreter(model_content=here)
+    assert set(interpreter.get_signature_list()) == set(SIGNATURES)
+    ids = np.random.default_rng(0).integers(4, 40, size=(3, 8)).astype("int32")
+    ids[1, 3:] = 0
+    tokens = interpreter.get_signature_runner("generate")(encoder_token_ids=ids)["token_ids"]
+    np.testing.assert_array_equal(tokens, to_numpy(model.generate(ids)))
+    beams = interpreter.get_signature_runner("beam_search")(encoder_token_ids=ids)["token_ids"]
+    np.testing.assert_array_equal(beams, to_numpy(model.generate(ids, method="beam")[0]))
+    # Merged: one weight buffer per weight, however many signatures read it.
+    alone = convert(module, ("generate",), "dynamic_int8")
+    assert len(here) < 2 * len(alone)
+    parts = [flatbuffer_utils.convert_bytearray_to_object(bytearray(convert(module, (name,)))) for name in SIGNATURES]
+    merged = merge(parts)
+    assert [s.signatureKey for s in merged.signatureDefs] == [n.encode() for n in SIGNATURES] or [
+        s.signatureKey for s in merged.signatureDefs] == list(SIGNATURES)  # fmt: skip
+    bodies = {op.builtinOptions.bodySubgraphIndex for g in merged.subgraphs for op in g.operators
+              if type(op.builtinOptions).__name__ == "WhileOptionsT"}  # fmt: skip
+    assert len(bodies) >= 2 and max(bodies) < len(merged.subgraphs)
+
+
 def test_quantized_files_store_each_set_of_quantization_parameters_once():
     from ai_edge_litert.interpreter import Interpreter
     from tensorflow.lite.tools import flatbuffer_utils

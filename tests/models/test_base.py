@@ -70,7 +70,7 @@ def test_generation_settings_are_declared_once_and_checked():
     with pytest.raises(ValueError, match="Unknown `generate` argument"):
         kt.TransformerLM(20, **TINY).generate(ids, beam_size=2, length_penalty=1.0, top_q=0.5)
     settings = GenerationSettings.from_kwargs(method="beam", beam_size=2)
-    assert settings.key() == ("beam", None, 2, 0.6, False) and GenerationSettings().method == "greedy"
+    assert settings.key() == ("beam", None, 2, 0.6, "gnmt", False) and GenerationSettings().method == "greedy"
     assert GenerationSettings.from_kwargs(method="beam", beam_size=2, exact_stop=True).key()[-1] is True
 
 
