@@ -60,6 +60,8 @@ def _check(run):
         "position": (config["position"], "sinusoidal"),
         "normalize_first": (config["normalize_first"], False),
         "layer_norm_epsilon": (config["layer_norm_epsilon"], 1e-5),
+        "scale_embeddings": (config.get("scale_embeddings", True), True),
+        "embedding_norm": (config.get("embedding_norm", False), False),
     }
     for name, (value, needed) in refused.items():
         if value != needed:

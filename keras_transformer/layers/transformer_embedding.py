@@ -16,7 +16,9 @@ class TransformerEmbedding(keras.layers.Layer):
 
     `Dropout(TokenEmbedding(ids) * sqrt(d_model) + PE)` as in sections 3.4,
     3.5 and 5.4. Relative and rotary positions live inside attention; for
-    them use `position="none"` here.
+    them use `position="none"` here. BERT's embedding is
+    `Dropout(LayerNorm(TokenEmbedding(ids) + PE))`: `scale=False,
+    normalize=True`; GPT-2's `scale=False`.
 
     Args:
         vocabulary_size: number of token ids.
@@ -35,6 +37,10 @@ class TransformerEmbedding(keras.layers.Layer):
         zero_start: the start id embeds to zeros (positions are still
             added): a decoder that starts from a zero embedding, as Marian
             and CTranslate2 do.
+        scale: multiply the token embedding by `sqrt(d_model)` (the paper;
+            BERT and GPT-2 do not).
+        normalize: a LayerNorm on the sum, before dropout (BERT's).
+        layer_norm_epsilon: that LayerNorm's epsilon.
 
     Call arguments:
         token_ids: `(B, T)` int ids.
@@ -62,12 +68,17 @@ class TransformerEmbedding(keras.layers.Layer):
         position_layout="interleaved",
         output_bias=False,
         zero_start=False,
+        scale=True,
+        normalize=False,
+        layer_norm_epsilon=1e-5,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_positive_int(max_sequence_length, "max_sequence_length")
         check_rate(dropout, "dropout")
         check_bool(zero_start, "zero_start")
+        check_bool(scale, "scale")
+        check_bool(normalize, "normalize")
         if position not in ABSOLUTE_POSITIONS:
             raise ValueError(
                 f"`position` must be one of {ABSOLUTE_POSITIONS}. Received: position={position!r}"
@@ -81,6 +92,9 @@ class TransformerEmbedding(keras.layers.Layer):
         self.position_layout = position_layout
         self.output_bias = output_bias
         self.zero_start = zero_start
+        self.scale = scale
+        self.normalize = normalize
+        self.layer_norm_epsilon = layer_norm_epsilon
         self.embeddings_initializer = (
             None if embeddings_initializer is None else keras.initializers.get(embeddings_initializer)
         )
@@ -90,6 +104,7 @@ class TransformerEmbedding(keras.layers.Layer):
             tie_weights=tie_weights,
             embeddings_initializer=self.embeddings_initializer,
             output_bias=output_bias,
+            scale_embeddings=scale,
             dtype=self.dtype_policy,
             name="token_embedding",
         )
@@ -102,12 +117,19 @@ class TransformerEmbedding(keras.layers.Layer):
             self.position_encoding = PositionEmbedding(
                 max_sequence_length, dtype=self.dtype_policy, name="position_embedding"
             )
+        self.layer_norm = None
+        if normalize:
+            self.layer_norm = keras.layers.LayerNormalization(
+                epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm"
+            )
         self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, token_ids_shape):
         self.token_embedding.build(token_ids_shape)
         if self.position_encoding is not None:
             self.position_encoding.build(tuple(token_ids_shape) + (self.hidden_dim,))
+        if self.layer_norm is not None:
+            self.layer_norm.build(tuple(token_ids_shape) + (self.hidden_dim,))
         self.built = True
 
     def call(self, token_ids, start_index=0, training=None):
@@ -116,6 +138,8 @@ class TransformerEmbedding(keras.layers.Layer):
             x = x * ops.cast(ops.not_equal(token_ids, START_ID), x.dtype)[..., None]
         if self.position_encoding is not None:
             x = x + self.position_encoding(x, start_index=start_index)
+        if self.layer_norm is not None:
+            x = self.layer_norm(x)
         return self.dropout_layer(x, training=training)
 
     def compute_output_shape(self, token_ids_shape):
@@ -134,6 +158,9 @@ class TransformerEmbedding(keras.layers.Layer):
                 "position_layout": self.position_layout,
                 "output_bias": self.output_bias,
                 "zero_start": self.zero_start,
+                "scale": self.scale,
+                "normalize": self.normalize,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
                 "embeddings_initializer": None
                 if self.embeddings_initializer is None
                 else keras.initializers.serialize(self.embeddings_initializer),

@@ -26,6 +26,8 @@ ARCHITECTURE = dict(
     max_relative_position=16,
     position_layout="interleaved",
     output_bias=False,
+    scale_embeddings=True,
+    embedding_norm=False,
 )
 
 
@@ -50,10 +52,12 @@ def check_architecture(config, **vocabulary_sizes):
             f"`position_layout` must be one of {LAYOUTS}. Received: position_layout={config['position_layout']!r}"
         )
     check_bool(config["output_bias"], "output_bias")
+    check_bool(config["scale_embeddings"], "scale_embeddings")
+    check_bool(config["embedding_norm"], "embedding_norm")
 
 
 def make_embedding(config, vocabulary_size, tie_weights, dtype, name, output_bias=None, zero_start=False):
-    """The token embedding (`* sqrt(d_model)`), absolute positions and dropout of a stack.
+    """The token embedding (`* sqrt(d_model)` unless not `scale_embeddings`), positions, norm, dropout of a stack.
 
     `output_bias` defaults to the config's; an embedding never used as the
     output layer (a separate source embedding) passes `False`.
@@ -69,6 +73,9 @@ def make_embedding(config, vocabulary_size, tie_weights, dtype, name, output_bia
         position_layout=config["position_layout"],
         output_bias=config["output_bias"] if output_bias is None else output_bias,
         zero_start=zero_start,
+        scale=config["scale_embeddings"],
+        normalize=config["embedding_norm"],
+        layer_norm_epsilon=config["layer_norm_epsilon"],
         dtype=dtype,
         name=name,
     )

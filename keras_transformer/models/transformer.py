@@ -52,6 +52,10 @@ class Transformer(ArchitectureModel):
             `SinusoidalPositionEncoding`).
         output_bias: a fixed (not trained) bias on the logits, as Marian's
             `final_logits_bias` (see `TokenEmbedding`).
+        scale_embeddings: multiply token embeddings by `sqrt(d_model)`
+            (the paper; `False` as BERT and GPT-2).
+        embedding_norm: a LayerNorm on each stack's summed token and
+            position embeddings, before dropout (BERT's).
         zero_start_embedding: the decoder's start token embeds to zeros
             (plus its position), as Marian and CTranslate2 start decoding;
             source ids never hold the start id, so a shared embedding reads

@@ -84,6 +84,27 @@ def test_transformer_embedding_adds_sinusoids_to_scaled_tokens():
     assert_close(out, tokens + reference.sinusoid_table(4, 8)[None], atol=1e-5)
 
 
+def test_bert_style_embedding_is_unscaled_and_normalized(tmp_path):
+    # BERT: LayerNorm(tokens + learned positions), no sqrt(d_model); GPT-2: unscaled, no norm.
+    check_layer(
+        TransformerEmbedding,
+        {"vocabulary_size": 10, "hidden_dim": 8, "max_sequence_length": 6, "position": "learned",
+         "scale": False, "normalize": True, "layer_norm_epsilon": 1e-12},
+        IDS,
+        (2, 4, 8),
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    layer = TransformerEmbedding(10, 8, 6, position="learned", scale=False, normalize=True, layer_norm_epsilon=1e-12)
+    out = to_numpy(layer(IDS))
+    summed = to_numpy(layer.token_embedding.embeddings)[IDS] + to_numpy(layer.position_encoding.position_embeddings)[:4][None]
+    expected = (summed - summed.mean(-1, keepdims=True)) / np.sqrt(summed.var(-1, keepdims=True) + 1e-12)
+    assert_close(out, expected, atol=1e-5)
+    unscaled = TransformerEmbedding(10, 8, 6, position="none", scale=False)
+    assert_close(to_numpy(unscaled(IDS)), to_numpy(unscaled.token_embedding.embeddings)[IDS], atol=1e-6)
+    with pytest.raises(ValueError, match="normalize"):
+        TransformerEmbedding(10, 8, 6, normalize=1)
+
+
 def test_transformer_embedding_dropout_only_in_training():
     check_dropout_only_in_training(TransformerEmbedding(10, 8, 6, dropout=0.5), IDS)
 

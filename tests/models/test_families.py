@@ -91,8 +91,13 @@ def test_backbone_from_transformer_equals_its_encoder(ids):
     assert_close(encoder(ids), expected, atol=1e-6)
 
 
-def test_language_model_is_causal_and_roundtrips(ids, tmp_path):
-    model = lm()
+# GPT-2's shape of the same model: pre-norm with a final LayerNorm, learned positions, unscaled embeddings.
+GPT2_LIKE = dict(normalize_first=True, position="learned", scale_embeddings=False, activation="gelu")
+
+
+@pytest.mark.parametrize("kwargs", [{}, GPT2_LIKE], ids=["paper", "gpt2_like"])
+def test_language_model_is_causal_and_roundtrips(ids, tmp_path, kwargs):
+    model = lm(**kwargs)
     logits = to_numpy(model(ids))
     changed = ids.copy()
     changed[:, 5:] = 7
@@ -102,9 +107,9 @@ def test_language_model_is_causal_and_roundtrips(ids, tmp_path):
     assert model.embedding.tie_weights and not lm(tie_embeddings=False).embedding.tie_weights
 
 
-@pytest.mark.parametrize("position", ["sinusoidal", "rotary", "relative"])
+@pytest.mark.parametrize("position", ["sinusoidal", "rotary", "relative", "gpt2_like"])
 def test_language_model_cached_generation_equals_full_pass(position):
-    model = lm(position=position)
+    model = lm(**GPT2_LIKE) if position == "gpt2_like" else lm(position=position)
     prompts = np.array([[5, 6, 7], [8, 0, 0], [0, 0, 0]], "int32")
     generated = to_numpy(model.generate(prompts, max_length=12))
     assert generated.shape == (3, 12)

@@ -239,3 +239,21 @@ def test_a_run_marian_cannot_express_is_refused_naming_the_setting(trained_run, 
     with pytest.raises(ExportError, match="Train it with --marian-compatible"):
         export_run(str(trained_run), ["marian"], out=str(tmp_path / "export"), log=None)
     assert not (tmp_path / "export").exists()
+
+
+@pytest.mark.parametrize("setting", [
+    {"position": "learned"}, {"normalize_first": True}, {"layer_norm_epsilon": 1e-6},
+    {"scale_embeddings": False}, {"embedding_norm": True},
+])  # fmt: skip
+def test_each_setting_marian_lacks_is_refused_by_name(setting):
+    from types import SimpleNamespace
+
+    import keras_transformer as kt
+    from export import ExportError
+    from export.marian import _check
+
+    model = kt.Transformer.from_preset("tiny", source_vocabulary_size=20, target_vocabulary_size=20, **setting)
+    (name, value), = setting.items()
+    with pytest.raises(ExportError, match=f"the run has {name}={value!r}; Marian models have {name}="):
+        _check(SimpleNamespace(family="translate", model=model, path="runs/x"))
+
