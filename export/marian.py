@@ -29,7 +29,7 @@ from .errors import ExportError
 from keras_transformer.pretrained.marian import marian_tensors
 from keras_transformer.vocabulary import END_ID, PAD_ID, START_ID, UNKNOWN_ID
 
-ACTIVATIONS = {"relu": "relu", "silu": "swish", "swish": "swish", "gelu": "gelu"}
+ACTIVATIONS = {"relu": "relu", "silu": "swish", "swish": "swish", "gelu": "gelu", "gelu_approximate": "gelu_new"}
 
 
 def _vocabulary(tokenizer, side):

@@ -1,6 +1,6 @@
 """The Transformer's layers, part by part (see the README for the paper's figure)."""
 
-from keras_transformer.layers.feed_forward import FeedForward
+from keras_transformer.layers.feed_forward import FeedForward, gelu_approximate
 from keras_transformer.layers.masks import (
     causal_mask,
     combine_masks,

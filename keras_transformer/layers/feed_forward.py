@@ -5,11 +5,27 @@ from keras_transformer.layers.utils import clone_initializer, dense_2d
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
+def gelu_approximate(x):
+    """GELU's tanh approximation, `0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))`: GPT-2's `gelu_new`.
+
+    `"gelu"` is the exact GELU (BERT's); `FeedForward(activation="gelu_approximate")`
+    takes this one by name.
+    """
+    return keras.activations.gelu(x, approximate=True)
+
+
+def get_activation(activation):
+    """A Keras activation, or `"gelu_approximate"` (this module's)."""
+    return gelu_approximate if activation == "gelu_approximate" else keras.activations.get(activation)
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
 class FeedForward(keras.layers.Layer):
     """Position-wise feed-forward network (section 3.3).
 
     `FFN(x) = max(0, x W_1 + b_1) W_2 + b_2`, applied to each position alike;
-    `d_ff = intermediate_dim`. GELU (or any Keras activation) by `activation`.
+    `d_ff = intermediate_dim`. GELU (or any Keras activation, or
+    `"gelu_approximate"`: GPT-2's tanh approximation) by `activation`.
 
     Args:
         intermediate_dim: `d_ff`, the inner size (2048 in the base model).
@@ -46,7 +62,7 @@ class FeedForward(keras.layers.Layer):
         check_positive_int(output_dim, "output_dim", allow_none=True)
         check_rate(dropout, "dropout")
         self.intermediate_dim = intermediate_dim
-        self.activation = keras.activations.get(activation)
+        self.activation = get_activation(activation)
         self.dropout = dropout
         self.output_dim = output_dim
         self.kernel_initializer = keras.initializers.get(kernel_initializer)

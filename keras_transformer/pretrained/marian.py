@@ -22,7 +22,10 @@ from keras_transformer.vocabulary import PAD_ID, START_ID
 
 
 # Marian's feed-forward activations (transformers' names) and the Keras activation computing the same.
-ACTIVATIONS = {"swish": "silu", "silu": "silu", "relu": "relu", "gelu": "gelu"}
+ACTIVATIONS = {
+    "swish": "silu", "silu": "silu", "relu": "relu", "gelu": "gelu",
+    "gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate",  # tanh approximations
+}  # fmt: skip
 # Config fields that, set otherwise, describe a model this project would compute differently.
 REQUIRED = {
     "is_encoder_decoder": True,

@@ -8,7 +8,7 @@ from tests.test_case import assert_close, check_dropout_only_in_training, check_
 X = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
 
 
-@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_approximate"])
 def test_feed_forward_battery(activation, tmp_path):
     check_layer(FeedForward, {"intermediate_dim": 16, "activation": activation}, X, (2, 5, 8), tmp_path=tmp_path)
 
@@ -18,6 +18,21 @@ def test_feed_forward_equals_formula():
     out = layer(X)
     w1, b1, w2, b2 = (to_numpy(w) for w in layer.get_weights())
     assert_close(out, np.maximum(0, X @ w1 + b1) @ w2 + b2, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "gelu_approximate"])
+def test_gelu_is_exact_and_gelu_approximate_is_the_tanh_form(activation):
+    from math import erf, pi, sqrt
+
+    layer = FeedForward(intermediate_dim=16, activation=activation)
+    out = layer(X)
+    w1, b1, w2, b2 = (to_numpy(w) for w in layer.get_weights())
+    h = X @ w1 + b1
+    if activation == "gelu":  # BERT's
+        inner = 0.5 * h * (1 + np.vectorize(erf)(h / sqrt(2)))
+    else:  # GPT-2's gelu_new
+        inner = 0.5 * h * (1 + np.tanh(sqrt(2 / pi) * (h + 0.044715 * h**3)))
+    assert_close(out, inner @ w2 + b2, atol=1e-5)
 
 
 def test_feed_forward_inner_dropout_only_in_training():

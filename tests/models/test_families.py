@@ -92,7 +92,7 @@ def test_backbone_from_transformer_equals_its_encoder(ids):
 
 
 # GPT-2's shape of the same model: pre-norm with a final LayerNorm, learned positions, unscaled embeddings.
-GPT2_LIKE = dict(normalize_first=True, position="learned", scale_embeddings=False, activation="gelu")
+GPT2_LIKE = dict(normalize_first=True, position="learned", scale_embeddings=False, activation="gelu_approximate")
 
 
 @pytest.mark.parametrize("kwargs", [{}, GPT2_LIKE], ids=["paper", "gpt2_like"])

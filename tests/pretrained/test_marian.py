@@ -150,7 +150,7 @@ def _copy(marian, tmp_path, **changes):
 
 @pytest.mark.parametrize("changes, message", [
     ({"normalize_before": True}, "normalize_before=True is not supported"),
-    ({"activation_function": "gelu_new"}, "activation_function='gelu_new' is not supported"),
+    ({"activation_function": "quick_gelu"}, "activation_function='quick_gelu' is not supported"),
     ({"scale_embedding": False}, "scale_embedding=False is not supported"),
     ({"decoder_layers": 3}, "encoder_layers=2 and decoder_layers=3 differ"),
     ({"model_type": "bart"}, "holds a 'bart' model"),
