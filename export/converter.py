@@ -75,6 +75,7 @@ def representative_dataset(module, source_ids, only=None):
 
 
 ISOLATE_PARAMETERS = 20_000_000  # from this size on, each signature is converted in a child process
+CHILD = "import sys; from export.converter import _child; sys.exit(_child(*sys.argv[1:]))"
 
 
 def convert(
@@ -178,11 +179,14 @@ def _convert_in_child(directory, saved, name, quantization, dataset, allow_custo
     environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     arguments = [directory, saved, name, quantization or "", "1" if allow_custom_ops else ""]
     done = subprocess.run(
-        [sys.executable, "-m", "export.converter", *arguments], env=environment, capture_output=True, text=True
+        [sys.executable, "-c", CHILD, *arguments], env=environment, capture_output=True, text=True
     )
     output = os.path.join(directory, "model.tflite")
     if done.returncode != 0 or not os.path.isfile(output):
-        message = done.stderr.strip() or f"the converter process ended with status {done.returncode}"
+        message = done.stderr.strip()
+        if done.returncode < 0:  # killed: the kernel's out-of-memory killer sends SIGKILL
+            message = f"the converter process was killed by signal {-done.returncode} (out of memory?) {message}"
+        message = message or f"the converter process ended with status {done.returncode}"
         raise ExportError(_failed(name, quantization, message))
     with open(output, "rb") as f:
         return f.read()
@@ -219,7 +223,3 @@ def _only(module):
     if getattr(module, "_frozen", None) is None:  # the functions read variables: save them (once)
         holder.variables_read = list(module.model.variables)
     return holder
-
-
-if __name__ == "__main__":  # a child of `_convert_in_child`
-    sys.exit(_child(*sys.argv[1:]))

@@ -127,9 +127,10 @@ def test_signatures_converted_one_by_one_in_child_processes_make_the_same_file(t
     from export.tflite import SIGNATURES, build_module
 
     model = make_model(dropout=0.0, max_sequence_length=8, num_layers=1)
-    module = build_module(model, quantization="dynamic_int8")
-    here = convert(module, SIGNATURES, "dynamic_int8")
-    assert convert(module, SIGNATURES, "dynamic_int8", isolate=True) == here
+    int8 = build_module(model, quantization="dynamic_int8")
+    assert convert(int8, SIGNATURES, "dynamic_int8", isolate=True) == convert(int8, SIGNATURES, "dynamic_int8")
+    module = build_module(model)
+    here = convert(module, SIGNATURES)
     interpreter = Interpreter(model_content=here)
     assert set(interpreter.get_signature_list()) == set(SIGNATURES)
     ids = np.random.default_rng(0).integers(4, 40, size=(3, 8)).astype("int32")
@@ -139,8 +140,7 @@ def test_signatures_converted_one_by_one_in_child_processes_make_the_same_file(t
     beams = interpreter.get_signature_runner("beam_search")(encoder_token_ids=ids)["token_ids"]
     np.testing.assert_array_equal(beams, to_numpy(model.generate(ids, method="beam")[0]))
     # Merged: one weight buffer per weight, however many signatures read it.
-    alone = convert(module, ("generate",), "dynamic_int8")
-    assert len(here) < 2 * len(alone)
+    assert len(here) < 2 * len(convert(module, ("generate",)))
     parts = [flatbuffer_utils.convert_bytearray_to_object(bytearray(convert(module, (name,)))) for name in SIGNATURES]
     merged = merge(parts)
     assert [s.signatureKey for s in merged.signatureDefs] == [n.encode() for n in SIGNATURES] or [
@@ -148,6 +148,14 @@ def test_signatures_converted_one_by_one_in_child_processes_make_the_same_file(t
     bodies = {op.builtinOptions.bodySubgraphIndex for g in merged.subgraphs for op in g.operators
               if type(op.builtinOptions).__name__ == "WhileOptionsT"}  # fmt: skip
     assert len(bodies) >= 2 and max(bodies) < len(merged.subgraphs)
+
+
+def test_a_failed_conversion_in_a_child_process_is_one_export_error(tmp_path):
+    from export import ExportError
+    from export.converter import _convert_in_child
+
+    with pytest.raises(ExportError, match="TFLite conversion \\(float32\\) of `generate` failed: SavedModel file does not exist"):
+        _convert_in_child(str(tmp_path), str(tmp_path / "saved_model"), "generate", None, None, False)
 
 
 def test_quantized_files_store_each_set_of_quantization_parameters_once():
