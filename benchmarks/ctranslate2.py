@@ -165,18 +165,7 @@ def time_ours(run_path, source_ids, args, directory):
 
     model = Run(run_path).model
     length = args.tokens
-    keras_xla = {
-        "greedy": tf.function(lambda ids: greedy_search(model, ids, length), jit_compile=True),
-        "beam4": tf.function(lambda ids: beam_search(model, ids, length, SEARCHES["beam4"])[0], jit_compile=True),
-    }
-    saved = os.path.join(directory, "saved_model")
-    module = TranslationModule(model, beam_size=SEARCHES["beam4"])
-    tf.saved_model.save(module, saved, signatures={name: getattr(module, name).get_concrete_function()
-                                                   for name in ("generate", "beam_search")})  # fmt: skip
-    loaded = tf.saved_model.load(saved)
-    sizes = {"saved_model": sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(saved)
-                                for name in names) / 1e6}  # fmt: skip
-    runners = {}
+    sizes, runners = {}, {}  # the TFLite files first: converting a large model needs the memory
     for variant in ("tflite", "tflite_dynamic_int8"):
         quantization = QUANTIZATION[variant]
         module = build_module(model, SEARCHES["beam4"], quantization=quantization)
@@ -186,6 +175,17 @@ def time_ours(run_path, source_ids, args, directory):
             f.write(flatbuffer)
         sizes[variant] = len(flatbuffer) / 1e6
         runners[variant] = interpreter(path, num_threads=args.threads)
+    keras_xla = {
+        "greedy": tf.function(lambda ids: greedy_search(model, ids, length), jit_compile=True),
+        "beam4": tf.function(lambda ids: beam_search(model, ids, length, SEARCHES["beam4"])[0], jit_compile=True),
+    }
+    saved = os.path.join(directory, "saved_model")
+    module = TranslationModule(model, beam_size=SEARCHES["beam4"])
+    tf.saved_model.save(module, saved, signatures={name: getattr(module, name).get_concrete_function()
+                                                   for name in ("generate", "beam_search")})  # fmt: skip
+    loaded = tf.saved_model.load(saved)
+    sizes["saved_model"] = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(saved)
+                               for name in names) / 1e6  # fmt: skip
 
     def calls(search, inputs):
         beam = search == "beam4"
