@@ -132,10 +132,11 @@ def merge(models):
         for signature in model.signatureDefs or ():
             signature.subgraphIndex += offset
             merged.signatureDefs.append(signature)
-    if max(versions) is not None:
+    versions = [version for version in versions if version is not None]
+    if versions:
         for entry in merged.metadata or ():
             if _name(entry.name) == "min_runtime_version":
-                text = ".".join(map(str, max(v for v in versions if v is not None))).encode()
+                text = ".".join(map(str, max(versions))).encode()
                 merged.buffers[entry.buffer].data = np.frombuffer(text.ljust(16, b"\0"), np.uint8)
     return merged
 
