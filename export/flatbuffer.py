@@ -103,15 +103,15 @@ def merge(models):
     """
     merged = models[0]
     versions = [_runtime_version(model) for model in models]
+    key = lambda code: (code.builtinCode, code.deprecatedBuiltinCode, code.customCode, code.version)  # noqa: E731
+    known = {key(code): index for index, code in enumerate(merged.operatorCodes)}
     for model in models[1:]:
         codes = []
         for code in model.operatorCodes:
-            key = (code.builtinCode, code.deprecatedBuiltinCode, code.customCode, code.version)
-            known = [(c.builtinCode, c.deprecatedBuiltinCode, c.customCode, c.version) for c in merged.operatorCodes]
-            if key not in known:
+            if key(code) not in known:
+                known[key(code)] = len(merged.operatorCodes)
                 merged.operatorCodes.append(code)
-                known.append(key)
-            codes.append(known.index(key))
+            codes.append(known[key(code)])
         metadata_buffers = {entry.buffer for entry in model.metadata or ()}
         buffers = {}
         for index, buffer in enumerate(model.buffers):
