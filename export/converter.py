@@ -210,16 +210,19 @@ def _child(directory, saved, name, quantization, allow_custom_ops):
 
 
 def _only(module):
-    """What the converter's SavedModel holds: a bare `tf.Module` (with the model's variables unless frozen).
+    """What the converter's SavedModel holds: a bare `tf.Module` with the variables the signatures read.
 
     The signatures are saved with it (`tf.saved_model.save(..., signatures=)`),
     each once. Saving `module` itself wrote every function it has
     (`generate`, `beam_search`, `encode`, `decode_step`, `logits`, ...) and,
     its weights frozen, a copy of them inside each, plus its model's
     variables: seven copies of a small model's weights, and for a
-    74M-parameter Marian-base model more than the machine's 24 GB.
+    74M-parameter Marian-base model more than the machine's 24 GB. A frozen
+    module's weights are variables of its own (`frozen_variables`), read
+    where each signature starts, not constants traced into each function.
     """
     holder = tf.Module()
-    if getattr(module, "_frozen", None) is None:  # the functions read variables: save them (once)
-        holder.variables_read = list(module.model.variables)
+    frozen = module.frozen_variables() if hasattr(module, "frozen_variables") else None
+    # The variables the functions read, saved once; the converter makes constants of them.
+    holder.variables_read = list(module.model.variables) if frozen is None else frozen
     return holder

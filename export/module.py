@@ -46,8 +46,21 @@ class ExportModule(tf.Module):
         self.model = model
         self.max_length = max_length
         self.flag_out_of_range = flag_out_of_range
-        self._frozen = _frozen_values(model, frozen_values or {}) if freeze else None
         self._int8_embeddings = Int8Embeddings(model) if int8_embeddings else None
+        self._frozen = None
+        if freeze:
+            values = _frozen_values(model, frozen_values or {})
+            if self._int8_embeddings is not None:
+                values = [self._int8_embeddings.frozen_value(v, value) for v, value in zip(model.variables, values)]
+            # Held in variables of their own, read once where a signature starts: a graph constant would be copied
+            # into every traced function (several copies of a 74M-parameter model's weights per signature).
+            self._frozen = [tf.Variable(value, trainable=False) for value in values]
+
+    def frozen_variables(self):
+        """The variables a frozen module's signatures read (`None` unfrozen): the converter makes them constants."""
+        if self._frozen is None:
+            return None
+        return self._frozen + ([] if self._int8_embeddings is None else self._int8_embeddings.variables())
 
     @contextlib.contextmanager
     def weight_scope(self):
@@ -55,11 +68,7 @@ class ExportModule(tf.Module):
         if self._frozen is None:
             yield
             return
-        frozen = self._frozen
-        if self._int8_embeddings is not None:
-            frozen = [self._int8_embeddings.frozen_value(v, value) for v, value in zip(self.model.variables, frozen)]
-        mapping = [(v, tf.constant(value)) for v, value in zip(self.model.variables, frozen)]
-        with keras.StatelessScope(state_mapping=mapping):
+        with keras.StatelessScope(state_mapping=list(zip(self.model.variables, self._frozen))):
             if self._int8_embeddings is None:
                 yield
             else:
@@ -122,7 +131,7 @@ class Int8Embeddings:
     `generate` dequantizes to float before its loop. Here each
     `TokenEmbedding`'s table `W` becomes `Q * s` (`Q` int8 in [-127, 127],
     `s` = the row's largest magnitude / 127): lookups gather rows of `Q`
-    (a plain int8 constant) and multiply them by their `s` (and
+    (a plain int8 constant once converted) and multiply them by their `s` (and
     `sqrt(d_model)`), and the output layer reads the float `Q * s`, which
     the quantizer's own per-channel rounding turns back into exactly `Q`.
     `flatbuffer.compact` then stores `Q` once. Lookups gain
@@ -142,6 +151,16 @@ class Int8Embeddings:
             quantized = np.clip(np.round(table / scale[:, None]), -127, 127).astype("int8")
             lookup_scale = scale * (math.sqrt(layer.output_dim) if layer.scale_embeddings else 1.0)
             self.tables[id(layer.embeddings)] = (quantized, scale, lookup_scale.astype("float32"))
+        # id(embeddings variable) -> variables of the int8 rows and of the scales' int32 bit patterns (the
+        # quantizer would make a float vector int8 too).
+        self._lookup_variables = {
+            key: (tf.Variable(quantized, trainable=False), tf.Variable(lookup_scale.view("int32"), trainable=False))
+            for key, (quantized, _, lookup_scale) in self.tables.items()
+        }
+
+    def variables(self):
+        """The int8 tables and scales the lookups read."""
+        return [variable for pair in self._lookup_variables.values() for variable in pair]
 
     def frozen_value(self, variable, value):
         """The constant `variable` is frozen to: `Q * s` for an embedding table, `value` otherwise."""
@@ -162,16 +181,16 @@ class Int8Embeddings:
                 del layer.__dict__["call"]
 
     def _call(self, layer):
-        quantized, _, lookup_scale = self.tables[id(layer.embeddings)]
+        # Read once, where `lookups` is entered: not inside a decoding loop (see `ExportModule`'s `freeze`).
+        table, scales = (tf.convert_to_tensor(variable) for variable in self._lookup_variables[id(layer.embeddings)])
         call = type(layer).call.__get__(layer)
 
         def int8_call(inputs, reverse=False):
             if reverse:
                 return call(inputs, reverse=True)
             ids = tf.cast(inputs, tf.int32)
-            rows = tf.cast(tf.gather(tf.constant(quantized), ids), tf.float32)
-            # The scales travel as their int32 bit patterns: the quantizer would make a float vector int8 too.
-            scale = tf.bitcast(tf.gather(tf.constant(lookup_scale.view("int32")), ids), tf.float32)
+            rows = tf.cast(tf.gather(table, ids), tf.float32)
+            scale = tf.bitcast(tf.gather(scales, ids), tf.float32)
             return tf.cast(rows * scale[..., None], layer.compute_dtype)
 
         return int8_call
