@@ -16,6 +16,12 @@ def check_positive_int(value, name, allow_none=False):
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value}")
 
 
+def check_non_negative_int(value, name):
+    """`value` must be an `int` of 0 or more (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value}")
+
+
 def check_rate(value, name):
     """`value` must be a rate in [0, 1), as dropout rates are."""
     if not 0.0 <= float(value) < 1.0:

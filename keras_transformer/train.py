@@ -126,7 +126,8 @@ FLAGS = {  # group: [(flag, argparse keywords)]
                              "continue or fine-tune this translation run (its model and tokenizers) on new text")),
         ("--freeze-layers", dict(type=int, help="classify, tag: freeze the embedding and the lowest K layers "
                                  "(-1: all)")),
-        ("--pooling", dict(choices=["first", "mean"], default="mean", help="classify: sentence vector")),
+        ("--pooling", dict(choices=["first", "mean", "pooler"], help="classify: sentence vector (default: pooler "
+                           "for an encoder that has one, as an imported BERT; else mean)")),
     ],
     "output": [
         ("--out", dict(default="runs", help="parent of run directories")),

@@ -9,6 +9,10 @@ Every kind uses the project's reserved ids: 0 pad, 1 unknown, 2 start, 3 end.
 - `MarianTokenizer` (a Marian / OPUS-MT checkpoint's, read by
   `keras_transformer.pretrained`): one side's SentencePiece model with the
   checkpoint's `vocab.json`, which gives the ids, mapped onto the reserved ids.
+- `BertTokenizer` (a BERT checkpoint's `vocab.txt`, read by
+  `keras_transformer.pretrained`): transformers' `BertTokenizer` rules
+  (cleaning, lower-casing and accents as the checkpoint says, punctuation
+  and CJK splitting) before tensorflow-text's `FastWordpieceTokenizer`.
 - `WordPieceTokenizer` (keras-hub `compute_word_piece_vocabulary` and
   tensorflow-text's `FastWordpieceTokenizer`): words are split on whitespace only, and each CJK
   character is a word of its own, so punctuation becomes `##` suffix pieces
@@ -493,7 +497,119 @@ class MarianTokenizer(SentencePieceTokenizer):
             raise TokenizerFileError(f"{metadata['file']} is not a valid {cls.kind} model (corrupt or truncated?)") from None
 
 
-TOKENIZERS = {cls.kind: cls for cls in (SentencePieceTokenizer, WordPieceTokenizer, MarianTokenizer)}
+# BERT's word splitting (transformers' `BertPreTokenizer`, tensorflow-text's `BasicTokenizer`): every punctuation
+# character (ASCII symbols included) and, with `split_cjk`, every CJK ideograph is a word of its own.
+BERT_PUNCTUATION = r"[!-/]|[:-@]|[\[-`]|[{-~]|[\p{P}]"
+BERT_CJK = (
+    r"[\x{4E00}-\x{9FFF}]|[\x{3400}-\x{4DBF}]|[\x{20000}-\x{2A6DF}]|[\x{2A700}-\x{2B73F}]|[\x{2B740}-\x{2B81F}]|"
+    r"[\x{2B820}-\x{2CEAF}]|[\x{F900}-\x{FAFF}]|[\x{2F800}-\x{2FA1F}]"
+)
+# Removed before splitting (control, format, private-use and surrogate characters, U+FFFD; not tab or newlines),
+# and read as spaces (every separator: U+00A0, U+2028, U+3000, ...), as BERT's normaliser cleans text.
+BERT_REMOVED = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\p{Cf}\p{Co}\p{Cs}\x{FFFD}]"
+BERT_SPACES = r"\p{Z}"
+BERT_UNKNOWN_WORD = "\ue000"  # a private-use character (never in text once cleaned): stands for a too-long word
+BERT_SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")  # at this project's ids 0-3: padding, unknown, start, end
+
+
+class BertTokenizer(Tokenizer):
+    """A BERT checkpoint's WordPiece tokenizer (`vocab.txt`), with this project's reserved ids.
+
+    Computes what transformers' `BertTokenizer` does: the text is cleaned
+    (control and format characters removed, every kind of space read as
+    one), lower-cased and stripped of accents (NFD, combining marks
+    removed) as the checkpoint's `tokenizer_config.json` says, split into
+    words at whitespace, at every punctuation character and around each CJK
+    ideograph, and each word split into the longest WordPiece pieces
+    (tensorflow-text's `FastWordpieceTokenizer`); a word of more than 100
+    characters, or one the pieces cannot spell, is `[UNK]`. Unassigned code
+    points are kept (transformers removes them). Not trained here: read
+    with a checkpoint (`keras_transformer.pretrained.import_bert`).
+
+    Args:
+        vocabulary: the pieces in this project's id order: `[PAD]`,
+            `[UNK]`, `[CLS]`, `[SEP]`, then the rest (see
+            `pretrained.bert.bert_order`).
+        lowercase: lower-case the text (`do_lower_case`).
+        strip_accents: remove accents (`strip_accents`; `None`: as
+            `lowercase`, transformers' default).
+        split_cjk: each CJK ideograph a word (`tokenize_chinese_chars`).
+    """
+
+    kind = "bert"
+    max_word_characters = 100
+
+    def __init__(self, vocabulary, lowercase=True, strip_accents=None, split_cjk=True):
+        if tuple(vocabulary[: len(BERT_SPECIAL)]) != BERT_SPECIAL:
+            raise ValueError(f"A BERT vocabulary in this project's order starts with {list(BERT_SPECIAL)}.")
+        for name, value in (("lowercase", lowercase), ("split_cjk", split_cjk)):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
+        if strip_accents is not None and not isinstance(strip_accents, bool):
+            raise ValueError(f"`strip_accents` must be True, False or None. Received: strip_accents={strip_accents!r}")
+        self.vocabulary = list(vocabulary)
+        self.lowercase, self.strip_accents, self.split_cjk = lowercase, strip_accents, split_cjk
+        words = BERT_PUNCTUATION + ("|" + BERT_CJK if split_cjk else "")
+        self._delimiters, self._kept = r"\s+|" + words, words
+        self.tokenizer = tf_text.FastWordpieceTokenizer(
+            vocab=self.vocabulary,
+            suffix_indicator="##",
+            unknown_token="[UNK]",
+            max_bytes_per_word=4 * self.max_word_characters,  # the character limit is applied in `words`
+            no_pretokenization=True,
+            support_detokenization=True,
+            token_out_type=tf.int32,
+        )
+
+    @property
+    def vocabulary_size(self):
+        return len(self.vocabulary)
+
+    @classmethod
+    def train_files(cls, paths, vocabulary_size, count=None):
+        raise ValueError("A BERT tokenizer comes with its checkpoint (kt-import); train a `wordpiece` one instead")
+
+    def words(self, text):
+        """`(B,)` strings to ragged `(B, words)`: cleaned, normalised and split as BERT's basic tokenizer does."""
+        text = tf.strings.regex_replace(tf.convert_to_tensor(text), BERT_REMOVED, "")
+        text = tf.strings.regex_replace(text, BERT_SPACES, " ")
+        if self.strip_accents or (self.strip_accents is None and self.lowercase):
+            text = tf.strings.regex_replace(tf_text.normalize_utf8(text, "NFD"), r"\p{Mn}", "")
+        if self.lowercase:
+            text = tf.strings.lower(text, encoding="utf-8")
+        words = tf_text.regex_split(text, self._delimiters, self._kept)
+        too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > self.max_word_characters
+        return words.with_flat_values(tf.where(too_long, BERT_UNKNOWN_WORD, words.flat_values))
+
+    def tokenize(self, text):
+        return self.tokenizer.tokenize(self.words(text)).merge_dims(-2, -1)  # (B, pieces)
+
+    def id_to_token(self, token_id):
+        return self.vocabulary[int(token_id)]
+
+    def detokenize(self, token_ids):
+        """Pieces joined into words, words by single spaces (BERT's own detokenization, lower-cased if it lowers)."""
+        return self.tokenizer.detokenize(_strip_special(token_ids))
+
+    def _identity(self):
+        settings = json.dumps([self.lowercase, self.strip_accents, self.split_cjk])
+        return (settings + "\n" + "\n".join(self.vocabulary)).encode("utf-8")
+
+    def save(self, directory, name):
+        filename = f"{name}.bert.vocab"
+        with open(os.path.join(directory, filename), "w", encoding="utf-8") as f:
+            f.write("\n".join(self.vocabulary) + "\n")
+        return {"kind": self.kind, "file": filename, "lowercase": self.lowercase,
+                "strip_accents": self.strip_accents, "split_cjk": self.split_cjk}  # fmt: skip
+
+    @classmethod
+    def load(cls, directory, metadata):
+        with open(os.path.join(directory, metadata["file"]), encoding="utf-8") as f:
+            vocabulary = f.read().split("\n")[:-1]
+        return cls(vocabulary, metadata["lowercase"], metadata["strip_accents"], metadata["split_cjk"])
+
+
+TOKENIZERS = {cls.kind: cls for cls in (SentencePieceTokenizer, WordPieceTokenizer, MarianTokenizer, BertTokenizer)}
 METADATA_FILE = "tokenizers.json"
 
 

@@ -4,7 +4,7 @@ from keras import ops
 from keras_transformer.layers.position_embedding import PositionEmbedding
 from keras_transformer.layers.sinusoidal_position_encoding import SinusoidalPositionEncoding
 from keras_transformer.layers.token_embedding import TokenEmbedding
-from keras_transformer.checks import check_bool, check_positive_int, check_rate
+from keras_transformer.checks import check_bool, check_non_negative_int, check_positive_int, check_rate
 from keras_transformer.vocabulary import START_ID
 
 ABSOLUTE_POSITIONS = ("sinusoidal", "learned", "none")
@@ -17,8 +17,9 @@ class TransformerEmbedding(keras.layers.Layer):
     `Dropout(TokenEmbedding(ids) * sqrt(d_model) + PE)` as in sections 3.4,
     3.5 and 5.4. Relative and rotary positions live inside attention; for
     them use `position="none"` here. BERT's embedding is
-    `Dropout(LayerNorm(TokenEmbedding(ids) + PE))`: `scale=False,
-    normalize=True`; GPT-2's `scale=False`.
+    `Dropout(LayerNorm(TokenEmbedding(ids) + PE + SegmentEmbedding(segment
+    ids)))`: `scale=False, normalize=True, segment_vocabulary_size=2`;
+    GPT-2's `scale=False`.
 
     Args:
         vocabulary_size: number of token ids.
@@ -41,11 +42,15 @@ class TransformerEmbedding(keras.layers.Layer):
             BERT and GPT-2 do not).
         normalize: a LayerNorm on the sum, before dropout (BERT's).
         layer_norm_epsilon: that LayerNorm's epsilon.
+        segment_vocabulary_size: number of segment (token type) ids with a
+            learned embedding added to the tokens'; 0 for none.
 
     Call arguments:
         token_ids: `(B, T)` int ids.
         start_index: position of the first token (cached decoding).
         training: whether dropout is active.
+        segment_ids: `(B, T)` int segment ids below
+            `segment_vocabulary_size`; `None` reads segment 0 everywhere.
 
     Returns:
         `(B, T, d_model)`.
@@ -71,9 +76,11 @@ class TransformerEmbedding(keras.layers.Layer):
         scale=True,
         normalize=False,
         layer_norm_epsilon=1e-5,
+        segment_vocabulary_size=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        check_non_negative_int(segment_vocabulary_size, "segment_vocabulary_size")
         check_positive_int(max_sequence_length, "max_sequence_length")
         check_rate(dropout, "dropout")
         check_bool(zero_start, "zero_start")
@@ -95,6 +102,7 @@ class TransformerEmbedding(keras.layers.Layer):
         self.scale = scale
         self.normalize = normalize
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.segment_vocabulary_size = segment_vocabulary_size
         self.embeddings_initializer = (
             None if embeddings_initializer is None else keras.initializers.get(embeddings_initializer)
         )
@@ -117,6 +125,11 @@ class TransformerEmbedding(keras.layers.Layer):
             self.position_encoding = PositionEmbedding(
                 max_sequence_length, dtype=self.dtype_policy, name="position_embedding"
             )
+        self.segment_embedding = None
+        if segment_vocabulary_size:
+            self.segment_embedding = keras.layers.Embedding(
+                segment_vocabulary_size, hidden_dim, dtype=self.dtype_policy, name="segment_embedding"
+            )
         self.layer_norm = None
         if normalize:
             self.layer_norm = keras.layers.LayerNormalization(
@@ -128,16 +141,25 @@ class TransformerEmbedding(keras.layers.Layer):
         self.token_embedding.build(token_ids_shape)
         if self.position_encoding is not None:
             self.position_encoding.build(tuple(token_ids_shape) + (self.hidden_dim,))
+        if self.segment_embedding is not None:
+            self.segment_embedding.build(token_ids_shape)
         if self.layer_norm is not None:
             self.layer_norm.build(tuple(token_ids_shape) + (self.hidden_dim,))
         self.built = True
 
-    def call(self, token_ids, start_index=0, training=None):
+    def call(self, token_ids, start_index=0, training=None, segment_ids=None):
         x = self.token_embedding(token_ids)  # (B, T, d_model)
         if self.zero_start:
             x = x * ops.cast(ops.not_equal(token_ids, START_ID), x.dtype)[..., None]
         if self.position_encoding is not None:
             x = x + self.position_encoding(x, start_index=start_index)
+        if self.segment_embedding is not None:
+            if segment_ids is None:  # segment 0 everywhere: its one row
+                x = x + ops.cast(self.segment_embedding.embeddings[0], x.dtype)
+            else:
+                x = x + self.segment_embedding(segment_ids)
+        elif segment_ids is not None:
+            raise ValueError("`segment_ids` given to an embedding without segments (segment_vocabulary_size=0)")
         if self.layer_norm is not None:
             x = self.layer_norm(x)
         return self.dropout_layer(x, training=training)
@@ -161,6 +183,7 @@ class TransformerEmbedding(keras.layers.Layer):
                 "scale": self.scale,
                 "normalize": self.normalize,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
+                "segment_vocabulary_size": self.segment_vocabulary_size,
                 "embeddings_initializer": None
                 if self.embeddings_initializer is None
                 else keras.initializers.serialize(self.embeddings_initializer),

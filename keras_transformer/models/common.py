@@ -4,7 +4,7 @@ import keras
 
 from keras_transformer.layers.sinusoidal_position_encoding import LAYOUTS
 from keras_transformer.layers.transformer_embedding import TransformerEmbedding
-from keras_transformer.checks import check_bool, check_positive_int, check_rate
+from keras_transformer.checks import check_bool, check_non_negative_int, check_positive_int, check_rate
 
 POSITIONS = ("sinusoidal", "learned", "relative", "rotary")
 DROPOUT_RATES = ("dropout", "attention_dropout", "activation_dropout")  # may change when fine-tuning
@@ -28,6 +28,7 @@ ARCHITECTURE = dict(
     output_bias=False,
     scale_embeddings=True,
     embedding_norm=False,
+    segment_vocabulary_size=0,
 )
 
 
@@ -54,6 +55,7 @@ def check_architecture(config, **vocabulary_sizes):
     check_bool(config["output_bias"], "output_bias")
     check_bool(config["scale_embeddings"], "scale_embeddings")
     check_bool(config["embedding_norm"], "embedding_norm")
+    check_non_negative_int(config["segment_vocabulary_size"], "segment_vocabulary_size")
 
 
 def make_embedding(config, vocabulary_size, tie_weights, dtype, name, output_bias=None, zero_start=False):
@@ -76,6 +78,7 @@ def make_embedding(config, vocabulary_size, tie_weights, dtype, name, output_bia
         scale=config["scale_embeddings"],
         normalize=config["embedding_norm"],
         layer_norm_epsilon=config["layer_norm_epsilon"],
+        segment_vocabulary_size=config["segment_vocabulary_size"],
         dtype=dtype,
         name=name,
     )

@@ -8,7 +8,7 @@ from keras_transformer.checks import check_positive_int, check_rate
 from keras_transformer.models.base import ModelBase
 from keras_transformer.models.transformer_encoder_model import TransformerEncoderModel
 
-POOLINGS = ("first", "mean")
+POOLINGS = ("first", "mean", "pooler")
 
 
 class EncoderTask(ModelBase):
@@ -21,6 +21,16 @@ class EncoderTask(ModelBase):
                 f"`backbone` must be a `TransformerEncoderModel`. Received: {type(backbone).__name__}"
             )
         self.backbone = backbone
+
+    def encode(self, inputs, training=None):
+        """`(token_ids, hidden states)` of ids `(B, T)` or of `{"token_ids", "segment_ids"}`."""
+        if isinstance(inputs, dict):
+            if "token_ids" not in inputs or set(inputs) - {"token_ids", "segment_ids"}:
+                raise ValueError('Inputs given as a dict must hold "token_ids" and may hold "segment_ids". '
+                                 f"Received: {sorted(inputs)}")  # fmt: skip
+            token_ids = inputs["token_ids"]
+            return token_ids, self.backbone(token_ids, training=training, segment_ids=inputs.get("segment_ids"))
+        return inputs, self.backbone(inputs, training=training)
 
     def get_config(self):
         config = super().get_config()
@@ -39,18 +49,22 @@ class TransformerClassifier(EncoderTask):
     """N-to-1: a sentence's class from the encoder (BERT-like classification).
 
     The backbone's vectors are pooled, either the first position's (the
-    `[CLS]`-style token: the data pipelines put the start token there) or the
-    mean over real (non-padding) positions, then dropout and a linear layer
-    give class logits (softmax is left to the loss and to export).
+    `[CLS]`-style token: the data pipelines put the start token there), the
+    mean over real (non-padding) positions, or BERT's pooled output (the
+    backbone's tanh `pooler` over the first position), then dropout and a
+    linear layer give class logits (softmax is left to the loss and to
+    export).
 
     Args:
         backbone: a `TransformerEncoderModel` (pre-trained or fresh).
         num_classes: number of classes.
-        pooling: `"first"` or `"mean"`.
+        pooling: `"first"`, `"mean"` or `"pooler"` (a backbone built with
+            `pooler=True`, e.g. an imported BERT).
         dropout: dropout on the pooled vector.
 
     Call arguments:
-        token_ids: `(B, T)` int ids, 0-padded.
+        token_ids: `(B, T)` int ids, 0-padded, or a dict of `"token_ids"`
+            and `"segment_ids"` (for a backbone with segments).
         training: whether dropout is active.
 
     Returns:
@@ -80,6 +94,8 @@ class TransformerClassifier(EncoderTask):
         check_rate(dropout, "dropout")
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
+        if pooling == "pooler" and backbone.pooler is None:
+            raise ValueError('`pooling="pooler"` needs a backbone with a pooler (`pooler=True`, as an imported BERT)')
         self.num_classes = num_classes
         self.pooling = pooling
         self.dropout = dropout
@@ -89,9 +105,11 @@ class TransformerClassifier(EncoderTask):
         self.built = True
 
     def call(self, token_ids, training=None):
-        hidden = self.backbone(token_ids, training=training)  # (B, T, d)
+        token_ids, hidden = self.encode(token_ids, training=training)  # (B, T, d)
         if self.pooling == "first":
             pooled = hidden[:, 0, :]
+        elif self.pooling == "pooler":
+            pooled = self.backbone.pool(hidden)
         else:
             mask = ops.cast(padding_mask(token_ids), hidden.dtype)[:, :, None]  # (B, T, 1)
             pooled = ops.sum(hidden * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
@@ -143,7 +161,7 @@ class TransformerTagger(EncoderTask):
         self.built = True
 
     def call(self, token_ids, training=None):
-        hidden = self.output_dropout(self.backbone(token_ids, training=training), training=training)
+        hidden = self.output_dropout(self.encode(token_ids, training=training)[1], training=training)
         return ops.cast(self.tagger_head(hidden), "float32")
 
     def get_config(self):
@@ -169,7 +187,8 @@ class TransformerMaskedLM(EncoderTask):
 
     Call arguments:
         inputs: dict with `"token_ids"` `(B, T)` and `"mask_positions"`
-            `(B, P)` int positions to predict (padded entries are ignored by
+            `(B, P)` int positions to predict (and `"segment_ids"` `(B, T)`
+            for a backbone with segments) (padded entries are ignored by
             the loss through their label 0).
         training: whether dropout is active.
 
@@ -198,7 +217,8 @@ class TransformerMaskedLM(EncoderTask):
     def call(self, inputs, training=None):
         if not isinstance(inputs, dict) or {"token_ids", "mask_positions"} - set(inputs):
             raise ValueError('`TransformerMaskedLM` takes a dict with "token_ids" and "mask_positions".')
-        hidden = self.backbone(inputs["token_ids"], training=training)  # (B, T, d)
+        segment_ids = inputs.get("segment_ids")
+        hidden = self.backbone(inputs["token_ids"], training=training, segment_ids=segment_ids)  # (B, T, d)
         positions = ops.cast(inputs["mask_positions"], "int32")[:, :, None]  # (B, P, 1)
         hidden = ops.take_along_axis(hidden, ops.repeat(positions, hidden.shape[-1], axis=-1), axis=1)  # (B, P, d)
         hidden = self.transform_norm(self.transform(hidden))

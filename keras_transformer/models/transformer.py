@@ -56,6 +56,10 @@ class Transformer(ArchitectureModel):
             (the paper; `False` as BERT and GPT-2).
         embedding_norm: a LayerNorm on each stack's summed token and
             position embeddings, before dropout (BERT's).
+        segment_vocabulary_size: number of segment (token type) ids whose
+            learned embedding is added to every token's (BERT's two
+            sentences); 0 for none. Inputs without segment ids read
+            segment 0 (see `TransformerEncoderModel`).
         zero_start_embedding: the decoder's start token embeds to zeros
             (plus its position), as Marian and CTranslate2 start decoding;
             source ids never hold the start id, so a shared embedding reads

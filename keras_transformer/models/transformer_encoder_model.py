@@ -1,5 +1,6 @@
 import keras
 
+from keras_transformer.checks import check_bool
 from keras_transformer.layers.masks import padding_mask
 from keras_transformer.models.base import ArchitectureModel
 from keras_transformer.models.common import make_embedding, stack_arguments
@@ -22,12 +23,18 @@ class TransformerEncoderModel(ArchitectureModel):
         num_layers, hidden_dim, num_heads, intermediate_dim, dropout,
         max_sequence_length, position, normalize_first, attention_dropout,
         activation_dropout, activation, layer_norm_epsilon,
-        max_relative_position: as in
-            `keras_transformer.Transformer`.
+        max_relative_position, scale_embeddings, embedding_norm,
+        segment_vocabulary_size: as in `keras_transformer.Transformer`.
+        pooler: a tanh dense layer (`pooler`) that `pool` applies to the
+            first position's vector: BERT's pooled output, which a
+            `TransformerClassifier` with `pooling="pooler"` reads. Not part
+            of `call`.
 
     Call arguments:
         token_ids: `(B, T)` int ids, 0-padded, `T <= max_sequence_length`.
         training: whether dropout is active.
+        segment_ids: `(B, T)` int segment (token type) ids, with
+            `segment_vocabulary_size > 0`; `None` reads segment 0.
 
     Returns:
         `(B, T, hidden_dim)`.
@@ -38,11 +45,15 @@ class TransformerEncoderModel(ArchitectureModel):
     (2, 9, 64)
     """
 
-    def __init__(self, vocabulary_size, **kwargs):
+    def __init__(self, vocabulary_size, pooler=False, **kwargs):
         super().__init__(kwargs, vocabulary_size=vocabulary_size)
+        check_bool(pooler, "pooler")
         self.vocabulary_size = vocabulary_size
         self.embedding = make_embedding(self.architecture, vocabulary_size, True, self.dtype_policy, "embedding")
         self.encoder = TransformerEncoder(name="encoder", **stack_arguments(self.architecture, self.dtype_policy))
+        self.pooler = None
+        if pooler:
+            self.pooler = keras.layers.Dense(self.hidden_dim, activation="tanh", dtype=self.dtype_policy, name="pooler")
         self.build()
 
     @classmethod
@@ -62,12 +73,27 @@ class TransformerEncoderModel(ArchitectureModel):
     def build(self, input_shape=None):
         self.embedding.build((None, None))
         self.encoder.build((None, None, self.hidden_dim))
+        if self.pooler is not None:
+            self.pooler.build((None, self.hidden_dim))
         self.built = True
 
-    def call(self, token_ids, training=None):
+    def call(self, token_ids, training=None, segment_ids=None):
         self.check_token_ids("token_ids", token_ids)
-        x = self.embedding(token_ids, training=training)
+        if segment_ids is not None:
+            if not self.segment_vocabulary_size:
+                raise ValueError("`segment_ids` given to a model without segments (segment_vocabulary_size=0)")
+            shapes = tuple(segment_ids.shape), tuple(token_ids.shape)
+            if shapes[0] != shapes[1] and None not in shapes[0] + shapes[1]:
+                raise ValueError(f"`segment_ids` must have the shape of `token_ids` {tuple(token_ids.shape)}. "
+                                 f"Received: shape={tuple(segment_ids.shape)}")  # fmt: skip
+        x = self.embedding(token_ids, training=training, segment_ids=segment_ids)
         return self.encoder(x, padding_mask=padding_mask(token_ids), training=training)
+
+    def pool(self, hidden_states):
+        """BERT's pooled output: `pooler` (tanh dense) of the first position's vector, `(B, hidden_dim)`."""
+        if self.pooler is None:
+            raise ValueError("This backbone has no pooler (build it with `pooler=True`)")
+        return self.pooler(hidden_states[:, 0, :])
 
     @property
     def transformer_layers(self):
@@ -76,5 +102,5 @@ class TransformerEncoderModel(ArchitectureModel):
 
     def get_config(self):
         config = super().get_config()
-        config.update(vocabulary_size=self.vocabulary_size)
+        config.update(vocabulary_size=self.vocabulary_size, pooler=self.pooler is not None)
         return config

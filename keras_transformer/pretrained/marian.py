@@ -59,6 +59,16 @@ def _read_json(path, what):
         raise CheckpointError(f"{path} is not JSON (corrupt or truncated?): {error}") from None
 
 
+def read_model_type(directory):
+    """The `model_type` of the Hugging Face checkpoint directory `directory` (its `config.json`)."""
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"{directory} is not a directory (a Hugging Face checkpoint's folder)")
+    config = _read_json(os.path.join(directory, "config.json"), "not a Hugging Face model directory")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{directory}/config.json is not a model config (a JSON object)")
+    return config.get("model_type")
+
+
 def read_config(directory):
     """The checkpoint's `config.json`, checked to be a Marian model this project computes exactly.
 
@@ -424,40 +434,56 @@ def import_marian(checkpoint, out, name, max_sequence_length=None):
             cannot compute exactly (one line naming the field and value).
         FileExistsError: `out/name` already holds a run.
     """
-    import shutil
+    check_destination(checkpoint, out, name, "a Hugging Face Marian checkpoint's folder")
+    config = read_config(checkpoint)
+    limit = int(config.get("max_position_embeddings", 512))
+    check_max_length(max_sequence_length, limit)
+    tokenizers, separate = read_tokenizers(checkpoint, config)
+    model = build_model(checkpoint, config, tokenizers, separate, max_sequence_length)
+    model_config = {key: value for key, value in model.get_config().items()
+                    if key in model_arguments(config, 1, 1, separate)}  # fmt: skip
+    task = {
+        "name": "marian",
+        "family": "translate",
+        "imported": {"format": "marian", "from": os.path.abspath(checkpoint), "config": config},
+    }
+    return write_run(out, name, model, tokenizers, model_config, task)
 
-    import keras
 
-    from keras_transformer.tasks.trainer import open_run, release_run
-
+def check_destination(checkpoint, out, name, what):
+    """Refuse a run name that is not a plain name, a checkpoint that is not a directory, an `out` that is a file."""
     if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", "..") or os.path.isabs(name):
         raise ValueError(f"the run's name must be a plain name (a folder inside the output folder). Received: {name!r}")
     if not os.path.isdir(checkpoint):
-        raise CheckpointError(f"{checkpoint} is not a directory (a Hugging Face Marian checkpoint's folder)")
+        raise CheckpointError(f"{checkpoint} is not a directory ({what})")
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"{out} is a file, not a directory")
-    config = read_config(checkpoint)
-    limit = int(config.get("max_position_embeddings", 512))
+
+
+def check_max_length(max_sequence_length, limit):
+    """`max_sequence_length` must be `None` or an integer in `[1, limit]` (the checkpoint's positions)."""
     if max_sequence_length is not None and (
         isinstance(max_sequence_length, bool) or not isinstance(max_sequence_length, int)
         or not 1 <= max_sequence_length <= limit
     ):  # fmt: skip
         raise ValueError(f"`max_sequence_length` must be an integer in [1, {limit}] (the checkpoint's "
                          f"max_position_embeddings). Received: {max_sequence_length!r}")  # fmt: skip
-    tokenizers, separate = read_tokenizers(checkpoint, config)
-    model = build_model(checkpoint, config, tokenizers, separate, max_sequence_length)
-    model_config = {key: value for key, value in model.get_config().items()
-                    if key in model_arguments(config, 1, 1, separate)}  # fmt: skip
-    record = {
-        "model": model_config,
-        "task": {
-            "name": "marian",
-            "family": "translate",
-            "imported": {"format": "marian", "from": os.path.abspath(checkpoint), "config": config},
-        },
-        "training": {},
-        "backend": keras.backend.backend(),
-    }
+
+
+def write_run(out, name, model, tokenizers, model_config, task):
+    """Write an imported model as the finished run `out/name`; returns its path.
+
+    The files are written atomically, `config.json` last; a failed write
+    leaves no run. `model_config`: the model's arguments the run records;
+    `task`: the run's task record (with `"imported"`).
+    """
+    import shutil
+
+    import keras
+
+    from keras_transformer.tasks.trainer import open_run, release_run
+
+    record = {"model": model_config, "task": task, "training": {}, "backend": keras.backend.backend()}
     path = os.path.join(out, name)
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise FileExistsError(f"{path} already exists; import under another name")
@@ -468,7 +494,7 @@ def import_marian(checkpoint, out, name, max_sequence_length=None):
         run.save_model(model)
         run.write_json(run.config_file, record)
         # A finished run, as training leaves one: train.py refuses its name rather than starting over in it.
-        run.write_json(run.evaluation_file, {"imported": record["task"]["imported"]["from"]})
+        run.write_json(run.evaluation_file, {"imported": task["imported"]["from"]})
     except BaseException:
         if run.created:
             shutil.rmtree(run.path, ignore_errors=True)

@@ -17,7 +17,7 @@ class ClassifyOptions(EncoderOptions):
 
     train_tsv: str = None
     val_tsv: str = None
-    pooling: str = "mean"
+    pooling: str = None  # "first", "mean" or "pooler"; default: "pooler" for a backbone with one, else "mean"
 
 
 class ClassifyTask(EncoderTask):
@@ -73,9 +73,8 @@ class ClassifyTask(EncoderTask):
                        "labels": self.label_names, "init_from": options.init_from}  # fmt: skip
 
     def head(self, backbone):
-        return models.TransformerClassifier(
-            backbone, len(self.label_names), pooling=self.options.pooling, dropout=backbone.dropout
-        )
+        pooling = self.options.pooling or ("mean" if backbone.pooler is None else "pooler")
+        return models.TransformerClassifier(backbone, len(self.label_names), pooling=pooling, dropout=backbone.dropout)
 
     def evaluate(self, model, run):
         predicted, labels = self.predictions(model), self.val[1]

@@ -1,0 +1,263 @@
+"""BERT checkpoints in the Hugging Face layout, read into a masked-LM run whose encoder fine-tunes (classify, tag).
+
+A BERT checkpoint is this project's encoder with options: token embeddings
+not scaled, learned absolute positions, segment (token type) embeddings, a
+LayerNorm on the summed embeddings, exact GELU, post-norm layers, a pooler
+(tanh dense on the first position) and a masked-LM head whose output layer
+is the token embedding with a bias: `TransformerEncoderModel(position=
+"learned", scale_embeddings=False, embedding_norm=True,
+segment_vocabulary_size=2, pooler=True)` under a `TransformerMaskedLM`.
+BERT's `[PAD]`, `[UNK]`, `[CLS]` and `[SEP]` become this project's ids 0-3
+(padding, unknown, start, end: `bert_order`), so the data pipelines' start
+and end tokens are BERT's `[CLS]` and `[SEP]`. The tokenizer is the
+checkpoint's `vocab.txt` with its `tokenizer_config.json` settings
+(`data.tokenizers.BertTokenizer`). Reading needs neither torch nor
+transformers: `config.json`, `model.safetensors` (or `pytorch_model.bin`
+with torch), `vocab.txt`, optionally `tokenizer_config.json`.
+"""
+
+import os
+
+import numpy as np
+
+from keras_transformer.pretrained.marian import (
+    CheckpointError, _read_json, check_destination, check_max_length, read_weights, write_run,
+)
+
+# BERT's activations (transformers' names) and the Keras activation computing the same.
+ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "silu": "silu", "swish": "silu",
+               "gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate"}  # fmt: skip
+# Config fields that, set otherwise, describe a model this project would compute differently.
+REQUIRED = {"is_decoder": False, "add_cross_attention": False, "position_embedding_type": "absolute"}
+SPECIAL = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+           "mask_token": "[MASK]"}  # fmt: skip
+
+
+def read_config(directory):
+    """The checkpoint's `config.json`, checked to be a BERT model this project computes exactly."""
+    config = _read_json(os.path.join(directory, "config.json"), "not a Hugging Face model directory")
+    if not isinstance(config, dict) or config.get("model_type") != "bert":
+        raise CheckpointError(f"{directory}/config.json does not describe a BERT model (model_type \"bert\")")
+    required = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "max_position_embeddings")  # fmt: skip
+    for field in required:
+        if not isinstance(config.get(field), int) or isinstance(config.get(field), bool) or config[field] <= 0:
+            raise CheckpointError(f"config.json: {field} must be a positive integer. Received: {config.get(field)!r}")
+    for field, value in REQUIRED.items():
+        if field in config and config[field] != value:
+            raise CheckpointError(f"config.json: {field}={config[field]!r} is not supported (this project computes "
+                                  f"BERT models with {field}={value!r})")  # fmt: skip
+    activation = config.get("hidden_act", "gelu")
+    if activation not in ACTIVATIONS:
+        raise CheckpointError(
+            f"config.json: hidden_act={activation!r} is not supported (supported: {sorted(ACTIVATIONS)})"
+        )
+    if config["hidden_size"] % config["num_attention_heads"]:
+        raise CheckpointError(f"config.json: hidden_size={config['hidden_size']} is not divisible by "
+                              f"num_attention_heads={config['num_attention_heads']}")  # fmt: skip
+    return config
+
+
+def read_tokenizer(directory, config):
+    """`(BertTokenizer, order, mask_id)`: the checkpoint's WordPiece tokenizer in this project's ids.
+
+    `order[i]` is the checkpoint's id of this project's id `i`; `mask_id`
+    this project's id of `[MASK]`.
+    """
+    from keras_transformer.data.tokenizers import BertTokenizer
+
+    path = os.path.join(directory, "vocab.txt")
+    try:
+        with open(path, encoding="utf-8") as f:
+            pieces = f.read().split("\n")
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing: the WordPiece vocabulary") from None
+    except UnicodeDecodeError as error:
+        raise CheckpointError(f"{path} is not UTF-8 text (corrupt?): {error}") from None
+    if pieces and pieces[-1] == "":
+        pieces.pop()
+    settings_path = os.path.join(directory, "tokenizer_config.json")
+    settings = _read_json(settings_path, "") if os.path.exists(settings_path) else {}
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{settings_path} is not a tokenizer config (a JSON object)")
+    if len(pieces) > config["vocab_size"]:
+        raise CheckpointError(f"{path} has {len(pieces)} pieces; config.json's vocab_size is {config['vocab_size']}")
+    if len(set(pieces)) != len(pieces):
+        duplicate = next(p for i, p in enumerate(pieces) if p in pieces[:i])
+        raise CheckpointError(f"{path} lists {duplicate!r} twice")
+    index = {piece: i for i, piece in enumerate(pieces)}
+    special = {}
+    for name, default in SPECIAL.items():
+        piece = settings.get(name, default)
+        piece = piece.get("content", default) if isinstance(piece, dict) else piece
+        if piece not in index:
+            raise CheckpointError(f"{path} has no {piece!r} piece (the {name.replace('_', ' ')})")
+        special[name] = index[piece]
+    order = bert_order(len(pieces), special)
+    flags = {}
+    for name, ours, default in (("do_lower_case", "lowercase", True), ("tokenize_chinese_chars", "split_cjk", True)):
+        value = settings.get(name, default)
+        if not isinstance(value, bool):
+            raise CheckpointError(f"{settings_path}: {name} must be true or false. Received: {value!r}")
+        flags[ours] = value
+    strip_accents = settings.get("strip_accents")
+    if strip_accents is not None and not isinstance(strip_accents, bool):
+        raise CheckpointError(
+            f"{settings_path}: strip_accents must be true, false or null. Received: {strip_accents!r}"
+        )
+    tokenizer = BertTokenizer([pieces[i] for i in order], strip_accents=strip_accents, **flags)
+    return tokenizer, order, int(np.flatnonzero(order == special["mask_token"])[0])
+
+
+def bert_order(size, special):
+    """The checkpoint id of each of this project's ids: `[PAD, UNK, CLS, SEP, every other id in order]`."""
+    reserved = [special[name] for name in ("pad_token", "unk_token", "cls_token", "sep_token")]
+    if len(set(reserved)) != 4:
+        raise CheckpointError(f"the vocabulary's [PAD], [UNK], [CLS] and [SEP] must be 4 different pieces. "
+                              f"Received ids: {reserved}")  # fmt: skip
+    return np.array([*reserved, *(i for i in range(size) if i not in reserved)], "int64")
+
+
+class _Weights:
+    """The checkpoint's tensors by name, without the `bert.` prefix and with `gamma`/`beta` read as `weight`/`bias`."""
+
+    def __init__(self, weights):
+        self.weights = {}
+        for name, value in weights.items():
+            name = name.removeprefix("bert.")
+            if "LayerNorm" in name:  # TensorFlow-converted checkpoints name LayerNorm parameters gamma and beta
+                name = name.replace(".gamma", ".weight").replace(".beta", ".bias")
+            self.weights[name] = value
+
+    def has(self, name):
+        return name in self.weights
+
+    def get(self, name, shape, transpose=False):
+        if name not in self.weights:
+            raise CheckpointError(f"the weights have no {name!r} (a BERT checkpoint of another layout?)")
+        value = np.asarray(self.weights[name], "float32")
+        value = value.T if transpose else value
+        if value.shape != tuple(shape):
+            stored, expected = (value.shape[::-1], tuple(shape)[::-1]) if transpose else (value.shape, tuple(shape))
+            raise CheckpointError(f"{name} has shape {stored}; config.json describes {expected}")
+        return value
+
+
+def _dense(weights, prefix, layer, inputs, units):
+    layer.kernel.assign(weights.get(f"{prefix}.weight", (inputs, units), transpose=True))
+    layer.bias.assign(weights.get(f"{prefix}.bias", (units,)))
+
+
+def _norm(weights, prefix, norm, d):
+    norm.gamma.assign(weights.get(f"{prefix}.weight", (d,)))
+    norm.beta.assign(weights.get(f"{prefix}.bias", (d,)))
+
+
+def model_arguments(config, vocabulary_size, max_sequence_length=None, pooler=True, output_bias=True):
+    """The `TransformerEncoderModel` keyword arguments of a checked BERT config."""
+    return dict(
+        vocabulary_size=vocabulary_size,
+        num_layers=config["num_hidden_layers"],
+        hidden_dim=config["hidden_size"],
+        num_heads=config["num_attention_heads"],
+        intermediate_dim=config["intermediate_size"],
+        dropout=float(config.get("hidden_dropout_prob", 0.1)),
+        attention_dropout=float(config.get("attention_probs_dropout_prob", 0.1)),
+        activation=ACTIVATIONS[config.get("hidden_act", "gelu")],
+        layer_norm_epsilon=float(config.get("layer_norm_eps", 1e-12)),
+        max_sequence_length=max_sequence_length or config["max_position_embeddings"],
+        position="learned",
+        normalize_first=False,
+        scale_embeddings=False,
+        embedding_norm=True,
+        segment_vocabulary_size=int(config.get("type_vocab_size", 2)),
+        output_bias=output_bias,
+        pooler=pooler,
+    )
+
+
+def build_model(directory, config, order, max_sequence_length=None):
+    """The `TransformerMaskedLM` holding the checkpoint's weights in this project's ids.
+
+    The pooler and the masked-LM head are read when the checkpoint has them
+    (`BertModel` has a pooler and no head, `BertForMaskedLM` the reverse);
+    a missing masked-LM head is left as initialised (fine-tuning replaces it).
+    """
+    from keras_transformer.models import TransformerEncoderModel, TransformerMaskedLM
+
+    weights = _Weights(read_weights(directory))
+    pooler = weights.has("pooler.dense.weight")
+    head = weights.has("cls.predictions.transform.dense.weight")
+    if head and config.get("hidden_act", "gelu") != "gelu":
+        raise CheckpointError(f"config.json: hidden_act={config['hidden_act']!r}: the masked-LM head of this project "
+                              "uses GELU")  # fmt: skip
+    arguments = model_arguments(config, len(order), max_sequence_length, pooler=pooler)
+    backbone = TransformerEncoderModel(**arguments)
+    model = TransformerMaskedLM(backbone)
+    d, d_ff, rows = arguments["hidden_dim"], arguments["intermediate_dim"], config["vocab_size"]
+    length = arguments["max_sequence_length"]
+    embedding = backbone.embedding
+    words = weights.get("embeddings.word_embeddings.weight", (rows, d))
+    embedding.token_embedding.embeddings.assign(words[order])
+    positions = weights.get("embeddings.position_embeddings.weight", (config["max_position_embeddings"], d))
+    embedding.position_encoding.position_embeddings.assign(positions[:length])
+    segments = arguments["segment_vocabulary_size"]
+    if segments:
+        table = weights.get("embeddings.token_type_embeddings.weight", (segments, d))
+        embedding.segment_embedding.embeddings.assign(table)
+    _norm(weights, "embeddings.LayerNorm", embedding.layer_norm, d)
+    for i, layer in enumerate(backbone.encoder.transformer_layers):
+        prefix = f"encoder.layer.{i}"
+        attention = layer.self_attention
+        for ours, theirs in (("query", "query"), ("key", "key"), ("value", "value")):
+            _dense(weights, f"{prefix}.attention.self.{theirs}", getattr(attention, f"{ours}_dense"), d, d)
+        _dense(weights, f"{prefix}.attention.output.dense", attention.output_dense, d, d)
+        _norm(weights, f"{prefix}.attention.output.LayerNorm", layer.self_attention_residual.layer_norm, d)
+        _dense(weights, f"{prefix}.intermediate.dense", layer.feed_forward.intermediate_dense, d, d_ff)
+        _dense(weights, f"{prefix}.output.dense", layer.feed_forward.output_dense, d_ff, d)
+        _norm(weights, f"{prefix}.output.LayerNorm", layer.feed_forward_residual.layer_norm, d)
+    if pooler:
+        _dense(weights, "pooler.dense", backbone.pooler, d, d)
+    if head:
+        _dense(weights, "cls.predictions.transform.dense", model.transform, d, d)
+        _norm(weights, "cls.predictions.transform.LayerNorm", model.transform_norm, d)
+        decoder = "cls.predictions.decoder.weight"
+        if weights.has(decoder) and not np.array_equal(weights.get(decoder, (rows, d)), words):
+            raise CheckpointError(f"{decoder} differs from the word embeddings; this project's masked-LM head reads "
+                                  "the token embedding (tied, as BERT's)")  # fmt: skip
+        bias = weights.get("cls.predictions.bias", (rows,)) if weights.has("cls.predictions.bias") else np.zeros(rows)
+        embedding.token_embedding.bias.assign(np.asarray(bias, "float32")[order])
+    return model
+
+
+def import_bert(checkpoint, out, name, max_sequence_length=None):
+    """Write the BERT checkpoint directory `checkpoint` as the masked-LM run `out/name`.
+
+    The run is a `pretrain-mlm` run (a `TransformerMaskedLM` over the BERT
+    encoder, with the checkpoint's tokenizer): `train.py --task classify`
+    or `--task tag` with `--init-from out/name` (and `--freeze-layers K`)
+    fine-tunes its encoder; a classifier reads BERT's pooler with
+    `--pooling pooler`. Checked and written as `import_marian` writes runs.
+
+    Args:
+        checkpoint: a Hugging Face BERT directory (`config.json`,
+            `model.safetensors` or `pytorch_model.bin`, `vocab.txt`,
+            optionally `tokenizer_config.json`).
+        out: the folder of runs.
+        name: the run's name, a folder inside `out`.
+        max_sequence_length: the longest input the run takes (default and
+            at most: the checkpoint's `max_position_embeddings`).
+
+    Returns:
+        The run's path.
+    """
+    check_destination(checkpoint, out, name, "a Hugging Face BERT checkpoint's folder")
+    config = read_config(checkpoint)
+    check_max_length(max_sequence_length, config["max_position_embeddings"])
+    tokenizer, order, mask_id = read_tokenizer(checkpoint, config)
+    model = build_model(checkpoint, config, order, max_sequence_length)
+    task = {"name": "bert", "family": "pretrain-mlm", "mask_id": mask_id,
+            "imported": {"format": "bert", "from": os.path.abspath(checkpoint), "config": config}}  # fmt: skip
+    backbone_config = {key: value for key, value in model.backbone.get_config().items()
+                       if key in model_arguments(config, 1)}  # fmt: skip
+    return write_run(out, name, model, (tokenizer, tokenizer), backbone_config, task)

@@ -1,0 +1,220 @@
+"""A BERT checkpoint made by transformers, imported: the same ids, hidden states, pooled output and masked-LM logits."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+WORDS = ["the", "cat", "dog", "sat", "on", "mat", "run", "##s", "##ing", "##ed", "un", "##able", "caf", "##e", "é",
+         "e", "hello", "world", "naive", "na", "##ive", "über", "u", "##ber", "中", "国", "日", "本", "😀", "x",
+         "##x", "a", "##a", "b", "##b", "o", "##o", "n", "##n", "don", "t", "mail"]  # fmt: skip
+PUNCTUATION = list("!,.'-()[]?$+<=^`|~:;\"/")
+# transformers' BertTokenizer settings (tokenizer_config.json) the tokenizer test covers.
+SETTINGS = [
+    {"do_lower_case": True}, {"do_lower_case": False}, {"do_lower_case": False, "strip_accents": True},
+    {"do_lower_case": True, "strip_accents": False}, {"do_lower_case": True, "tokenize_chinese_chars": False},
+]  # fmt: skip
+
+
+def make_bert_checkpoint(directory, pooler=True, head=True, extra_rows=3, seed=0, **config):
+    """A tiny BERT checkpoint with random weights (every parameter perturbed, so none is at its initial value)."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertForPreTraining, BertModel
+
+    vocabulary = ["[PAD]"] + [f"[unused{i}]" for i in range(3)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocabulary += WORDS + PUNCTUATION
+    settings = dict(vocab_size=len(vocabulary) + extra_rows, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                    intermediate_size=64, max_position_embeddings=40, type_vocab_size=2)  # fmt: skip
+    settings.update(config)
+    torch.manual_seed(seed)
+    model_class = BertForPreTraining if pooler and head else BertForMaskedLM if head else BertModel
+    model = model_class(BertConfig(**settings)).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    os.makedirs(directory, exist_ok=True)
+    model.save_pretrained(directory)
+    with open(os.path.join(directory, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(vocabulary) + "\n")
+    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+        json.dump({"do_lower_case": True, "tokenizer_class": "BertTokenizer"}, f)
+    return model
+
+
+def sentences(count, seed=0):
+    """Made-up text: vocabulary words, accents and case, CJK, emoji, punctuation, control characters, long words."""
+    rng = np.random.default_rng(seed)
+    pool = [w.removeprefix("##") for w in WORDS] + PUNCTUATION + [
+        "Naïve", "CAFÉ", "Über", "thecat", "x" * 120, "é" * 60, "é" * 101, "ab" * 50, "ab" * 51, "中国人",
+        "hello,world!", "don't", "e-mail", "ＡＢ", "ﬁx", "İstanbul", "Straße", "ΣΟΦΙΑ", "😀😀", "가나", "e\u0301",
+        "a\u200bb", "c\u00a0d", "tab\there", "line\u2028sep", "\ufeffbom", "nul\x00l", "\ufffd"]  # fmt: skip
+    texts = ["", " ", "\t\n"]
+    while len(texts) < count:
+        texts.append(" ".join(str(rng.choice(pool)) for _ in range(rng.integers(1, 12))))
+    return texts
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bert") / "bert-tiny"
+    return path, make_bert_checkpoint(str(path))
+
+
+@pytest.fixture(scope="module")
+def imported(bert, tmp_path_factory):
+    from keras_transformer.pretrained import import_checkpoint
+
+    path, _ = bert
+    return import_checkpoint(str(path), str(tmp_path_factory.mktemp("runs")), "bert", max_sequence_length=24)
+
+
+@pytest.fixture(scope="module")
+def loaded(imported):
+    from keras_transformer.run_directory import RunDirectory
+
+    return RunDirectory(imported).load()
+
+
+def _relative(ours, theirs):
+    relative = float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
+    print(f"largest difference relative to the largest value: {relative:.2e}")
+    return relative
+
+
+def test_hidden_states_pooled_output_and_masked_lm_logits_equal_transformers(bert, loaded):
+    import torch
+
+    from keras_transformer.pretrained.bert import read_config, read_tokenizer
+
+    path, hf = bert
+    _, order, _ = read_tokenizer(str(path), read_config(str(path)))
+    ours_of = np.empty(len(order), "int64")
+    ours_of[order] = np.arange(len(order))  # the checkpoint's id -> this project's
+    rng = np.random.default_rng(1)
+    theirs = rng.integers(8, len(order), size=(4, 20))  # words, not special pieces
+    theirs[:, 0], lengths = 5, [20, 13, 5, 2]  # [CLS] (the checkpoint's id 5) first
+    segments = np.zeros_like(theirs)
+    for row, length in enumerate(lengths):
+        theirs[row, length - 1] = 6  # [SEP]
+        theirs[row, length:] = 0  # [PAD]
+        segments[row, length // 2 : length] = 1
+    attention_mask = (theirs != 0).astype("int64")
+    with torch.no_grad():
+        output = hf(torch.tensor(theirs), attention_mask=torch.tensor(attention_mask),
+                    token_type_ids=torch.tensor(segments), output_hidden_states=True)  # fmt: skip
+        hidden = output.hidden_states[-1].numpy()
+        pooled = hf.bert.pooler(output.hidden_states[-1]).numpy()
+    model = loaded.model
+    ids = ours_of[theirs].astype("int32")
+    assert (ids[:, 0] == 2).all() and all(ids[r, n - 1] == 3 for r, n in enumerate(lengths))  # [CLS], [SEP]: start, end
+    our_hidden = np.asarray(model.backbone(ids, segment_ids=segments.astype("int32")))
+    real = attention_mask.astype(bool)
+    assert _relative(our_hidden[real], hidden[real]) < 1e-4
+    assert _relative(np.asarray(model.backbone.pool(our_hidden)), pooled) < 1e-4
+    positions = np.array([[1, 3], [2, 5], [1, 4], [0, 1]], "int32")
+    logits = np.asarray(model({"token_ids": ids, "segment_ids": segments.astype("int32"), "mask_positions": positions}))
+    their_logits = np.take_along_axis(output.prediction_logits.numpy(), positions[:, :, None].astype("int64"), axis=1)
+    assert _relative(logits, their_logits[:, :, order]) < 1e-4
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
+def test_tokenization_equals_bert_tokenizer(bert, tmp_path, settings):
+    import tensorflow as tf
+    from transformers import BertTokenizer
+
+    from keras_transformer.pretrained.bert import read_config, read_tokenizer
+
+    path, _ = bert
+    directory = tmp_path / "checkpoint"
+    shutil.copytree(path, directory)
+    (directory / "tokenizer_config.json").write_text(json.dumps(settings))
+    tokenizer, order, _ = read_tokenizer(str(directory), read_config(str(directory)))
+    texts = sentences(1000)
+    theirs = BertTokenizer.from_pretrained(str(directory))(texts, add_special_tokens=False)["input_ids"]
+    ours = [[int(order[i]) for i in row] for row in tokenizer.tokenize(tf.constant(texts)).to_list()]
+    mismatches = [(text, a, b) for text, a, b in zip(texts, ours, theirs) if a != b]
+    assert not mismatches, mismatches[:3]
+    assert sum(4 in row for row in theirs) > 10  # unknown words ([UNK], the checkpoint's id 4) were part of it
+
+
+def test_kt_import_reads_bert_and_a_classifier_fine_tunes_with_frozen_layers(bert, imported, loaded, tmp_path, capsys):
+    import train
+    from keras_transformer.pretrained.__main__ import cli
+    from keras_transformer.run_directory import RunDirectory
+
+    path, _ = bert
+    assert cli([str(path), "--out", str(tmp_path / "runs"), "--name", "b", "--max-length", "24"]) == 0
+    assert "--task classify --init-from" in capsys.readouterr().out
+    assert RunDirectory(tmp_path / "runs" / "b").load().family == "pretrain-mlm"
+    assert loaded.model.backbone.pooler is not None and loaded.source_tokenizer.kind == "bert"
+    rng = np.random.default_rng(0)
+    lines = []
+    for _ in range(160):
+        label = int(rng.integers(0, 2))
+        words = rng.choice(["cat", "dog", "mat"] if label else ["hello", "world", "naive"], size=rng.integers(2, 8))
+        lines.append(f"{' '.join(words)} {'!' if label else '?'}\t{'yes' if label else 'no'}\n")
+    (tmp_path / "train.tsv").write_text("".join(lines))
+    metrics = train.main(["--task", "classify", "--init-from", imported, "--freeze-layers", "1", "--train-tsv",
+                          str(tmp_path / "train.tsv"), "--epochs", "2", "--batch-size", "16", "--no-export",
+                          "--out", str(tmp_path / "runs"), "--name", "c", "--verbose", "0"])  # fmt: skip
+    assert 0 <= metrics["accuracy"] <= 1
+    tuned = RunDirectory(tmp_path / "runs" / "c").load().model
+    assert tuned.pooling == "pooler"  # BERT's pooled output by default for a backbone with a pooler
+    before, after = loaded.model.backbone, tuned.backbone
+    for frozen in (before.embedding, before.encoder.transformer_layers[0]):
+        twin = after.embedding if frozen is before.embedding else after.encoder.transformer_layers[0]
+        for mine, theirs in zip(frozen.get_weights(), twin.get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+    changed = [not np.array_equal(a, b) for a, b in zip(before.encoder.transformer_layers[1].get_weights(),
+                                                        after.encoder.transformer_layers[1].get_weights())]  # fmt: skip
+    assert any(changed)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"model_type": "gpt2"}, "supported: \\['bert', 'marian'\\]"),
+        ({"position_embedding_type": "relative_key"}, "position_embedding_type='relative_key' is not supported"),
+        ({"hidden_act": "mish"}, "hidden_act='mish' is not supported"),
+        ({"hidden_size": 30}, "hidden_size=30 is not divisible by num_attention_heads=4"),
+        ({"is_decoder": True}, "is_decoder=True is not supported"),
+    ],
+)
+def test_a_config_it_cannot_compute_is_refused_naming_the_field(bert, tmp_path, changes, message):
+    from keras_transformer.pretrained import CheckpointError, import_checkpoint
+
+    path, _ = bert
+    directory = tmp_path / "checkpoint"
+    shutil.copytree(path, directory)
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, **changes}))
+    with pytest.raises(CheckpointError, match=message):
+        import_checkpoint(str(directory), str(tmp_path / "runs"), "x")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("damage", ["no vocabulary", "no [MASK]", "truncated weights", "wrong shape"])
+def test_missing_or_corrupt_files_are_one_line_and_write_nothing(bert, tmp_path, capsys, damage):
+    from keras_transformer.pretrained.__main__ import cli
+
+    path, _ = bert
+    directory = tmp_path / "checkpoint"
+    shutil.copytree(path, directory)
+    vocabulary = directory / "vocab.txt"
+    if damage == "no vocabulary":
+        vocabulary.unlink()
+    elif damage == "no [MASK]":
+        vocabulary.write_text(vocabulary.read_text().replace("[MASK]\n", "[MASKED]\n"))
+    elif damage == "truncated weights":
+        weights = directory / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        config = json.loads((directory / "config.json").read_text())
+        (directory / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
+    assert cli([str(directory), "--out", str(tmp_path / "runs"), "--name", "x"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("kt-import: error:") or error.startswith("python -m keras_transformer.pretrained: error:")
+    assert len(error.splitlines()) == 1 and "Traceback" not in error, error
+    assert not (tmp_path / "runs" / "x").exists()
