@@ -51,6 +51,8 @@ class FamilyModule(ExportModule):
         self.family, self.labels = run.family, run.labels
         self.vocabulary_size = getattr(run.model, "backbone", run.model).vocabulary_size
         self.tokenizer = run.source_tokenizer
+        # Lookup tables the tokenizer reads (GPT-2's BPE), tracked so that the text signatures save.
+        self.tokenizer_resources = list(getattr(self.tokenizer, "resources", list)())
         functions = {
             "classify": {"classify": self._classify, "classify_text": self._classify_text},
             "tag": {"tag": self._tag, "tag_text": self._tag_text},

@@ -122,9 +122,9 @@ FLAGS = {  # group: [(flag, argparse keywords)]
         ("--val-conll", dict(help="tag: validation sentences (default: 10%% of --train-conll)")),
         ("--train-text", dict(help="lm, pretrain-mlm: plain text, one example per line")),
         ("--val-text", dict(help="lm, pretrain-mlm: validation lines (default: 5%% of --train-text)")),
-        ("--init-from", dict(help="classify, tag: start from this run's encoder (and tokenizer); translate: "
-                             "continue or fine-tune this translation run (its model and tokenizers) on new text")),
-        ("--freeze-layers", dict(type=int, help="classify, tag: freeze the embedding and the lowest K layers "
+        ("--init-from", dict(help="classify, tag: start from this run's encoder (and tokenizer); translate, lm: "
+                             "continue or fine-tune this run (its model and tokenizers) on new text")),
+        ("--freeze-layers", dict(type=int, help="classify, tag, lm: freeze the embedding and the lowest K layers "
                                  "(-1: all)")),
         ("--pooling", dict(choices=["first", "mean", "pooler"], help="classify: sentence vector (default: pooler "
                            "for an encoder that has one, as an imported BERT; else mean)")),

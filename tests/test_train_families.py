@@ -78,8 +78,9 @@ def test_file_inputs(tmp_path):
         (["--task", "lm", "--train-tsv", "x.tsv"], "does not take --train-tsv"),
         (["--task", "classify", "--train-conll", "x.conll"], "does not take --train-conll"),
         (["--task", "translate", "--init-from", "runs/x"], "--init-from continues a translation run on parallel text"),
-        (["--task", "lm", "--init-from", "runs/x"], "does not take --init-from"),
+        (["--task", "pretrain-mlm", "--init-from", "runs/x"], "does not take --init-from"),
         (["--task", "classify", "--freeze-layers", "1"], "needs --init-from"),
+        (["--task", "lm", "--freeze-layers", "1"], "needs --init-from"),
     ],
 )
 def test_bad_flags(flags, message, capsys):

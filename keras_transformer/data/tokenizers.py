@@ -13,6 +13,9 @@ Every kind uses the project's reserved ids: 0 pad, 1 unknown, 2 start, 3 end.
   `keras_transformer.pretrained`): transformers' `BertTokenizer` rules
   (cleaning, lower-casing and accents as the checkpoint says, punctuation
   and CJK splitting) before tensorflow-text's `FastWordpieceTokenizer`.
+- `Gpt2Tokenizer` (a GPT-2 checkpoint's `vocab.json` and `merges.txt`):
+  keras-hub's `BytePairTokenizer`, transformers' `GPT2Tokenizer` ids mapped
+  onto the reserved ids (`<|endoftext|>` is the start and the end).
 - `WordPieceTokenizer` (keras-hub `compute_word_piece_vocabulary` and
   tensorflow-text's `FastWordpieceTokenizer`): words are split on whitespace only, and each CJK
   character is a word of its own, so punctuation becomes `##` suffix pieces
@@ -609,7 +612,121 @@ class BertTokenizer(Tokenizer):
         return cls(vocabulary, metadata["lowercase"], metadata["strip_accents"], metadata["split_cjk"])
 
 
-TOKENIZERS = {cls.kind: cls for cls in (SentencePieceTokenizer, WordPieceTokenizer, MarianTokenizer, BertTokenizer)}
+GPT2_END_OF_TEXT = "<|endoftext|>"
+
+
+def _tensors_out():
+    """Within: keras-hub tokenizers return TensorFlow tensors (eagerly they return Python lists)."""
+    from keras_hub.src.utils.tensor_utils import no_convert_scope
+
+    return no_convert_scope()
+
+
+def gpt2_order(size, end_of_text):
+    """The GPT-2 id of each of this project's ids (-1: none): `[pad, unknown, start, end, every other GPT-2 id]`.
+
+    GPT-2 has one special token, `<|endoftext|>`, which begins and ends
+    documents: it is this project's start and end id (one row twice). GPT-2
+    has no padding and, its BPE spelling every byte, no unknown token: ids 0
+    and 1 are new (zero embeddings; the importer keeps the unknown id from
+    ever being predicted).
+    """
+    if not 0 <= end_of_text < size:
+        raise ValueError(f"the end-of-text id {end_of_text} is outside the vocabulary of {size}")
+    return np.array([-1, -1, end_of_text, end_of_text, *(i for i in range(size) if i != end_of_text)], "int64")
+
+
+class Gpt2Tokenizer(Tokenizer):
+    """A GPT-2 checkpoint's byte-level BPE (`vocab.json`, `merges.txt`), with this project's reserved ids.
+
+    keras-hub's `BytePairTokenizer` splits and merges as transformers'
+    `GPT2Tokenizer` does (`<|endoftext|>` in the text is that one token);
+    its ids are mapped onto this project's by `gpt2_order`. Lossless: every
+    byte has a piece, so no text is unknown; except that TensorFlow's regex
+    split ends a text at a NUL character (U+0000), which transformers
+    encodes. Not trained here: read with a checkpoint
+    (`keras_transformer.pretrained.import_gpt2`).
+
+    Args:
+        vocabulary: `{piece: GPT-2 id}` (`vocab.json`), ids `0..V-1`.
+        merges: the merge rules, `"a b"` strings in rank order (`merges.txt`
+            without its `#version` line).
+    """
+
+    kind = "gpt2"
+
+    def __init__(self, vocabulary, merges):
+        if GPT2_END_OF_TEXT not in vocabulary:
+            raise ValueError(f"A GPT-2 vocabulary holds {GPT2_END_OF_TEXT!r}")
+        if sorted(vocabulary.values()) != list(range(len(vocabulary))):
+            raise ValueError("A GPT-2 vocabulary gives its pieces the ids 0..V-1, each once")
+        self.vocabulary, self.merges = dict(vocabulary), list(merges)
+        self.order = gpt2_order(len(vocabulary), vocabulary[GPT2_END_OF_TEXT])
+        ours = np.empty(len(vocabulary), "int32")
+        ours[self.order[END_ID + 1 :]] = np.arange(END_ID + 1, len(self.order))
+        ours[vocabulary[GPT2_END_OF_TEXT]] = END_ID
+        self._to_ours = tf.constant(ours)
+        self._to_gpt2 = tf.constant(np.maximum(self.order, 0).astype("int32"))
+        self._pieces = {index: piece for piece, index in vocabulary.items()}
+        self.tokenizer = keras_hub.tokenizers.BytePairTokenizer(
+            vocabulary=self.vocabulary, merges=self.merges, unsplittable_tokens=[GPT2_END_OF_TEXT], dtype="int32",
+            _allow_python_workflow=False,  # TensorFlow ops eagerly too: the same path as in tf.data and exports
+        )
+        self.tokenizer._maybe_initialized_tf()  # its lookup tables made now, not inside a traced function
+
+    def resources(self):
+        """The lookup tables tokenizing reads: a `tf.Module` saving a function that tokenizes must track them."""
+        tokenizer = self.tokenizer
+        return [tokenizer.byte2unicode, tokenizer.unicode2byte, tokenizer.cache.id2value, tokenizer.token_to_id_map,
+                tokenizer.id_to_token_map, tokenizer.merge_ranks]  # fmt: skip
+
+    @property
+    def vocabulary_size(self):
+        return len(self.order)
+
+    @classmethod
+    def train_files(cls, paths, vocabulary_size, count=None):
+        raise ValueError("A GPT-2 tokenizer comes with its checkpoint (kt-import); train a `sentencepiece` one instead")
+
+    def tokenize(self, text):
+        with _tensors_out():
+            ids = self.tokenizer.tokenize(tf.convert_to_tensor(text))  # ragged (B, None) GPT-2 ids
+        return tf.ragged.map_flat_values(tf.gather, self._to_ours, tf.cast(ids, tf.int32))
+
+    def detokenize(self, token_ids):
+        ids = _strip_special(token_ids)
+        with _tensors_out():
+            return self.tokenizer.detokenize(tf.ragged.map_flat_values(tf.gather, self._to_gpt2, ids))
+
+    def id_to_token(self, token_id):
+        token_id = int(token_id)
+        if token_id <= UNKNOWN_ID:
+            return RESERVED_TOKENS[token_id]
+        return self._pieces[int(self.order[token_id])]
+
+    def _identity(self):
+        return json.dumps([sorted(self.vocabulary.items(), key=lambda item: item[1]), self.merges]).encode("utf-8")
+
+    def save(self, directory, name):
+        files = {"vocabulary": f"{name}.gpt2.json", "file": f"{name}.gpt2.merges.txt"}
+        with open(os.path.join(directory, files["vocabulary"]), "w", encoding="utf-8") as f:
+            json.dump(self.vocabulary, f, ensure_ascii=False)
+        with open(os.path.join(directory, files["file"]), "w", encoding="utf-8") as f:
+            f.write("\n".join(self.merges) + "\n")
+        return {"kind": self.kind, **files}
+
+    @classmethod
+    def load(cls, directory, metadata):
+        with open(os.path.join(directory, metadata["vocabulary"]), encoding="utf-8") as f:
+            vocabulary = json.load(f)
+        with open(os.path.join(directory, metadata["file"]), encoding="utf-8") as f:
+            merges = f.read().split("\n")[:-1]
+        return cls(vocabulary, merges)
+
+
+TOKENIZERS = {
+    cls.kind: cls for cls in (SentencePieceTokenizer, WordPieceTokenizer, MarianTokenizer, BertTokenizer, Gpt2Tokenizer)
+}
 METADATA_FILE = "tokenizers.json"
 
 

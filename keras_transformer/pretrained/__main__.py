@@ -3,7 +3,8 @@
 Read a Hugging Face checkpoint directory into the run directory OUT/NAME.
 A Marian (OPUS-MT) model becomes a translation run, which translates,
 exports and fine-tunes as a trained run does; a BERT model a masked-LM run
-whose encoder `train.py --task classify|tag --init-from OUT/NAME` fine-tunes:
+whose encoder `train.py --task classify|tag --init-from OUT/NAME` fine-tunes;
+a GPT-2 model a language-model run:
 
     python -m keras_transformer.pretrained opus-mt-en-de --out runs --name opus-en-de
     python -m keras_transformer.translate --model runs/opus-en-de <<< "How are you?"
@@ -19,7 +20,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog=commands.name("import"), description=commands.named(__doc__), formatter_class=commands.HelpFormatter
     )
-    parser.add_argument("checkpoint", metavar="HF_DIR", help="a Hugging Face Marian or BERT checkpoint's folder")
+    parser.add_argument("checkpoint", metavar="HF_DIR", help="a Hugging Face Marian, BERT or GPT-2 checkpoint's folder")
     parser.add_argument("--out", default="runs", help="the folder of runs")
     parser.add_argument("--name", required=True, help="the run's name: a folder inside --out")
     parser.add_argument(
@@ -38,6 +39,10 @@ def main(argv=None):
     if model_type == "marian":
         print(f"Imported {args.checkpoint} as {path}\n"
               f"Translate: {commands.name('translate')} --model {path}\n"
+              f"Export:    {commands.name('export')} --model {path}")  # fmt: skip
+    elif model_type == "gpt2":
+        print(f"Imported {args.checkpoint} as {path} (a language-model run)\n"
+              f"Fine-tune: {commands.name('train')} --task lm --init-from {path} --train-text FILE\n"
               f"Export:    {commands.name('export')} --model {path}")  # fmt: skip
     else:
         print(f"Imported {args.checkpoint} as {path} (a masked-LM run: fine-tune its encoder)\n"

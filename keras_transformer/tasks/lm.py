@@ -36,7 +36,8 @@ class PlainTextTask(Task):
     def trains_tokenizer(self):
         return bool(self.options.train_text)
 
-    def prepare_text(self, run, resume):
+    def prepare_text(self, run, resume, tokenizer=None):
+        """Read or draw the lines; the tokenizer: `tokenizer` (a pre-trained run's), the resumed run's or made."""
         from keras_transformer.data.tokenizers import WordPieceTokenizer
 
         options = self.options
@@ -69,31 +70,70 @@ class PlainTextTask(Task):
             def make_tokenizer():
                 return WordPieceTokenizer(self.language.vocabulary)
 
-        self.tokenizer = load_or_make_tokenizer(run, resume, make_tokenizer)
+        self.tokenizer = load_or_make_tokenizer(run, resume, make_tokenizer if tokenizer is None else lambda: tokenizer)
         self.lines, self.val_lines = lines, val_lines
+
+
+@dataclasses.dataclass
+class LanguageModelOptions(PlainTextOptions):
+    """`PlainTextOptions` and fine-tuning: a trained or imported language model, frozen layers."""
+
+    init_from: str = None
+    freeze_layers: int = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.freeze_layers is not None and not self.init_from:
+            raise ValueError("`freeze_layers` needs `init_from` (a language model to freeze)")
+        vocabulary_default = next(f.default for f in dataclasses.fields(self) if f.name == "vocab_size")
+        if self.init_from and self.vocab_size != vocabulary_default:
+            raise ValueError("`init_from` takes the tokenizer of its run, and so its vocabulary; drop `vocab_size`")
 
 
 class LanguageModelTask(PlainTextTask):
     name = "lm"
     family = "lm"
     model_class = models.TransformerLM
+    options_class = LanguageModelOptions
     data_seed = 31
+
+    def trains_tokenizer(self):
+        return super().trains_tokenizer() and not self.options.init_from
 
     def prepare(self, run, resume=False):
         from keras_transformer.data import families
 
-        self.prepare_text(run, resume)
-        max_length = self.options.max_length
+        options = self.options
+        self.pretrained = None
+        if options.init_from:  # a language model run (trained or imported): its model and tokenizer
+            from keras_transformer.run_directory import RunDirectory
+
+            loaded = RunDirectory(options.init_from).load()
+            if not isinstance(loaded.model, models.TransformerLM):
+                raise ValueError(f"`init_from` {options.init_from}: a {type(loaded.model).__name__} is not a "
+                                 "language model (a TransformerLM run: --task lm, or an imported GPT-2)")  # fmt: skip
+            self.pretrained = loaded.model
+        self.prepare_text(run, resume, None if self.pretrained is None else loaded.source_tokenizer)
+        max_length = options.max_length
+        if self.pretrained is not None:  # it reads at most its own length
+            max_length = min(max_length, self.pretrained.max_sequence_length)
         self.train = families.language_model_data(self.tokenizer, self.lines, max_length)
         self.val = families.language_model_data(self.tokenizer, self.val_lines, max_length)
         self.description = (
             f"language modelling ({self.source}), {len(self.lines)} training / {len(self.val_lines)} validation lines"
         )
-        self.config = {"name": "lm", "family": "lm", "train": self.options.train_text}
+        self.config = {"name": "lm", "family": "lm", "train": options.train_text, "init_from": options.init_from}
 
     def build_model(self):
+        from keras_transformer import fine_tuning
+
         options = self.options
-        model = models.TransformerLM(self.tokenizer.vocabulary_size, tie_embeddings=True, **options.architecture())
+        model = self.pretrained or models.TransformerLM(
+            self.tokenizer.vocabulary_size, tie_embeddings=True, **options.architecture()
+        )
+        if options.freeze_layers is not None:
+            frozen = fine_tuning.freeze(model, up_to=None if options.freeze_layers < 0 else options.freeze_layers)
+            self.description += f"; frozen: {', '.join(frozen)}"
         learning_rate = options.learning_rate or self.learning_rate
         model.compile(optimizer=adam_with_warmup(options, len(self.lines), learning_rate),
                       label_smoothing=options.label_smoothing)  # fmt: skip
@@ -114,7 +154,8 @@ class LanguageModelTask(PlainTextTask):
             generated = model.generate(
                 batch_size=SAMPLES, max_length=options.max_length, method="sample", top_p=top_p, seed=options.seed
             )
-            texts = [t.numpy().decode() for t in self.tokenizer.detokenize(generated)]
+            # Byte-level pieces (GPT-2's) may end a sample inside a character.
+            texts = [t.numpy().decode("utf-8", "replace") for t in self.tokenizer.detokenize(generated)]
             results["samples" + name] = texts[:5]
             if self.language is not None:  # the share of samples that are sentences of the language
                 results["grammatical" + name] = float(np.mean([self.language.is_grammatical(t) for t in texts]))
