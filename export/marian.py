@@ -62,6 +62,7 @@ def _check(run):
         "layer_norm_epsilon": (config["layer_norm_epsilon"], 1e-5),
         "scale_embeddings": (config.get("scale_embeddings", True), True),
         "embedding_norm": (config.get("embedding_norm", False), False),
+        "segment_vocabulary_size": (config.get("segment_vocabulary_size", 0), 0),
     }
     for name, (value, needed) in refused.items():
         if value != needed:

@@ -136,7 +136,15 @@ def _library_object(dotted):
 
 def _parameters(target):
     signature = inspect.signature(target.__init__ if inspect.isclass(target) else target)
-    return [p for p in signature.parameters.values() if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    parameters = [p for p in signature.parameters.values()
+                  if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]  # fmt: skip
+    if inspect.isclass(target) and issubclass(target, kt.models.base.ArchitectureModel):
+        from keras_transformer.models.common import ARCHITECTURE
+
+        # The architecture arguments every model takes through **kwargs (`ArchitectureModel`).
+        parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+                       for name, default in ARCHITECTURE.items()]  # fmt: skip
+    return parameters
 
 
 def test_signatures_written_in_the_readme_match_the_code():

@@ -67,6 +67,39 @@ def test_tagger_and_masked_lm_shapes(ids, tmp_path):
     roundtrip(mlm, {"token_ids": ids, "mask_positions": positions}, tmp_path)
 
 
+# BERT's shape of the backbone: segment (token type) embeddings, a LayerNorm on the summed embeddings, a pooler.
+BERT_LIKE = dict(position="learned", scale_embeddings=False, embedding_norm=True, segment_vocabulary_size=2,
+                 activation="gelu", pooler=True)  # fmt: skip
+
+
+def test_segments_and_pooler_roundtrip_and_segment_zero_is_the_default(ids, tmp_path):
+    segments = np.zeros_like(ids)
+    segments[:, 4:] = 1
+    model = kt.TransformerClassifier(backbone(**BERT_LIKE), num_classes=3, pooling="pooler")
+    inputs = {"token_ids": ids, "segment_ids": segments}
+    restored = roundtrip(model, inputs, tmp_path)
+    assert restored.backbone.pooler is not None and restored.backbone.segment_vocabulary_size == 2
+    body = model.backbone
+    assert_close(body(ids), body(ids, segment_ids=np.zeros_like(ids)), atol=0, rtol=0)
+    assert not np.allclose(to_numpy(body(ids, segment_ids=segments)), to_numpy(body(ids)))
+    hidden = body(ids, segment_ids=segments)
+    expected = model.classifier_head(body.pool(hidden))  # BERT's pooled output: tanh dense over the first vector
+    assert_close(model(inputs), expected, atol=1e-6)
+    assert_close(model(ids), model({"token_ids": ids}), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="shape of `token_ids`"):
+        body(ids, segment_ids=segments[:, :4])
+    with pytest.raises(ValueError, match="segment_vocabulary_size=0"):
+        backbone()(ids, segment_ids=segments)
+    with pytest.raises(ValueError, match="needs a backbone with a pooler"):
+        kt.TransformerClassifier(backbone(), num_classes=2, pooling="pooler")
+    with pytest.raises(ValueError, match="may hold"):
+        model({"token_ids": ids, "segments": segments})
+    with pytest.raises(ValueError, match="no pooler"):
+        backbone().pool(hidden)
+    with pytest.raises(ValueError, match="segment_vocabulary_size"):
+        backbone(segment_vocabulary_size=-1)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="backbone"):
         kt.TransformerClassifier(keras.layers.Dense(3), num_classes=2)

@@ -19,8 +19,9 @@ VARIANTS = [
     # What an imported Marian (OPUS-MT) checkpoint sets (keras_transformer.pretrained).
     {"share_embeddings": True, "tie_embeddings": True, "target_vocabulary_size": SOURCE_VOCAB,
      "position_layout": "concatenated", "output_bias": True, "activation": "silu"},
-    # BERT's embedding (no sqrt(d) scale, a LayerNorm on the sum) and exact GELU.
-    {"position": "learned", "scale_embeddings": False, "embedding_norm": True, "activation": "gelu"},
+    # BERT's embedding (no sqrt(d) scale, segments, a LayerNorm on the sum) and exact GELU.
+    {"position": "learned", "scale_embeddings": False, "embedding_norm": True, "activation": "gelu",
+     "segment_vocabulary_size": 2},
 ]
 IDS = ["sinusoidal", "learned", "relative", "rotary", "pre_norm", "tied", "shared", "marian", "bert_embedding"]
 

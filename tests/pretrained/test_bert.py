@@ -175,7 +175,7 @@ def test_kt_import_reads_bert_and_a_classifier_fine_tunes_with_frozen_layers(ber
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"model_type": "gpt2"}, "supported: \\['bert', 'marian'\\]"),
+        ({"model_type": "t5"}, "supported: \\['bert', 'gpt2', 'marian'\\]"),
         ({"position_embedding_type": "relative_key"}, "position_embedding_type='relative_key' is not supported"),
         ({"hidden_act": "mish"}, "hidden_act='mish' is not supported"),
         ({"hidden_size": 30}, "hidden_size=30 is not divisible by num_attention_heads=4"),

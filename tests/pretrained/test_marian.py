@@ -243,7 +243,7 @@ def test_a_run_marian_cannot_express_is_refused_naming_the_setting(trained_run, 
 
 @pytest.mark.parametrize("setting", [
     {"position": "learned"}, {"normalize_first": True}, {"layer_norm_epsilon": 1e-6},
-    {"scale_embeddings": False}, {"embedding_norm": True},
+    {"scale_embeddings": False}, {"embedding_norm": True}, {"segment_vocabulary_size": 2},
 ])  # fmt: skip
 def test_each_setting_marian_lacks_is_refused_by_name(setting):
     from types import SimpleNamespace
