@@ -3,7 +3,9 @@
 `model_text.tflite` (float32) and `model_text_dynamic_int8.tflite` hold the
 signatures `translate(text (B,) string) -> translation (B,) string` (greedy)
 and `translate_beam` (beam search), with tokenization, the whole decoding
-loop and detokenization in one graph. Besides TFLite's built-in ops they use
+loop and detokenization in one graph. For classify and tag runs (asked for
+by name) they hold `classify_text -> label, probabilities` or
+`tag_text -> tags` (`TextFamilyModule`). Besides TFLite's built-in ops they use
 tensorflow-text's TFLite kernels (custom ops named `TFText>...` and
 `RaggedTensorToTensor`), so the interpreter must be given tensorflow-text's
 op registerers:
@@ -25,6 +27,13 @@ How text becomes ids, per tokenizer kind:
   vocabulary and settings as training). Unlike the run's own tokenizer,
   CJK characters are not split into words of their own (no regex op exists in
   TFLite), so CJK text without spaces becomes `[UNK]` words.
+- BERT (an imported BERT's `vocab.txt`): `FastBertNormalizer` (lower-case
+  and strip accents, when the tokenizer does both) then
+  `FastWordpieceTokenizer` splitting at whitespace and punctuation itself.
+  Unlike the run's tokenizer, control and format characters are not removed
+  the same way, full-width and compatibility characters are folded, and the
+  100-character word limit is 400 bytes; a tokenizer that lower-cases
+  without stripping accents (or the reverse) is refused.
 - SentencePiece: `FastSentencepieceTokenizer` over the run's model proto.
 - Marian (an imported OPUS-MT run): `FastSentencepieceTokenizer` over the
   source side's model, its ids mapped onto the vocabulary's by a table, the
@@ -52,13 +61,16 @@ from .converter import convert
 from .errors import ExportError
 from .flatbuffer import operators
 from .tflite import rounded_kernels
+from .family_module import FamilyModule
 from .translation_module import TranslationModule
 from keras_transformer.data.tokenizers import appends_end
-from keras_transformer.vocabulary import END_ID, PAD_ID
+from keras_transformer.vocabulary import END_ID, PAD_ID, START_ID, UNKNOWN_ID
 
 SIGNATURES = ("translate", "translate_beam")
 # tensorflow-text's TFLite kernels whose names lack the "TFText>" prefix.
-TFTEXT_OPS = ("FastWordpieceTokenizeWithOffsets", "FastWordpieceDetokenize", "RaggedTensorToTensor")
+TFTEXT_OPS = (
+    "FastWordpieceTokenizeWithOffsets", "FastWordpieceDetokenize", "RaggedTensorToTensor", "FastBertNormalize",
+)
 BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
 
@@ -74,6 +86,24 @@ def in_graph_tokenizer(tokenizer):
             token_out_type=tf.int32,
         )
         return lambda text: pieces.tokenize(words.tokenize(text)).merge_dims(-2, -1)
+    if tokenizer.kind == "bert":
+        strip_accents = tokenizer.lowercase if tokenizer.strip_accents is None else tokenizer.strip_accents
+        if strip_accents != tokenizer.lowercase:
+            raise ExportError(
+                f"the BERT tokenizer {'lower-cases' if tokenizer.lowercase else 'keeps case'} and "
+                f"{'strips' if strip_accents else 'keeps'} accents, which tensorflow-text's TFLite normaliser cannot "
+                "do (it lower-cases and strips accents together, or neither); export the ids TFLite (tflite)"
+            )
+        normalizer = tf_text.FastBertNormalizer(lower_case_nfd_strip_accents=True) if tokenizer.lowercase else None
+        pieces = tf_text.FastWordpieceTokenizer(
+            vocab=tokenizer.vocabulary,
+            suffix_indicator="##",
+            unknown_token="[UNK]",
+            no_pretokenization=False,  # BERT's own splitting at whitespace and punctuation
+            max_bytes_per_word=4 * tokenizer.max_word_characters,
+            token_out_type=tf.int32,
+        )
+        return lambda text: pieces.tokenize(text if normalizer is None else normalizer.normalize(text))
     if tokenizer.kind == "sentencepiece":
         pieces = tf_text.FastSentencepieceTokenizer(tokenizer.proto)
         return pieces.tokenize
@@ -174,6 +204,45 @@ class TextTranslationModule(TranslationModule):
         return {"translation": detokenize_in_graph(self._strings, token_ids)}
 
 
+class _InGraphTokenizer:
+    """`tokenize` with TFLite-runnable ops only (`in_graph_tokenizer`), where `FamilyModule` reads a tokenizer."""
+
+    def __init__(self, tokenizer):
+        self.tokenize = in_graph_tokenizer(tokenizer)
+
+
+class TextFamilyModule(FamilyModule):
+    """A classifier's `classify_text` or a tagger's `tag_text` over text, for TFLite (`FamilyModule`'s, TFLite ops)."""
+
+    def __init__(self, run, int8_embeddings=False):
+        super().__init__(run, fixed_length=True, freeze=True, flag_out_of_range=True, int8_embeddings=int8_embeddings)
+        self.tokenizer = _InGraphTokenizer(run.source_tokenizer)
+        text = tf.TensorSpec([None], tf.string, name="text")
+        function = self._classify_text if self.family == "classify" else self._tag_text
+        setattr(self, f"{self.family}_text", tf.function(function, input_signature=[text]))
+
+    def _wrap(self, token_ids):
+        """`FamilyModule._wrap` with TFLite's ops: `[start] ids [end]` `(B, max_length)`, and the kept lengths."""
+        length = self.max_length
+        ids = tf.cast(token_ids.to_tensor(PAD_ID, shape=[None, length - 2]), tf.int32)  # truncates
+        kept = tf.minimum(tf.cast(token_ids.row_lengths(), tf.int32), length - 2)
+        start = tf.fill(tf.stack([tf.shape(ids)[0], 1]), START_ID)
+        ids = tf.concat([start, ids, tf.zeros_like(start)], axis=1)  # room for the end token
+        return ids + tf.one_hot(kept + 1, length, on_value=END_ID, off_value=0, dtype=tf.int32), kept
+
+    def _tag_text(self, text):
+        """One tag per whitespace-separated word (its first piece's), as `FamilyModule`'s, with TFLite's ops."""
+        words = tf_text.WhitespaceTokenizer().tokenize(text)  # (B, W) ragged
+        pieces = self.tokenizer.tokenize(words.flat_values)  # (words, pieces)
+        first = tf.cast(pieces.to_tensor(UNKNOWN_ID, shape=[None, 1])[:, 0], tf.int32)
+        ids, lengths = self._wrap(words.with_flat_values(first))
+        tag_ids = self._tag(ids)["tag_ids"][:, 1:]  # word j at column j
+        # "" past each sentence's words, as a gather from the names and "" (TFLite selects no strings).
+        past = len(self.labels)
+        tag_ids = tf.where(tf.sequence_mask(lengths, self.max_length - 1), tag_ids, past)
+        return {"tags": tf.gather(tf.constant([*self.labels, ""]), tag_ids)}
+
+
 class TextExporter(Exporter):
     """A text-in/text-out `.tflite` file of a translation run."""
 
@@ -212,6 +281,45 @@ class TextDynamicInt8Exporter(TextExporter):
 
     format, filename, quantization = "tflite_text_dynamic_int8", "model_text_dynamic_int8.tflite", "dynamic_int8"
     default = False
+
+
+class FamilyTextExporter(Exporter):
+    """A classify or tag run's text-in `.tflite` file: `classify_text -> label, probabilities` or `tag_text -> tags`.
+
+    Asked for by name (neither default nor in "all"): TFLite has no regex op,
+    so text is split with tensorflow-text's TFLite kernels, which read some
+    text differently from the run's own tokenizer (see the module notes).
+    """
+
+    families = ("classify", "tag")
+    quantization = None
+    default = False
+    in_all = False
+
+    def export(self, run, path):
+        module = TextFamilyModule(run, int8_embeddings=self.quantization == "dynamic_int8")
+        flatbuffer = convert(
+            module, (f"{run.family}_text",), self.quantization, allow_custom_ops=True,
+            metadata={pairing.METADATA_NAME: pairing.encoded(run)},
+        )  # fmt: skip
+        custom = operators(flatbuffer, custom_only=True)
+        unexpected = [name for name in custom if not name.startswith("TFText>") and name not in TFTEXT_OPS]
+        if unexpected:
+            raise ExportError(
+                f"{self.format}: the converted model needs ops outside TFLite and tensorflow-text: {unexpected}."
+            )
+        with open(path, "wb") as f:
+            f.write(flatbuffer)
+
+
+@register
+class FamilyTextFloat32Exporter(FamilyTextExporter):
+    format, filename = "tflite_text", "model_text.tflite"
+
+
+@register
+class FamilyTextDynamicInt8Exporter(FamilyTextExporter):
+    format, filename, quantization = "tflite_text_dynamic_int8", "model_text_dynamic_int8.tflite", "dynamic_int8"
 
 
 VARIANTS = {cls.format: cls.filename for cls in (TextFloat32Exporter, TextDynamicInt8Exporter)}

@@ -98,7 +98,7 @@ def test_bad_init_from_and_export_format(family_runs, tmp_path):
     with pytest.raises(ValueError, match="no encoder"):
         train.main(common + ["--task", "classify", "--init-from", str(family_runs / "lm"), "--name", "a"])
     with pytest.raises(ValueError, match="unknown format"):
-        train.main(common + ["--task", "tag", "--export", "tflite_text", "--name", "b"])
+        train.main(common + ["--task", "tag", "--export", "tflite_int8", "--name", "b"])
     (tmp_path / "one.tsv").write_text("a single line\tpos\n")
     with pytest.raises(ValueError, match="too few usable examples"):
         train.main(common + ["--task", "classify", "--train-tsv", str(tmp_path / "one.tsv"), "--name", "c"])

@@ -22,6 +22,11 @@ class EncoderTask(ModelBase):
             )
         self.backbone = backbone
 
+    def _leave_unused_pooler(self, used):
+        """A backbone's pooler that this head does not read is not trained (it would get no gradient)."""
+        if self.backbone.pooler is not None and not used:
+            self.backbone.pooler.trainable = False
+
     def encode(self, inputs, training=None):
         """`(token_ids, hidden states)` of ids `(B, T)` or of `{"token_ids", "segment_ids"}`."""
         if isinstance(inputs, dict):
@@ -102,6 +107,7 @@ class TransformerClassifier(EncoderTask):
         self.pooled_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="pooled_dropout")
         self.classifier_head = keras.layers.Dense(num_classes, dtype=self.dtype_policy, name="classifier_head")
         self.classifier_head.build((None, backbone.hidden_dim))
+        self._leave_unused_pooler(pooling == "pooler")
         self.built = True
 
     def call(self, token_ids, training=None):
@@ -158,6 +164,7 @@ class TransformerTagger(EncoderTask):
         self.output_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="output_dropout")
         self.tagger_head = keras.layers.Dense(num_tags, dtype=self.dtype_policy, name="tagger_head")
         self.tagger_head.build((None, None, backbone.hidden_dim))
+        self._leave_unused_pooler(False)
         self.built = True
 
     def call(self, token_ids, training=None):
@@ -212,6 +219,7 @@ class TransformerMaskedLM(EncoderTask):
             epsilon=backbone.layer_norm_epsilon, dtype=self.dtype_policy, name="transform_norm"
         )
         self.transform_norm.build((None, None, hidden_dim))
+        self._leave_unused_pooler(False)
         self.built = True
 
     def call(self, inputs, training=None):

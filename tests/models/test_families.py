@@ -98,6 +98,10 @@ def test_segments_and_pooler_roundtrip_and_segment_zero_is_the_default(ids, tmp_
         backbone().pool(hidden)
     with pytest.raises(ValueError, match="segment_vocabulary_size"):
         backbone(segment_vocabulary_size=-1)
+    # A head that does not read the pooler leaves it out of training (it would get no gradient).
+    assert model.backbone.pooler.trainable
+    assert not kt.TransformerTagger(backbone(**BERT_LIKE), num_tags=3).backbone.pooler.trainable
+    assert not kt.TransformerClassifier(backbone(**BERT_LIKE), num_classes=2, pooling="first").backbone.pooler.trainable
 
 
 def test_bad_arguments():

@@ -218,3 +218,56 @@ def test_missing_or_corrupt_files_are_one_line_and_write_nothing(bert, tmp_path,
     assert error.startswith("kt-import: error:") or error.startswith("python -m keras_transformer.pretrained: error:")
     assert len(error.splitlines()) == 1 and "Traceback" not in error, error
     assert not (tmp_path / "runs" / "x").exists()
+
+
+@pytest.fixture(scope="module")
+def tuned(imported, tmp_path_factory):
+    """A classifier and a tagger fine-tuned from the imported BERT (one epoch each): `{family: run path}`."""
+    import train
+
+    directory = tmp_path_factory.mktemp("tuned")
+    rng = np.random.default_rng(1)
+    classes, blocks = [], []
+    for _ in range(120):
+        label = int(rng.integers(0, 2))
+        choices = ["cat", "dog", "mat"] if label else ["hello", "world", "naive"]
+        words = list(rng.choice(choices, size=rng.integers(2, 8)))
+        classes.append(f"{' '.join(words)}\t{'yes' if label else 'no'}\n")
+        blocks.append("\n".join(f"{w}\t{'N' if w in ('cat', 'dog', 'mat') else 'X'}" for w in words + ["sat"]))
+    (directory / "train.tsv").write_text("".join(classes))
+    (directory / "train.conll").write_text("\n\n".join(blocks) + "\n")
+    common = ["--init-from", imported, "--epochs", "1", "--batch-size", "16", "--no-export", "--out",
+              str(directory), "--verbose", "0"]  # fmt: skip
+    train.main(["--task", "classify", "--train-tsv", str(directory / "train.tsv"), "--name", "classify", *common])
+    train.main(["--task", "tag", "--train-conll", str(directory / "train.conll"), "--name", "tag", *common])
+    return {family: str(directory / family) for family in ("classify", "tag")}
+
+
+def test_text_tflite_of_a_bert_classifier_and_tagger_gives_keras_labels(tuned, tmp_path):
+    import tensorflow as tf
+    import tensorflow_text
+
+    from ai_edge_litert.interpreter import InterpreterWithCustomOps
+    from export import export_run
+    from export.family_module import FamilyModule
+    from export.flatbuffer import operators
+    from export.run import Run
+
+    rng = np.random.default_rng(2)
+    words = [w.removeprefix("##") for w in WORDS] + ["Cat", "DOG", "Naïve", "CAFÉ", "don't", "e-mail", "中国", "x!"]
+    texts = [" ".join(rng.choice(words, size=rng.integers(1, 10))) for _ in range(200)] + ["", "   "]
+    for family, output in (("classify", "label"), ("tag", "tags")):
+        run = Run(tuned[family])
+        written = export_run(tuned[family], ["tflite_text", "tflite_text_dynamic_int8"], out=str(tmp_path / family),
+                             log=None)  # fmt: skip
+        expected = FamilyModule(run, text=True).__getattribute__(f"{family}_text")(tf.constant(texts))[output].numpy()
+        for variant, path in written.items():
+            with open(path, "rb") as f:
+                assert not [op for op in operators(f.read()) if op.startswith("Flex")]
+            interpreter = InterpreterWithCustomOps(
+                custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS, model_path=path
+            )
+            got = interpreter.get_signature_runner(f"{family}_text")(text=np.array(texts))[output]
+            agreement = np.mean(np.all(np.reshape(got == expected, (len(texts), -1)), axis=1))
+            print(f"{family} {variant}: {agreement:.2%} of texts as the run's tokenizer and model label them")
+            assert agreement >= (1.0 if variant == "tflite_text" else 0.9), (family, variant, agreement)
