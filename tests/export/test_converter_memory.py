@@ -24,7 +24,7 @@ def test_frozen_signatures_hold_no_weight_constants_and_save_each_weight_once(tm
     weight_bytes = sum(int(np.prod(v.shape)) * 4 for v in model.variables)
     for quantization in (None, "dynamic_int8"):
         module = build_module(model, quantization=quantization)
-        for name in SIGNATURES:
+        for name in SIGNATURES[:2]:  # generate and beam_search: each held copies of the weights in its loop
             function = getattr(module, name).get_concrete_function()
             graphs = [function.graph.as_graph_def()]
             constants = sum(

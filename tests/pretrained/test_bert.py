@@ -243,6 +243,7 @@ def tuned(imported, tmp_path_factory):
     return {family: str(directory / family) for family in ("classify", "tag")}
 
 
+@pytest.mark.slow
 def test_text_tflite_of_a_bert_classifier_and_tagger_gives_keras_labels(tuned, tmp_path):
     import tensorflow as tf
     import tensorflow_text

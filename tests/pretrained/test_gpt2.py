@@ -107,6 +107,7 @@ def test_logits_and_greedy_continuations_equal_transformers(gpt2, loaded):
         assert mine == theirs[: len(mine)] and (len(mine) == len(theirs) or mine[-1] == eot), (row, mine, theirs)
 
 
+@pytest.mark.slow
 def test_an_imported_gpt2_fine_tunes_with_frozen_layers_and_exports_to_tflite(imported, loaded, tmp_path):
     import tensorflow as tf
 
