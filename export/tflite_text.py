@@ -59,9 +59,9 @@ from . import pairing
 from .base import Exporter, register
 from .converter import convert
 from .errors import ExportError
+from .family_module import FamilyModule
 from .flatbuffer import operators
 from .tflite import rounded_kernels
-from .family_module import FamilyModule
 from .translation_module import TranslationModule
 from keras_transformer.data.tokenizers import appends_end
 from keras_transformer.vocabulary import END_ID, PAD_ID, START_ID, UNKNOWN_ID
@@ -243,6 +243,14 @@ class TextFamilyModule(FamilyModule):
         return {"tags": tf.gather(tf.constant([*self.labels, ""]), tag_ids)}
 
 
+def _refuse_other_custom_ops(flatbuffer, format):
+    """An `ExportError` when the converted model needs ops outside TFLite's built-ins and tensorflow-text's kernels."""
+    custom = operators(flatbuffer, custom_only=True)
+    unexpected = [name for name in custom if not name.startswith("TFText>") and name not in TFTEXT_OPS]
+    if unexpected:
+        raise ExportError(f"{format}: the converted model needs ops outside TFLite and tensorflow-text: {unexpected}.")
+
+
 class TextExporter(Exporter):
     """A text-in/text-out `.tflite` file of a translation run."""
 
@@ -260,12 +268,7 @@ class TextExporter(Exporter):
             module, SIGNATURES, self.quantization, allow_custom_ops=True,
             metadata={pairing.METADATA_NAME: pairing.encoded(run)},
         )  # fmt: skip
-        custom = operators(flatbuffer, custom_only=True)
-        unexpected = [name for name in custom if not name.startswith("TFText>") and name not in TFTEXT_OPS]
-        if unexpected:
-            raise ExportError(
-                f"{self.format}: the converted model needs ops outside TFLite and tensorflow-text: {unexpected}."
-            )
+        _refuse_other_custom_ops(flatbuffer, self.format)
         with open(path, "wb") as f:
             f.write(flatbuffer)
 
@@ -302,12 +305,7 @@ class FamilyTextExporter(Exporter):
             module, (f"{run.family}_text",), self.quantization, allow_custom_ops=True,
             metadata={pairing.METADATA_NAME: pairing.encoded(run)},
         )  # fmt: skip
-        custom = operators(flatbuffer, custom_only=True)
-        unexpected = [name for name in custom if not name.startswith("TFText>") and name not in TFTEXT_OPS]
-        if unexpected:
-            raise ExportError(
-                f"{self.format}: the converted model needs ops outside TFLite and tensorflow-text: {unexpected}."
-            )
+        _refuse_other_custom_ops(flatbuffer, self.format)
         with open(path, "wb") as f:
             f.write(flatbuffer)
 
