@@ -21,7 +21,8 @@ import os
 import numpy as np
 
 from keras_transformer.pretrained.marian import (
-    CheckpointError, _read_json, check_destination, check_max_length, read_weights, write_run,
+    CheckpointError, CheckpointWeights, _read_json, check_activation, check_config_fields, check_destination,
+    check_max_length, read_weights, write_run,
 )
 
 # BERT's activations (transformers' names) and the Keras activation computing the same.
@@ -38,20 +39,10 @@ def read_config(directory):
     config = _read_json(os.path.join(directory, "config.json"), "not a Hugging Face model directory")
     if not isinstance(config, dict) or config.get("model_type") != "bert":
         raise CheckpointError(f"{directory}/config.json does not describe a BERT model (model_type \"bert\")")
-    required = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+    positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                 "max_position_embeddings")  # fmt: skip
-    for field in required:
-        if not isinstance(config.get(field), int) or isinstance(config.get(field), bool) or config[field] <= 0:
-            raise CheckpointError(f"config.json: {field} must be a positive integer. Received: {config.get(field)!r}")
-    for field, value in REQUIRED.items():
-        if field in config and config[field] != value:
-            raise CheckpointError(f"config.json: {field}={config[field]!r} is not supported (this project computes "
-                                  f"BERT models with {field}={value!r})")  # fmt: skip
-    activation = config.get("hidden_act", "gelu")
-    if activation not in ACTIVATIONS:
-        raise CheckpointError(
-            f"config.json: hidden_act={activation!r} is not supported (supported: {sorted(ACTIVATIONS)})"
-        )
+    check_config_fields(config, positive, REQUIRED, "BERT")
+    check_activation(config, "hidden_act", "gelu", ACTIVATIONS)
     if config["hidden_size"] % config["num_attention_heads"]:
         raise CheckpointError(f"config.json: hidden_size={config['hidden_size']} is not divisible by "
                               f"num_attention_heads={config['num_attention_heads']}")  # fmt: skip
@@ -118,29 +109,10 @@ def bert_order(size, special):
     return np.array([*reserved, *(i for i in range(size) if i not in reserved)], "int64")
 
 
-class _Weights:
-    """The checkpoint's tensors by name, without the `bert.` prefix and with `gamma`/`beta` read as `weight`/`bias`."""
-
-    def __init__(self, weights):
-        self.weights = {}
-        for name, value in weights.items():
-            name = name.removeprefix("bert.")
-            if "LayerNorm" in name:  # TensorFlow-converted checkpoints name LayerNorm parameters gamma and beta
-                name = name.replace(".gamma", ".weight").replace(".beta", ".bias")
-            self.weights[name] = value
-
-    def has(self, name):
-        return name in self.weights
-
-    def get(self, name, shape, transpose=False):
-        if name not in self.weights:
-            raise CheckpointError(f"the weights have no {name!r} (a BERT checkpoint of another layout?)")
-        value = np.asarray(self.weights[name], "float32")
-        value = value.T if transpose else value
-        if value.shape != tuple(shape):
-            stored, expected = (value.shape[::-1], tuple(shape)[::-1]) if transpose else (value.shape, tuple(shape))
-            raise CheckpointError(f"{name} has shape {stored}; config.json describes {expected}")
-        return value
+def _weight_name(name):
+    """A stored name without `bert.`; LayerNorm `gamma`/`beta` (TensorFlow-converted) read as `weight`/`bias`."""
+    name = name.removeprefix("bert.")
+    return name.replace(".gamma", ".weight").replace(".beta", ".bias") if "LayerNorm" in name else name
 
 
 def _dense(weights, prefix, layer, inputs, units):
@@ -185,7 +157,7 @@ def build_model(directory, config, order, max_sequence_length=None):
     """
     from keras_transformer.models import TransformerEncoderModel, TransformerMaskedLM
 
-    weights = _Weights(read_weights(directory))
+    weights = CheckpointWeights(read_weights(directory), "BERT", _weight_name)
     pooler = weights.has("pooler.dense.weight")
     head = weights.has("cls.predictions.transform.dense.weight")
     if head and config.get("hidden_act", "gelu") != "gelu":

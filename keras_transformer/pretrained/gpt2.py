@@ -19,7 +19,8 @@ import os
 import numpy as np
 
 from keras_transformer.pretrained.marian import (
-    CheckpointError, _read_json, check_destination, check_max_length, read_weights, write_run,
+    CheckpointError, CheckpointWeights, _read_json, check_activation, check_config_fields, check_destination,
+    check_max_length, read_weights, write_run,
 )  # fmt: skip
 from keras_transformer.vocabulary import UNKNOWN_ID
 
@@ -36,18 +37,8 @@ def read_config(directory):
     config = _read_json(os.path.join(directory, "config.json"), "not a Hugging Face model directory")
     if not isinstance(config, dict) or config.get("model_type") != "gpt2":
         raise CheckpointError(f"{directory}/config.json does not describe a GPT-2 model (model_type \"gpt2\")")
-    for field in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions"):
-        if not isinstance(config.get(field), int) or isinstance(config.get(field), bool) or config[field] <= 0:
-            raise CheckpointError(f"config.json: {field} must be a positive integer. Received: {config.get(field)!r}")
-    for field, value in REQUIRED.items():
-        if field in config and config[field] != value:
-            raise CheckpointError(f"config.json: {field}={config[field]!r} is not supported (this project computes "
-                                  f"GPT-2 models with {field}={value!r})")  # fmt: skip
-    activation = config.get("activation_function", "gelu_new")
-    if activation not in ACTIVATIONS:
-        raise CheckpointError(
-            f"config.json: activation_function={activation!r} is not supported (supported: {sorted(ACTIVATIONS)})"
-        )
+    check_config_fields(config, ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions"), REQUIRED, "GPT-2")
+    check_activation(config, "activation_function", "gelu_new", ACTIVATIONS)
     if config["n_embd"] % config["n_head"]:
         raise CheckpointError(f"config.json: n_embd={config['n_embd']} is not divisible by n_head={config['n_head']}")
     return config
@@ -81,24 +72,6 @@ def read_tokenizer(directory, config):
         raise CheckpointError(f"{directory}/vocab.json: {error}") from None
 
 
-class _Weights:
-    """The checkpoint's tensors by name, without the `transformer.` prefix; each one's shape checked."""
-
-    def __init__(self, weights):
-        self.weights = {name.removeprefix("transformer."): value for name, value in weights.items()}
-
-    def has(self, name):
-        return name in self.weights
-
-    def get(self, name, shape):
-        if name not in self.weights:
-            raise CheckpointError(f"the weights have no {name!r} (a GPT-2 checkpoint of another layout?)")
-        value = np.asarray(self.weights[name], "float32")
-        if value.shape != tuple(shape):
-            raise CheckpointError(f"{name} has shape {value.shape}; config.json describes {tuple(shape)}")
-        return value
-
-
 def model_arguments(config, vocabulary_size, max_sequence_length=None):
     """The `TransformerLM` keyword arguments of a checked GPT-2 config."""
     d = config["n_embd"]
@@ -125,7 +98,7 @@ def build_model(directory, config, order, max_sequence_length=None):
     """The `TransformerLM` holding the checkpoint's weights, in this project's ids (`order`, see `gpt2_order`)."""
     from keras_transformer.models import TransformerLM
 
-    weights = _Weights(read_weights(directory))
+    weights = CheckpointWeights(read_weights(directory), "GPT-2", lambda name: name.removeprefix("transformer."))
     arguments = model_arguments(config, len(order), max_sequence_length)
     model = TransformerLM(**arguments)
     d, d_ff, rows = arguments["hidden_dim"], arguments["intermediate_dim"], config["vocab_size"]

@@ -215,24 +215,53 @@ def read_weights(directory):
     return {name: value.float().numpy() for name, value in state.items()}
 
 
-class _Weights:
-    """The checkpoint's tensors by name, with or without the `model.` prefix; each one's shape checked."""
+class CheckpointWeights:
+    """A checkpoint's tensors by name (as `rename` spells it), each one's shape checked when read.
 
-    def __init__(self, weights):
-        self.weights = {name.removeprefix("model."): value for name, value in weights.items()}
+    Args:
+        weights: `{name: array}` (`read_weights`).
+        model: the model's name, for messages ("Marian", "BERT", ...).
+        rename: the name a stored name is read under (a prefix dropped, ...).
+    """
+
+    def __init__(self, weights, model, rename=lambda name: name):
+        self.model = model
+        self.weights = {rename(name): value for name, value in weights.items()}
 
     def has(self, name):
         return name in self.weights
 
     def get(self, name, shape, transpose=False):
+        """The float32 tensor `name` (transposed if asked), which must have `shape`."""
         if name not in self.weights:
-            raise CheckpointError(f"the weights have no {name!r} (a Marian checkpoint of another layout?)")
+            raise CheckpointError(f"the weights have no {name!r} (a {self.model} checkpoint of another layout?)")
         value = np.asarray(self.weights[name], "float32")
         value = value.T if transpose else value
         if value.shape != tuple(shape):
-            raise CheckpointError(f"{name} has shape {value.shape[::-1] if transpose else value.shape}; "
-                                  f"config.json describes {tuple(shape)[::-1] if transpose else tuple(shape)}")  # fmt: skip
+            stored, expected = (value.shape[::-1], tuple(shape)[::-1]) if transpose else (value.shape, tuple(shape))
+            raise CheckpointError(f"{name} has shape {stored}; config.json describes {expected}")
         return value
+
+
+def check_config_fields(config, positive, required, model):
+    """`positive` fields must be integers above 0; each `required` field, when present, its value."""
+    for field in positive:
+        if not isinstance(config.get(field), int) or isinstance(config.get(field), bool) or config[field] <= 0:
+            raise CheckpointError(f"config.json: {field} must be a positive integer. Received: {config.get(field)!r}")
+    for field, value in required.items():
+        if field in config and config[field] != value:
+            raise CheckpointError(f"config.json: {field}={config[field]!r} is not supported (this project computes "
+                                  f"{model} models with {field}={value!r})")  # fmt: skip
+
+
+def check_activation(config, field, default, activations):
+    """The Keras activation of `config[field]` (`default` when absent), one of `activations`' keys."""
+    activation = config.get(field, default)
+    if activation not in activations:
+        raise CheckpointError(
+            f"config.json: {field}={activation!r} is not supported (supported: {sorted(activations)})"
+        )
+    return activations[activation]
 
 
 def _attention(weights, prefix, attention, d):
@@ -283,7 +312,7 @@ def build_model(directory, config, tokenizers, separate, max_sequence_length=Non
     from keras_transformer.models.transformer import Transformer
 
     source, target = tokenizers
-    weights = _Weights(read_weights(directory))
+    weights = CheckpointWeights(read_weights(directory), "Marian", lambda name: name.removeprefix("model."))
     arguments = model_arguments(config, source.vocabulary_size, target.vocabulary_size, separate, max_sequence_length)
     model = Transformer(**arguments)
     d, d_ff = arguments["hidden_dim"], arguments["intermediate_dim"]
