@@ -9,6 +9,11 @@ fixed source length, runs the `generate` signature (the whole greedy loop),
 detokenizes and prints one translation per line. Given a text variant
 (`--tflite .../model_text.tflite`), it passes the text straight to the
 `translate` signature, with tensorflow-text's kernels registered.
+
+A classify run's file prints each line's label and its probability (tab
+between), a tag run's one tag per word, a language model's `generate`
+the continuation of each line (the prompt); their text files
+(`classify_text`, `tag_text`) take the text as it is.
 """
 
 import argparse
@@ -53,6 +58,12 @@ def main(argv=None):
     from keras_transformer.translate import read_stdin
 
     sentences = args.sentences or read_stdin()  # one output line per input line, whatever bytes it holds
+    try:
+        family = run.read_json(run.config_file).get("task", {}).get("family", "translate")
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    if family != "translate":
+        return run_family(parser, args, run, family, interpreter, path, sentences)
     if "translate" in interpreter.get_signature_list():  # a text-in/text-out variant: no tokenizer needed
         translate = interpreter.get_signature_runner("translate")
         for sentence in sentences:
@@ -82,6 +93,60 @@ def main(argv=None):
                 f"({target_tokenizer.vocabulary_size} pieces): it was exported from another run; pass that run (--model)."
             )
         print(target_tokenizer.detokenize(tokens).numpy()[0].decode("utf-8"))
+
+
+def run_family(parser, args, run, family, interpreter, path, sentences):
+    """A classify, tag or lm run's file: a label and its probability, tags, or a continuation per line."""
+    import numpy as np
+    import tensorflow as tf
+
+    from . import pairing
+    from keras_transformer.data import families
+
+    signatures = interpreter.get_signature_list()
+    if family == "classify" and "classify_text" in signatures:
+        classify = interpreter.get_signature_runner("classify_text")
+        for sentence in sentences:
+            outputs = classify(text=np.array([sentence.encode("utf-8")], dtype=object))
+            print(f"{outputs['label'][0].decode('utf-8')}\t{outputs['probabilities'][0].max():.4f}")
+        return
+    if family == "tag" and "tag_text" in signatures:
+        tag = interpreter.get_signature_runner("tag_text")
+        for sentence in sentences:
+            tags = tag(text=np.array([sentence.encode("utf-8")], dtype=object))["tags"][0]
+            print(" ".join(t.decode("utf-8") for t in tags if t))
+        return
+    signature = {"classify": "classify", "tag": "tag", "lm": "generate"}.get(family)
+    if signature not in signatures:
+        parser.error(f"{path} has no {signature or 'runnable'} signature for a {family} run "
+                     f"(signatures: {', '.join(signatures) or 'none'})")  # fmt: skip
+    try:
+        tokenizer, target = run.load_tokenizers()
+        pairing.check(args.model, pairing.fingerprints(tokenizer, target), path)  # another run's file
+        labels = run.read_json(run.config_file)["task"].get("labels")
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    runner = interpreter.get_signature_runner(signature)
+    name = "prompt_ids" if family == "lm" else "token_ids"
+    length = int(runner.get_input_details()[name]["shape"][1])
+    for sentence in sentences:
+        ids = np.zeros((1, length), np.int32)
+        if family == "classify":
+            row = families.encoder_inputs(tokenizer, [sentence], length)[0]
+            ids[0, : len(row)] = row
+            probabilities = runner(token_ids=ids)["probabilities"][0]
+            print(f"{labels[int(probabilities.argmax())]}\t{probabilities.max():.4f}")
+        elif family == "tag":
+            words = sentence.split()[: length - 2]
+            row = [families.START_ID, *families.word_ids(tokenizer, [words])[0], families.END_ID]
+            ids[0, : len(row)] = row
+            tag_ids = runner(token_ids=ids)["tag_ids"][0]
+            print(" ".join(labels[int(i)] for i in tag_ids[1 : len(words) + 1]))
+        else:
+            prompt = tokenizer.tokenize(tf.constant([sentence])).to_list()[0][: length - 1]
+            ids[0, : len(prompt)] = prompt
+            tokens = runner(prompt_ids=ids)["token_ids"]
+            print(tokenizer.detokenize(tokens).numpy()[0].decode("utf-8", "replace"))
 
 
 if __name__ == "__main__":

@@ -82,6 +82,16 @@ def test_text_tflite_asked_for_by_name_labels_as_the_saved_model(family_runs, ta
     )
     got = interpreter.get_signature_runner(f"{task}_text")(text=np.array(texts))[output]
     np.testing.assert_array_equal(got, expected)
+    # export.verify's rows for the text file: texts labelled as the run's tokenizer and Keras model label them.
+    from export.run import Run
+    from export.verify_families import verify
+
+    run = Run(str(family_runs / task))
+    rows = {row["artifact"]: row for row in verify(run, str(tmp_path), count=40, timed_calls=3)}
+    assert rows["tflite_text"]["agreement"] == 1.0 and rows["tflite_text"]["ms_batch_1"] > 0
+    kept = 0 if task == "classify" else 1  # the tagger's padding tag stays first
+    run.labels = run.labels[:kept] + run.labels[kept:][::-1]  # names the file does not give: caught
+    assert verify(run, str(tmp_path), count=40, timed_calls=1)[-1]["agreement"] < 0.5
 
 
 def keras_softmax(logits):
@@ -159,6 +169,29 @@ def test_verify_reports_every_artifact(family_runs, task, tmp_path):
     ]  # fmt: skip
     assert all(row["agreement"] == 1.0 for row in rows[:3]) and rows[4]["size_mb"] < rows[2]["size_mb"]
     assert (tmp_path / "v.json").exists()
+
+
+@pytest.mark.parametrize("task", ["classify", "tag", "lm"])
+def test_run_tflite_prints_what_the_saved_model_text_signature_gives(family_runs, task, capsys):
+    import tensorflow as tf
+
+    from export.run_tflite import main
+    from keras_transformer.data.synthetic_language import SyntheticLanguage
+
+    texts = SyntheticLanguage().texts(6, seed=97) + [""]
+    main(["--model", str(family_runs / task), *texts])
+    lines = capsys.readouterr().out.split("\n")[: len(texts)]
+    saved = tf.saved_model.load(str(family_runs / task / "export" / "saved_model" / "1"))
+    signature = {"classify": "classify_text", "tag": "tag_text", "lm": "generate_text"}[task]
+    outputs = saved.signatures[signature](text=tf.constant(texts))
+    if task == "classify":
+        expected = [f"{label.decode()}\t{p.max():.4f}" for label, p in
+                    zip(outputs["label"].numpy(), outputs["probabilities"].numpy())]  # fmt: skip
+    elif task == "tag":
+        expected = [" ".join(t.decode() for t in row if t) for row in outputs["tags"].numpy()]
+    else:
+        expected = [text.decode() for text in outputs["text"].numpy()]
+    assert lines == expected
 
 
 def test_export_cli_reexports_a_family_run(family_runs, tmp_path):
