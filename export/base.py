@@ -15,6 +15,7 @@ import time
 
 from .errors import ExportDiskFullError, ExportError
 from .run import Run
+from keras_transformer import commands
 from keras_transformer.checks import check_finite
 from keras_transformer.decoding.beam import LENGTH_PENALTY_FORMS
 from keras_transformer.options import from_kwargs
@@ -195,6 +196,9 @@ def export_run(model_dir, formats=("saved_model",), out=None, run=None, log=prin
 
 def _export_all(run, exporters, out, log):
     remove_temporaries(out)  # leftovers of an interrupted export
+    if log and run.config.get("task", {}).get("head") == "new":
+        log(f"note: {run.path} was imported with a new {run.family} head, not trained yet: its labels are guesses "
+            f"until {commands.name('train')} --task {run.family} --init-from {run.path} trains it")  # fmt: skip
     written = {}
     for number, exporter in enumerate(exporters, start=1):
         name, path = exporter.format, exporter.target(out)

@@ -64,6 +64,8 @@ def unfreeze(model):
     model.trainable = True
     for layer in model._flatten_layers(include_self=False):
         layer.trainable = True
+    if getattr(model, "unused_pooler", False):  # a head that does not read it: it would get no gradient
+        model.backbone.pooler.trainable = False
 
 
 def frozen_layers(model):

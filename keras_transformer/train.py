@@ -76,7 +76,8 @@ FLAGS = {  # group: [(flag, argparse keywords)]
         ("--learning-rate-scale", dict(type=commands.finite_float, default=2.0, help="translate: factor on the paper's schedule")),
         ("--label-smoothing", dict(type=commands.finite_float, default=0.1, help="eps_ls")),
         ("--seed", dict(type=int, default=0, help="random seed (weights, shuffling, data)")),
-        ("--learning-rate", dict(type=commands.finite_float, help="classify/tag/lm/pretrain-mlm: peak Adam rate (default by task)")),
+        ("--learning-rate", dict(type=commands.finite_float, help="classify/tag/lm/pretrain-mlm: peak Adam rate "
+                                 "(default by task; 5e-5 from an imported checkpoint's run)")),
         ("--average-last", dict(type=int, metavar="N", help="translate: average the weights of the last N epochs "
                                 "(the paper: 5), kept if better on the validation set than the best epoch")),
         ("--time-limit", dict(type=commands.finite_float, help="minutes of training at most: the epoch in progress ends early")),
@@ -122,10 +123,11 @@ FLAGS = {  # group: [(flag, argparse keywords)]
         ("--val-conll", dict(help="tag: validation sentences (default: 10%% of --train-conll)")),
         ("--train-text", dict(help="lm, pretrain-mlm: plain text, one example per line")),
         ("--val-text", dict(help="lm, pretrain-mlm: validation lines (default: 5%% of --train-text)")),
-        ("--init-from", dict(help="classify, tag: start from this run's encoder (and tokenizer); translate, lm: "
+        ("--init-from", dict(help="classify, tag: start from this run's encoder (and tokenizer; a classify or tag "
+                             "run's head too when its labels cover the data's); translate, lm, pretrain-mlm: "
                              "continue or fine-tune this run (its model and tokenizers) on new text")),
-        ("--freeze-layers", dict(type=int, help="classify, tag, lm: freeze the embedding and the lowest K layers "
-                                 "(-1: all)")),
+        ("--freeze-layers", dict(type=int, help="classify, tag, lm, pretrain-mlm: freeze the embedding and the lowest "
+                                 "K layers (-1: all)")),
         ("--pooling", dict(choices=["first", "mean", "pooler"], help="classify: sentence vector (default: pooler "
                            "for an encoder that has one, as an imported BERT; else mean)")),
     ],

@@ -85,7 +85,7 @@ class Translator:
         """
         run = RunDirectory(path).load()
         if run.family != "translate":
-            raise ValueError(f"{path} holds a {run.family} run, not a translation model.")
+            raise ValueError(f"{path} holds a run of the {run.family} task, not a translation model.")
         return cls(run.model, run.source_tokenizer, run.target_tokenizer, **kwargs)
 
     def source_ids(self, texts):

@@ -24,7 +24,8 @@ class EncoderTask(ModelBase):
 
     def _leave_unused_pooler(self, used):
         """A backbone's pooler that this head does not read is not trained (it would get no gradient)."""
-        if self.backbone.pooler is not None and not used:
+        self.unused_pooler = self.backbone.pooler is not None and not used
+        if self.unused_pooler:
             self.backbone.pooler.trainable = False
 
     def encode(self, inputs, training=None):

@@ -1,4 +1,4 @@
-"""BERT checkpoints in the Hugging Face layout, read into a masked-LM run whose encoder fine-tunes (classify, tag).
+"""BERT checkpoints in the Hugging Face layout, read into a masked-LM, classify or tag run.
 
 A BERT checkpoint is this project's encoder with options: token embeddings
 not scaled, learned absolute positions, segment (token type) embeddings, a
@@ -14,6 +14,14 @@ checkpoint's `vocab.txt` with its `tokenizer_config.json` settings
 (`data.tokenizers.BertTokenizer`). Reading needs neither torch nor
 transformers: `config.json`, `model.safetensors` (or `pytorch_model.bin`
 with torch), `vocab.txt`, optionally `tokenizer_config.json`.
+
+The run's task (`import_bert(task=...)`): `"pretrain-mlm"` (the masked-LM
+head read), `"classify"` (a `TransformerClassifier` over BERT's pooled
+output: a `BertForSequenceClassification` checkpoint's classifier and
+`id2label` read, so the run classifies as it does; otherwise a new head for
+the labels given, to train) or `"tag"` (a `TransformerTagger`, its head
+new). By default a checkpoint with a sequence-classification head becomes
+a classify run, any other a pretrain-mlm run.
 """
 
 import os
@@ -30,6 +38,7 @@ ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "silu": "silu", "swish": "silu",
                "gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate"}  # fmt: skip
 # Config fields that, set otherwise, describe a model this project would compute differently.
 REQUIRED = {"is_decoder": False, "add_cross_attention": False, "position_embedding_type": "absolute"}
+TASKS = ("pretrain-mlm", "classify", "tag")
 SPECIAL = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
            "mask_token": "[MASK]"}  # fmt: skip
 
@@ -148,24 +157,13 @@ def model_arguments(config, vocabulary_size, max_sequence_length=None, pooler=Tr
     )
 
 
-def build_model(directory, config, order, max_sequence_length=None):
-    """The `TransformerMaskedLM` holding the checkpoint's weights in this project's ids.
+def read_backbone(weights, config, order, max_sequence_length=None):
+    """The `TransformerEncoderModel` holding the checkpoint's encoder (and pooler, when it has one)."""
+    from keras_transformer.models import TransformerEncoderModel
 
-    The pooler and the masked-LM head are read when the checkpoint has them
-    (`BertModel` has a pooler and no head, `BertForMaskedLM` the reverse);
-    a missing masked-LM head is left as initialised (fine-tuning replaces it).
-    """
-    from keras_transformer.models import TransformerEncoderModel, TransformerMaskedLM
-
-    weights = CheckpointWeights(read_weights(directory), "BERT", _weight_name)
     pooler = weights.has("pooler.dense.weight")
-    head = weights.has("cls.predictions.transform.dense.weight")
-    if head and config.get("hidden_act", "gelu") != "gelu":
-        raise CheckpointError(f"config.json: hidden_act={config['hidden_act']!r}: the masked-LM head of this project "
-                              "uses GELU")  # fmt: skip
     arguments = model_arguments(config, len(order), max_sequence_length, pooler=pooler)
     backbone = TransformerEncoderModel(**arguments)
-    model = TransformerMaskedLM(backbone)
     d, d_ff, rows = arguments["hidden_dim"], arguments["intermediate_dim"], config["vocab_size"]
     length = arguments["max_sequence_length"]
     embedding = backbone.embedding
@@ -190,26 +188,146 @@ def build_model(directory, config, order, max_sequence_length=None):
         _norm(weights, f"{prefix}.output.LayerNorm", layer.feed_forward_residual.layer_norm, d)
     if pooler:
         _dense(weights, "pooler.dense", backbone.pooler, d, d)
+    return backbone
+
+
+def masked_lm(weights, config, backbone, order):
+    """The `TransformerMaskedLM` over `backbone`: BERT's masked-LM head, read when the checkpoint has it.
+
+    (`BertModel` has a pooler and no head, `BertForMaskedLM` the reverse); a
+    missing head is left as initialised.
+    """
+    from keras_transformer.models import TransformerMaskedLM
+
+    head = weights.has("cls.predictions.transform.dense.weight")
+    if head and config.get("hidden_act", "gelu") != "gelu":
+        raise CheckpointError(f"config.json: hidden_act={config['hidden_act']!r}: the masked-LM head of this project "
+                              "uses GELU")  # fmt: skip
+    model = TransformerMaskedLM(backbone)
     if head:
+        d, rows = backbone.hidden_dim, config["vocab_size"]
         _dense(weights, "cls.predictions.transform.dense", model.transform, d, d)
         _norm(weights, "cls.predictions.transform.LayerNorm", model.transform_norm, d)
         decoder = "cls.predictions.decoder.weight"
+        words = weights.get("embeddings.word_embeddings.weight", (rows, d))
         if weights.has(decoder) and not np.array_equal(weights.get(decoder, (rows, d)), words):
             raise CheckpointError(f"{decoder} differs from the word embeddings; this project's masked-LM head reads "
                                   "the token embedding (tied, as BERT's)")  # fmt: skip
         bias = weights.get("cls.predictions.bias", (rows,)) if weights.has("cls.predictions.bias") else np.zeros(rows)
-        embedding.token_embedding.bias.assign(np.asarray(bias, "float32")[order])
+        backbone.embedding.token_embedding.bias.assign(np.asarray(bias, "float32")[order])
     return model
 
 
-def import_bert(checkpoint, out, name, max_sequence_length=None):
-    """Write the BERT checkpoint directory `checkpoint` as the masked-LM run `out/name`.
+def head_kind(weights, config):
+    """`"sequence"`, `"token"` or `None`: the checkpoint's `classifier` head, by `config.json`'s architectures."""
+    if not weights.has("classifier.weight"):
+        return None
+    architectures = config.get("architectures") or []
+    if any(str(name).endswith("ForTokenClassification") for name in architectures):
+        return "token"
+    if any(str(name).endswith("ForSequenceClassification") for name in architectures):
+        return "sequence"
+    return None
 
-    The run is a `pretrain-mlm` run (a `TransformerMaskedLM` over the BERT
-    encoder, with the checkpoint's tokenizer): `train.py --task classify`
-    or `--task tag` with `--init-from out/name` (and `--freeze-layers K`)
-    fine-tunes its encoder; a classifier reads BERT's pooler with
-    `--pooling pooler`. Checked and written as `import_marian` writes runs.
+
+def config_labels(config):
+    """`config.json`'s `id2label` as a list in id order, or `None` without one."""
+    id2label = config.get("id2label")
+    if id2label is None:
+        return None
+    try:
+        pairs = sorted((int(key), value) for key, value in dict(id2label).items())
+    except (TypeError, ValueError):
+        raise CheckpointError(f"config.json: id2label must map ids to names. Received: {id2label!r}") from None
+    if [key for key, _ in pairs] != list(range(len(pairs))):
+        raise CheckpointError(f"config.json: id2label's ids must be 0 to {len(pairs) - 1}. Received: {id2label!r}")
+    return [str(value) for _, value in pairs]
+
+
+def check_labels(labels, what):
+    """`labels`: distinct non-empty names without tabs or line breaks."""
+    if not isinstance(labels, (list, tuple)) or not labels or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"the {what} must be a list of names. Received: {labels!r}")
+    bad = [x for x in labels if not x.strip() or any(c in x for c in "\t\n\r")]
+    if bad:
+        raise ValueError(f"the {what} must be non-empty names without tabs or line breaks. Received: {bad[0]!r}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"the {what} name {next(x for i, x in enumerate(labels) if x in labels[:i])!r} twice")
+    return list(labels)
+
+
+def classifier(weights, config, backbone, labels):
+    """`(TransformerClassifier, labels, head)` over `backbone`; `head` "imported" or "new".
+
+    A `BertForSequenceClassification` checkpoint's `classifier` (over the
+    pooled output) and `id2label` are read (`labels`, when given, renames
+    them: as many names); otherwise the head is new, for `labels`.
+    """
+    from keras_transformer.models import TransformerClassifier
+
+    sequence_head = head_kind(weights, config) == "sequence"
+    if sequence_head:
+        if config.get("problem_type") in ("regression", "multi_label_classification"):
+            raise CheckpointError(f"config.json: problem_type={config['problem_type']!r} is not supported (this "
+                                  "project's classifier picks one label of several)")  # fmt: skip
+        rows = np.shape(weights.weights["classifier.weight"])[0]
+        names = config_labels(config) or [f"LABEL_{i}" for i in range(rows)]
+        if len(names) != rows:
+            raise CheckpointError(f"config.json's id2label names {len(names)} labels; the classifier has {rows}")
+        if rows < 2:
+            raise CheckpointError("the classifier has 1 output (a regression head); this project's classifier picks "
+                                  "one label of several")  # fmt: skip
+        if backbone.pooler is None:
+            raise CheckpointError("the checkpoint has a classifier but no pooler (BERT's classifier reads it)")
+        if labels is not None and len(labels) != rows:
+            raise ValueError(f"the checkpoint's classifier has {rows} labels ({', '.join(names)}); "
+                             f"{len(labels)} label names were given")  # fmt: skip
+        labels = names if labels is None else labels
+    elif labels is None:
+        raise ValueError("the checkpoint has no sequence-classification head: name the classes the new head "
+                         "learns (labels, `--labels a,b,...`)")  # fmt: skip
+    check_labels(labels, "labels")
+    if len(labels) < 2:
+        raise ValueError(f"a classifier needs at least 2 labels. Received: {labels!r}")
+    dropout = config.get("classifier_dropout")
+    dropout = float(config.get("hidden_dropout_prob", 0.1) if dropout is None else dropout)
+    pooling = "pooler" if backbone.pooler is not None else "first"
+    model = TransformerClassifier(backbone, len(labels), pooling=pooling, dropout=dropout)
+    if sequence_head:
+        _dense(weights, "classifier", model.classifier_head, backbone.hidden_dim, len(labels))
+    return model, list(labels), "imported" if sequence_head else "new"
+
+
+def tagger(weights, config, backbone, labels):
+    """`(TransformerTagger, tags)` over `backbone`, its head new; tag 0 the padding tag `[PAD]`.
+
+    The tags are `labels` or a `BertForTokenClassification` checkpoint's
+    `id2label`; its classifier is not read: this project's tagger reads one
+    piece per word (each word's first), BERT's token classifier every piece.
+    """
+    from keras_transformer.data.synthetic_language import TAGS
+    from keras_transformer.models import TransformerTagger
+
+    if labels is None and head_kind(weights, config) == "token":
+        labels = config_labels(config)
+    if labels is None:
+        raise ValueError("name the tags the new head learns (labels, `--labels a,b,...`)")
+    tags = [TAGS[0], *(tag for tag in check_labels(labels, "tags") if tag != TAGS[0])]
+    return TransformerTagger(backbone, len(tags), dropout=float(config.get("hidden_dropout_prob", 0.1))), tags
+
+
+def import_bert(checkpoint, out, name, max_sequence_length=None, task=None, labels=None):
+    """Write the BERT checkpoint directory `checkpoint` as the run `out/name` of `task`.
+
+    A `pretrain-mlm` run is a `TransformerMaskedLM` over the BERT encoder;
+    `train.py --task classify` or `--task tag` with `--init-from out/name`
+    (and `--freeze-layers K`) fine-tunes its encoder, and `--task
+    pretrain-mlm --init-from` continues its pre-training. A `classify` run
+    over a `BertForSequenceClassification` checkpoint classifies as that
+    model does (its head and `id2label` read); a `classify` run of another
+    checkpoint, and every `tag` run, has a new head for `labels`, which
+    `train.py --init-from out/name` trains (a head whose labels the data's
+    cover is kept). Checked and written as `import_marian` writes runs.
 
     Args:
         checkpoint: a Hugging Face BERT directory (`config.json`,
@@ -219,17 +337,41 @@ def import_bert(checkpoint, out, name, max_sequence_length=None):
         name: the run's name, a folder inside `out`.
         max_sequence_length: the longest input the run takes (default and
             at most: the checkpoint's `max_position_embeddings`).
+        task: `"pretrain-mlm"`, `"classify"` or `"tag"` (default:
+            `"classify"` for a checkpoint with a sequence-classification
+            head, else `"pretrain-mlm"`).
+        labels: the class (classify) or tag (tag) names: required for a new
+            head unless `config.json` names them (`id2label` of a
+            classification checkpoint); for an imported classifier they
+            rename its `id2label`.
 
     Returns:
         The run's path.
     """
     check_destination(checkpoint, out, name, "a Hugging Face BERT checkpoint's folder")
+    if task is not None and task not in TASKS:
+        raise ValueError(f"`task` must be one of {TASKS} for a BERT checkpoint. Received: task={task!r}")
     config = read_config(checkpoint)
     check_max_length(max_sequence_length, config["max_position_embeddings"])
     tokenizer, order, mask_id = read_tokenizer(checkpoint, config)
-    model = build_model(checkpoint, config, order, max_sequence_length)
-    task = {"name": "bert", "family": "pretrain-mlm", "mask_id": mask_id,
-            "imported": {"format": "bert", "from": os.path.abspath(checkpoint), "config": config}}  # fmt: skip
-    backbone_config = {key: value for key, value in model.backbone.get_config().items()
+    weights = CheckpointWeights(read_weights(checkpoint), "BERT", _weight_name)
+    if task is None:
+        task = "classify" if head_kind(weights, config) == "sequence" else "pretrain-mlm"
+    if labels is not None and task == "pretrain-mlm":
+        raise ValueError("labels name a classifier's classes or a tagger's tags; a pretrain-mlm run has none "
+                         "(a classify or tag run: task \"classify\" or \"tag\", `--task`)")  # fmt: skip
+    backbone = read_backbone(weights, config, order, max_sequence_length)
+    record = {"name": "bert", "family": task,
+              "imported": {"format": "bert", "from": os.path.abspath(checkpoint), "config": config}}  # fmt: skip
+    if task == "pretrain-mlm":
+        model = masked_lm(weights, config, backbone, order)
+        record["mask_id"] = mask_id
+    elif task == "classify":
+        model, names, head = classifier(weights, config, backbone, labels)
+        record.update(labels=names, head=head)
+    else:
+        model, names = tagger(weights, config, backbone, labels)
+        record.update(labels=names, head="new")
+    backbone_config = {key: value for key, value in backbone.get_config().items()
                        if key in model_arguments(config, 1)}  # fmt: skip
-    return write_run(out, name, model, (tokenizer, tokenizer), backbone_config, task)
+    return write_run(out, name, model, (tokenizer, tokenizer), backbone_config, record)

@@ -228,6 +228,26 @@ class Task:
         return None
 
 
+# The peak learning rate of a run started from an imported checkpoint (or from a run that was), unless one is
+# given: transformers' default, gentle enough to keep what the checkpoint learnt; runs trained here use their task's.
+IMPORTED_LEARNING_RATE = 5e-5
+
+
+def imported_origin(run):
+    """The checkpoint directory a loaded run descends from (imported by `kt-import`, or trained from one), or `None`."""
+    task = run.config.get("task", {})
+    return (task.get("imported") or {}).get("from") or task.get("imported_from")
+
+
+def check_fine_tuning(options, what):
+    """`freeze_layers` needs `init_from` (`what` it names); `init_from` brings its run's tokenizer (no `vocab_size`)."""
+    if options.freeze_layers is not None and not options.init_from:
+        raise ValueError(f"`freeze_layers` needs `init_from` ({what} to freeze)")
+    vocabulary_default = next(f.default for f in dataclasses.fields(options) if f.name == "vocab_size")
+    if options.init_from and options.vocab_size != vocabulary_default:
+        raise ValueError("`init_from` takes the tokenizer of its run, and so its vocabulary; drop `vocab_size`")
+
+
 def adam_with_warmup(options, num_examples, learning_rate):
     """Adam: linear warm-up to `learning_rate`, then cosine decay over the run's updates."""
     batches = options.epochs * math.ceil(num_examples / options.batch_size)

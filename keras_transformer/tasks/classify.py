@@ -70,11 +70,19 @@ class ClassifyTask(EncoderTask):
             f"{len(self.label_names)} classes"
         )
         self.config = {"name": "classify", "family": "classify", "train": options.train_tsv,
-                       "labels": self.label_names, "init_from": options.init_from}  # fmt: skip
+                       "labels": self.label_names, "init_from": options.init_from,
+                       "imported_from": self.imported_from}  # fmt: skip
 
     def head(self, backbone):
-        pooling = self.options.pooling or ("mean" if backbone.pooler is None else "pooler")
+        default = "mean" if backbone.pooler is None else "pooler"
+        pooling = self.options.pooling or getattr(self.pretrained_head, "pooling", default)
         return models.TransformerClassifier(backbone, len(self.label_names), pooling=pooling, dropout=backbone.dropout)
+
+    def keep_head(self, model, pretrained):
+        if model.pooling != pretrained.pooling:
+            raise ValueError(f"`pooling` {model.pooling!r}: the classifier of `init_from` reads {pretrained.pooling!r} "
+                             "(its head is kept: its labels cover the data's)")  # fmt: skip
+        model.classifier_head.set_weights(pretrained.classifier_head.get_weights())
 
     def evaluate(self, model, run):
         predicted, labels = self.predictions(model), self.val[1]

@@ -6,7 +6,8 @@ import numpy as np
 
 from keras_transformer import fine_tuning, models
 from keras_transformer.run_directory import RunDirectory
-from keras_transformer.tasks.base import Task, TaskOptions, adam_with_warmup, load_or_make_tokenizer
+from keras_transformer.tasks.base import IMPORTED_LEARNING_RATE, Task, TaskOptions, adam_with_warmup, check_fine_tuning
+from keras_transformer.tasks.base import imported_origin, load_or_make_tokenizer
 
 
 @dataclasses.dataclass
@@ -19,16 +20,16 @@ class EncoderOptions(TaskOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.freeze_layers is not None and not self.init_from:
-            raise ValueError("`freeze_layers` needs `init_from` (a pre-trained encoder to freeze)")
-        vocabulary_default = next(f.default for f in dataclasses.fields(self) if f.name == "vocab_size")
-        if self.init_from and self.vocab_size != vocabulary_default:
-            raise ValueError("`init_from` takes the tokenizer of its run, and so its vocabulary; drop `vocab_size`")
+        check_fine_tuning(self, "a pre-trained encoder")
 
 
 def pretrained_encoder(path):
     """`(TransformerEncoderModel, tokenizer)` of the run at `path` (pre-trained, task or translation)."""
-    run = RunDirectory(path).load()
+    return encoder_of(RunDirectory(path).load())
+
+
+def encoder_of(run):
+    """`(TransformerEncoderModel, tokenizer)` of a loaded run."""
     model = run.model
     if isinstance(model, models.Transformer):
         return models.TransformerEncoderModel.from_transformer(model), run.source_tokenizer
@@ -36,7 +37,7 @@ def pretrained_encoder(path):
         return model, run.source_tokenizer
     backbone = getattr(model, "backbone", None)
     if backbone is None:
-        raise ValueError(f"`init_from` {path}: a {type(model).__name__} has no encoder to fine-tune.")
+        raise ValueError(f"`init_from` {run.path}: a {type(model).__name__} has no encoder to fine-tune.")
     return backbone, run.source_tokenizer
 
 
@@ -44,7 +45,10 @@ class EncoderTask(Task):
     """A classifier or tagger over a `TransformerEncoderModel`, fresh or from `init_from`.
 
     Subclasses set `self.texts`, `self.train`, `self.val` (arrays) and the
-    label names in `prepare`, and build the head in `head(backbone)`.
+    label names in `prepare`, and build the head in `head(backbone)`. From
+    a run of the same task whose labels cover the data's (an imported
+    classifier, a classifier trained before), the head is kept too, with
+    its labels (`self.pretrained_head`).
     """
 
     options_class = EncoderOptions
@@ -53,10 +57,15 @@ class EncoderTask(Task):
     def _prepare_encoder(self, run, resume, make_tokenizer):
         """The tokenizer (the pre-trained run's, reloaded, or made) and the backbone."""
         options = self.options
-        self.backbone = None
+        self.backbone = self.pretrained_head = self.imported_from = None
         if options.init_from:
-            self.backbone, tokenizer = pretrained_encoder(options.init_from)
+            pretrained = RunDirectory(options.init_from).load()
+            self.imported_from = imported_origin(pretrained)
+            self.backbone, tokenizer = encoder_of(pretrained)
             self.tokenizer = load_or_make_tokenizer(run, resume, lambda: tokenizer)
+            if pretrained.family == self.family and set(self.label_names) <= set(pretrained.labels):
+                self.label_names = list(pretrained.labels)
+                self.pretrained_head = pretrained.model
         else:
             self.tokenizer = load_or_make_tokenizer(run, resume, make_tokenizer)
         # A pre-trained encoder reads at most its own length.
@@ -65,18 +74,26 @@ class EncoderTask(Task):
     def head(self, backbone):
         raise NotImplementedError
 
+    def keep_head(self, model, pretrained):
+        """Copy the output layer of `pretrained` (a model of this task, the same labels) into `model`."""
+        raise NotImplementedError
+
     def build_model(self):
         options = self.options
         backbone = self.backbone or models.TransformerEncoderModel(
             self.tokenizer.vocabulary_size, **options.architecture()
         )
         model = self.head(backbone)
+        if self.pretrained_head is not None:
+            self.keep_head(model, self.pretrained_head)
+            self.description += "; head and labels of the pre-trained run kept"
         self.frozen = []
         if options.freeze_layers is not None:
             up_to = None if options.freeze_layers < 0 else options.freeze_layers
             self.frozen = fine_tuning.freeze(model, up_to=up_to)
             self.description += f"; frozen: {', '.join(self.frozen)}"
-        model.compile(optimizer=adam_with_warmup(options, len(self.train[0]), options.learning_rate or self.learning_rate))
+        learning_rate = options.learning_rate or (IMPORTED_LEARNING_RATE if self.imported_from else self.learning_rate)
+        model.compile(optimizer=adam_with_warmup(options, len(self.train[0]), learning_rate))
         return model
 
     def fit_arguments(self):

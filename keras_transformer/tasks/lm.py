@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 
 from keras_transformer import losses, metrics, models
-from keras_transformer.tasks.base import Task, TaskOptions, adam_with_warmup, check_split, hold_out
-from keras_transformer.tasks.base import load_or_make_tokenizer
+from keras_transformer.tasks.base import Task, TaskOptions, adam_with_warmup, check_fine_tuning, check_split, hold_out
+from keras_transformer.tasks.base import IMPORTED_LEARNING_RATE, imported_origin, load_or_make_tokenizer
 
 BUILT_IN_EXAMPLES = (10000, 500)
 SAMPLES = 200  # generated from the start token when evaluating
@@ -83,11 +83,7 @@ class LanguageModelOptions(PlainTextOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.freeze_layers is not None and not self.init_from:
-            raise ValueError("`freeze_layers` needs `init_from` (a language model to freeze)")
-        vocabulary_default = next(f.default for f in dataclasses.fields(self) if f.name == "vocab_size")
-        if self.init_from and self.vocab_size != vocabulary_default:
-            raise ValueError("`init_from` takes the tokenizer of its run, and so its vocabulary; drop `vocab_size`")
+        check_fine_tuning(self, "a language model")
 
 
 class LanguageModelTask(PlainTextTask):
@@ -104,7 +100,7 @@ class LanguageModelTask(PlainTextTask):
         from keras_transformer.data import families
 
         options = self.options
-        self.pretrained = None
+        self.pretrained = self.imported_from = None
         if options.init_from:  # a language model run (trained or imported): its model and tokenizer
             from keras_transformer.run_directory import RunDirectory
 
@@ -112,7 +108,7 @@ class LanguageModelTask(PlainTextTask):
             if not isinstance(loaded.model, models.TransformerLM):
                 raise ValueError(f"`init_from` {options.init_from}: a {type(loaded.model).__name__} is not a "
                                  "language model (a TransformerLM run: --task lm, or an imported GPT-2)")  # fmt: skip
-            self.pretrained = loaded.model
+            self.pretrained, self.imported_from = loaded.model, imported_origin(loaded)
         self.prepare_text(run, resume, None if self.pretrained is None else loaded.source_tokenizer)
         max_length = options.max_length
         if self.pretrained is not None:  # it reads at most its own length
@@ -122,7 +118,8 @@ class LanguageModelTask(PlainTextTask):
         self.description = (
             f"language modelling ({self.source}), {len(self.lines)} training / {len(self.val_lines)} validation lines"
         )
-        self.config = {"name": "lm", "family": "lm", "train": options.train_text, "init_from": options.init_from}
+        self.config = {"name": "lm", "family": "lm", "train": options.train_text, "init_from": options.init_from,
+                       "imported_from": self.imported_from}  # fmt: skip
 
     def build_model(self):
         from keras_transformer import fine_tuning
@@ -134,7 +131,7 @@ class LanguageModelTask(PlainTextTask):
         if options.freeze_layers is not None:
             frozen = fine_tuning.freeze(model, up_to=None if options.freeze_layers < 0 else options.freeze_layers)
             self.description += f"; frozen: {', '.join(frozen)}"
-        learning_rate = options.learning_rate or self.learning_rate
+        learning_rate = options.learning_rate or (IMPORTED_LEARNING_RATE if self.imported_from else self.learning_rate)
         model.compile(optimizer=adam_with_warmup(options, len(self.lines), learning_rate),
                       label_smoothing=options.label_smoothing)  # fmt: skip
         return model

@@ -55,10 +55,13 @@ class TagTask(EncoderTask):
             f"{len(self.label_names) - 1} tags"
         )
         self.config = {"name": "tag", "family": "tag", "train": options.train_conll, "labels": self.label_names,
-                       "init_from": options.init_from}  # fmt: skip
+                       "init_from": options.init_from, "imported_from": self.imported_from}  # fmt: skip
 
     def head(self, backbone):
         return models.TransformerTagger(backbone, len(self.label_names), dropout=backbone.dropout)
+
+    def keep_head(self, model, pretrained):
+        model.tagger_head.set_weights(pretrained.tagger_head.get_weights())
 
     def evaluate(self, model, run):
         return metrics.sequence_accuracy(self.val[1], self.predictions(model))

@@ -35,7 +35,7 @@ def _translation_run(path, max_length):
 
     loaded = RunDirectory(path).load()
     if loaded.family != "translate":
-        raise ValueError(f"`init_from` {path} holds a {loaded.family} run, not a translation model.")
+        raise ValueError(f"`init_from` {path} holds a run of the {loaded.family} task, not a translation model.")
     if max_length > loaded.max_sequence_length:
         raise ValueError(
             f"`max_length` {max_length} is longer than {path}'s max_sequence_length={loaded.max_sequence_length}."

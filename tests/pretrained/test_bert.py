@@ -253,6 +253,7 @@ def test_text_tflite_of_a_bert_classifier_and_tagger_gives_keras_labels(tuned, t
     from export.family_module import FamilyModule
     from export.flatbuffer import operators
     from export.run import Run
+    from export.verify_families import verify_text
 
     rng = np.random.default_rng(2)
     words = [w.removeprefix("##") for w in WORDS] + ["Cat", "DOG", "Naïve", "CAFÉ", "don't", "e-mail", "中国", "x!"]
@@ -272,3 +273,152 @@ def test_text_tflite_of_a_bert_classifier_and_tagger_gives_keras_labels(tuned, t
             agreement = np.mean(np.all(np.reshape(got == expected, (len(texts), -1)), axis=1))
             print(f"{family} {variant}: {agreement:.2%} of texts as the run's tokenizer and model label them")
             assert agreement >= (1.0 if variant == "tflite_text" else 0.9), (family, variant, agreement)
+        rows = {row["artifact"]: row for row in verify_text(run, str(tmp_path / family), count=100, timed_calls=3)}
+        assert set(rows) == {"tflite_text", "tflite_text_dynamic_int8"}, rows
+        assert rows["tflite_text"]["agreement"] == 1.0 and rows["tflite_text_dynamic_int8"]["agreement"] >= 0.9, rows
+
+
+def make_classifier_checkpoint(directory, labels=("negative", "neutral", "positive")):
+    """A tiny `BertForSequenceClassification` checkpoint (every parameter perturbed) with `id2label`."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    make_bert_checkpoint(directory, pooler=True, head=False)  # the vocabulary and tokenizer files
+    config = BertConfig.from_pretrained(directory)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {name: i for i, name in enumerate(labels)}
+    torch.manual_seed(1)
+    model = BertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    model.save_pretrained(directory)
+    return model
+
+
+@pytest.fixture(scope="module")
+def sequence_classifier(tmp_path_factory):
+    """`(checkpoint path, transformers model, imported classify run path)`."""
+    from keras_transformer.pretrained import import_checkpoint
+
+    path = tmp_path_factory.mktemp("bert-sst") / "bert-sst"
+    model = make_classifier_checkpoint(str(path))
+    return path, model, import_checkpoint(str(path), str(tmp_path_factory.mktemp("runs")), "sst", 32)
+
+
+def test_a_sequence_classification_checkpoint_imports_as_a_classify_run_with_its_logits(sequence_classifier, tmp_path,
+                                                                                      capsys):  # fmt: skip
+    import torch
+    from transformers import BertTokenizer
+
+    from keras_transformer.data import families
+    from keras_transformer.pretrained.__main__ import cli
+    from keras_transformer.run_directory import RunDirectory
+
+    path, hf, imported = sequence_classifier
+    run = RunDirectory(imported).load()
+    assert run.family == "classify" and run.labels == ["negative", "neutral", "positive"]
+    assert run.config["task"]["head"] == "imported" and run.model.pooling == "pooler"
+    texts = sentences(300, seed=3)  # padded batch, over-long texts cut at 32 pieces as transformers cuts them
+    ours = np.asarray(run.model(families.encoder_inputs(run.source_tokenizer, texts, 32)))
+    encoded = BertTokenizer.from_pretrained(str(path))(texts, padding=True, truncation=True, max_length=32,
+                                                       return_tensors="pt")  # fmt: skip
+    with torch.no_grad():
+        theirs = hf(**encoded).logits.numpy()
+    assert _relative(ours, theirs) < 1e-4
+    assert np.array_equal(ours.argmax(-1), theirs.argmax(-1))
+    # --labels renames the classes; a count other than the head's is one line, and writes nothing.
+    assert cli([str(path), "--out", str(tmp_path), "--name", "renamed", "--labels", "neg,mid,pos"]) == 0
+    assert RunDirectory(tmp_path / "renamed").load().labels == ["neg", "mid", "pos"]
+    assert "Fine-tune:" in capsys.readouterr().out
+    assert cli([str(path), "--out", str(tmp_path), "--name", "two", "--labels", "neg,pos"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "classifier has 3 labels (negative, neutral, positive); 2 label names were given" in error
+    assert len(error.splitlines()) == 1 and not (tmp_path / "two").exists()
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--task", "classify"], "no sequence-classification head: name the classes the new head learns"),
+        (["--labels", "a,b"], "a pretrain-mlm run has none"),
+        (["--task", "lm"], "a bert checkpoint imports as a pretrain-mlm, classify or tag run"),
+        (["--task", "classify", "--labels", "a,a"], "the labels name 'a' twice"),
+        (["--task", "classify", "--labels", "a"], "a classifier needs at least 2 labels"),
+    ],
+)
+def test_a_new_head_needs_its_labels_named(bert, tmp_path, capsys, arguments, message):
+    from keras_transformer.pretrained.__main__ import cli
+
+    path, _ = bert
+    assert cli([str(path), "--out", str(tmp_path), "--name", "x", *arguments]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1, error
+    assert not (tmp_path / "x").exists()
+
+
+def test_classify_and_tag_runs_with_new_heads_train_and_keep_the_head_of_a_run_whose_labels_cover_the_data(
+    bert, sequence_classifier, tmp_path, capsys
+):
+    import train
+    from keras_transformer.pretrained.__main__ import cli
+    from keras_transformer.run_directory import RunDirectory
+
+    path, _ = bert
+    assert cli([str(path), "--out", str(tmp_path), "--name", "tagger", "--task", "tag", "--labels", "N,X",
+                "--max-length", "24"]) == 0  # fmt: skip
+    assert "whose head is new: train it" in capsys.readouterr().out
+    tagger = RunDirectory(tmp_path / "tagger").load()
+    assert tagger.family == "tag" and tagger.labels == ["[PAD]", "N", "X"] and tagger.config["task"]["head"] == "new"
+    blocks = ["cat\tN\nsat\tX", "dog\tN\nhello\tX\nmat\tN"] * 40
+    (tmp_path / "train.conll").write_text("\n\n".join(blocks) + "\n")
+    common = ["--epochs", "1", "--batch-size", "16", "--no-export", "--out", str(tmp_path), "--verbose", "0"]
+    train.main(["--task", "tag", "--init-from", str(tmp_path / "tagger"), "--train-conll", str(tmp_path / "train.conll"),
+                "--name", "tagged", *common])  # fmt: skip
+    assert "head and labels of the pre-trained run kept" in capsys.readouterr().out
+    tagged = RunDirectory(tmp_path / "tagged").load()
+    assert tagged.labels == ["[PAD]", "N", "X"] and tagged.config["task"]["imported_from"] == str(path.resolve())
+
+    # An imported classifier fine-tuned on data with two of its three labels keeps its head and labels; at the
+    # imported-checkpoint learning rate (5e-5, Adam) ten updates move each weight by about 5e-4 at most.
+    _, _, imported = sequence_classifier
+    rng = np.random.default_rng(5)
+    lines = [f"{' '.join(rng.choice(['cat', 'dog', 'hello', 'world'], size=4))}\t{rng.choice(['negative', 'positive'])}\n"
+             for _ in range(160)]  # fmt: skip
+    (tmp_path / "train.tsv").write_text("".join(lines))
+    train.main(["--task", "classify", "--init-from", imported, "--train-tsv", str(tmp_path / "train.tsv"),
+                "--name", "tuned", *common])  # fmt: skip
+    before, after = RunDirectory(imported).load(), RunDirectory(tmp_path / "tuned").load()
+    assert after.labels == ["negative", "neutral", "positive"]
+    for mine, theirs in zip(before.model.classifier_head.get_weights(), after.model.classifier_head.get_weights()):
+        assert 0 < np.abs(mine - theirs).max() < 2e-3
+
+
+def test_pretraining_goes_on_from_an_imported_bert_with_frozen_layers(bert, imported, loaded, sequence_classifier,
+                                                                     tmp_path, capsys):  # fmt: skip
+    import train
+    from keras_transformer.run_directory import RunDirectory
+
+    lines = ["the cat sat on the mat", "hello world", "the dog runs", "naive cafe", "don't e-mail me"] * 40
+    (tmp_path / "text.txt").write_text("\n".join(lines) + "\n")
+    common = ["--train-text", str(tmp_path / "text.txt"), "--epochs", "1", "--batch-size", "16", "--out",
+              str(tmp_path), "--verbose", "0"]  # fmt: skip
+    train.main(["--task", "pretrain-mlm", "--init-from", imported, "--freeze-layers", "1", "--name", "more", *common])
+    more = RunDirectory(tmp_path / "more").load()
+    assert more.family == "pretrain-mlm" and more.source_tokenizer.kind == "bert"
+    assert more.config["task"]["mask_id"] == loaded.config["task"]["mask_id"]  # BERT's [MASK], not a new id
+    before, after = loaded.model.backbone, more.model.backbone
+    for mine, theirs in zip(before.encoder.transformer_layers[0].get_weights(),
+                            after.encoder.transformer_layers[0].get_weights()):  # fmt: skip
+        np.testing.assert_array_equal(mine, theirs)
+    assert any(not np.array_equal(a, b) for a, b in zip(before.encoder.transformer_layers[1].get_weights(),
+                                                        after.encoder.transformer_layers[1].get_weights()))  # fmt: skip
+    with pytest.raises(SystemExit):  # init_from brings its tokenizer: no --vocab-size (the parser's one line)
+        train.main(["--task", "pretrain-mlm", "--init-from", str(tmp_path / "more"), "--vocab-size", "100",
+                    "--name", "bad", *common])  # fmt: skip
+    capsys.readouterr()
+    _, _, classifier = sequence_classifier
+    assert train.cli(["--task", "pretrain-mlm", "--init-from", classifier, "--name", "bad", *common]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "a classify run is not a masked language model" in error and len(error.splitlines()) == 1, error
+    assert not (tmp_path / "bad").exists()
