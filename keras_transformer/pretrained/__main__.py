@@ -81,7 +81,8 @@ def main(argv=None):
               f"Fine-tune: {commands.name('train')} --task lm --init-from {path} --train-text FILE\n"
               f"Export:    {commands.name('export')} --model {path}")  # fmt: skip
     else:
-        print(f"Imported {args.checkpoint} as {path} (a masked-LM run: fine-tune its encoder)\n"
+        new = ", its head new: the checkpoint has none" if task.get("head") == "new" else ""
+        print(f"Imported {args.checkpoint} as {path} (a masked-LM run{new}: fine-tune its encoder)\n"
               f"Classify:  {commands.name('train')} --task classify --init-from {path} --train-tsv FILE\n"
               f"Tag:       {commands.name('train')} --task tag --init-from {path} --train-conll FILE\n"
               f"Pre-train: {commands.name('train')} --task pretrain-mlm --init-from {path} "

@@ -39,6 +39,7 @@ ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "silu": "silu", "swish": "silu",
 # Config fields that, set otherwise, describe a model this project would compute differently.
 REQUIRED = {"is_decoder": False, "add_cross_attention": False, "position_embedding_type": "absolute"}
 TASKS = ("pretrain-mlm", "classify", "tag")
+MLM_HEAD = "cls.predictions.transform.dense.weight"  # a checkpoint with BERT's masked-LM head has it
 SPECIAL = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
            "mask_token": "[MASK]"}  # fmt: skip
 
@@ -199,7 +200,7 @@ def masked_lm(weights, config, backbone, order):
     """
     from keras_transformer.models import TransformerMaskedLM
 
-    head = weights.has("cls.predictions.transform.dense.weight")
+    head = weights.has(MLM_HEAD)
     if head and config.get("hidden_act", "gelu") != "gelu":
         raise CheckpointError(f"config.json: hidden_act={config['hidden_act']!r}: the masked-LM head of this project "
                               "uses GELU")  # fmt: skip
@@ -365,7 +366,7 @@ def import_bert(checkpoint, out, name, max_sequence_length=None, task=None, labe
               "imported": {"format": "bert", "from": os.path.abspath(checkpoint), "config": config}}  # fmt: skip
     if task == "pretrain-mlm":
         model = masked_lm(weights, config, backbone, order)
-        record["mask_id"] = mask_id
+        record.update(mask_id=mask_id, head="imported" if weights.has(MLM_HEAD) else "new")
     elif task == "classify":
         model, names, head = classifier(weights, config, backbone, labels)
         record.update(labels=names, head=head)
