@@ -357,6 +357,7 @@ def test_a_new_head_needs_its_labels_named(bert, tmp_path, capsys, arguments, me
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_classify_and_tag_runs_with_new_heads_train_and_keep_the_head_of_a_run_whose_labels_cover_the_data(
     bert, sequence_classifier, tmp_path, capsys
 ):
@@ -394,6 +395,7 @@ def test_classify_and_tag_runs_with_new_heads_train_and_keep_the_head_of_a_run_w
         assert 0 < np.abs(mine - theirs).max() < 2e-3
 
 
+@pytest.mark.slow
 def test_pretraining_goes_on_from_an_imported_bert_with_frozen_layers(bert, imported, loaded, sequence_classifier,
                                                                      tmp_path, capsys):  # fmt: skip
     import train
