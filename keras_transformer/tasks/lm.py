@@ -80,10 +80,11 @@ class LanguageModelOptions(PlainTextOptions):
 
     init_from: str = None
     freeze_layers: int = None
+    fine_tuned = "a language model"  # what `init_from` names, for messages (not a field)
 
     def __post_init__(self):
         super().__post_init__()
-        check_fine_tuning(self, "a language model")
+        check_fine_tuning(self, self.fine_tuned)
 
 
 class LanguageModelTask(PlainTextTask):

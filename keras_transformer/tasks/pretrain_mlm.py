@@ -3,22 +3,17 @@
 import dataclasses
 
 from keras_transformer import fine_tuning, metrics, models
-from keras_transformer.tasks.base import IMPORTED_LEARNING_RATE, adam_with_warmup, check_fine_tuning, imported_origin
-from keras_transformer.tasks.lm import PlainTextOptions, PlainTextTask
+from keras_transformer.tasks.base import IMPORTED_LEARNING_RATE, adam_with_warmup, imported_origin
+from keras_transformer.tasks.lm import LanguageModelOptions, PlainTextTask
 
 BUILT_IN_EXAMPLES = (20000, 500)
 
 
 @dataclasses.dataclass
-class PretrainMaskedLMOptions(PlainTextOptions):
-    """`PlainTextOptions` and continued pre-training: a masked-LM run (trained or an imported BERT), frozen layers."""
+class PretrainMaskedLMOptions(LanguageModelOptions):
+    """Plain text and continued pre-training: a masked-LM run (trained or an imported BERT), frozen layers."""
 
-    init_from: str = None
-    freeze_layers: int = None
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_fine_tuning(self, "a masked language model")
+    fine_tuned = "a masked language model"
 
 
 class PretrainMaskedLMTask(PlainTextTask):
